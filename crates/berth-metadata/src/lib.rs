@@ -1,0 +1,185 @@
+//! Registry metadata: repositories, manifests, tags, per-repository blob
+//! links, referrers and upload sessions.
+//!
+//! [`MetadataStore`] is the seam; [`sqlite`] is the embedded backend and
+//! PostgreSQL will be a second file beside it. Every method is one
+//! transaction, so the registry layer never sees a half-applied change.
+
+use async_trait::async_trait;
+use berth_types::{Digest, Reference, RepositoryName, Tag};
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("the manifest references blobs this repository does not have: {}", list(.0))]
+    MissingBlobs(Vec<Digest>),
+    #[error("the index references manifests this repository does not have: {}", list(.0))]
+    MissingManifests(Vec<Digest>),
+    #[error("the metadata database failed: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the metadata database could not be migrated: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the metadata database holds a value it cannot read back: {0}")]
+    Corrupt(String),
+}
+
+fn list(digests: &[Digest]) -> String {
+    digests
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A stored manifest, as served.
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// Everything `put_manifest` records in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewManifest<'a> {
+    pub repository: &'a RepositoryName,
+    pub digest: &'a Digest,
+    pub media_type: &'a str,
+    pub artifact_type: Option<&'a str>,
+    pub subject: Option<&'a Digest>,
+    /// The manifest's annotations as JSON, for referrers listings.
+    pub annotations_json: Option<String>,
+    pub content: &'a [u8],
+    /// Config and layers that must be linked in the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests (of an index) that must exist in the repository.
+    pub children: Vec<Digest>,
+    pub tag: Option<&'a Tag>,
+}
+
+/// A manifest that names another as its `subject`.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub size: u64,
+    pub annotations_json: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub id: String,
+    pub repository: String,
+    pub offset: u64,
+    pub created_at: i64,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Records that `repository` holds blob `digest` (creating the
+    /// repository and the global blob record as needed).
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), MetadataError>;
+
+    /// The blob's size if `repository` links it.
+    async fn linked_blob_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetadataError>;
+
+    /// Removes a repository's link to a blob; `false` if there was none.
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
+
+    /// Stores a manifest (and moves its tag) after checking, in the same
+    /// transaction, that everything it references is present.
+    async fn put_manifest(&self, manifest: NewManifest<'_>) -> Result<(), MetadataError>;
+
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestRecord>, MetadataError>;
+
+    /// Deletes a manifest and every tag pointing at it.
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetadataError>;
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag)
+        -> Result<bool, MetadataError>;
+
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
+
+    /// Tags in lexical order after `last`, at most `limit`; `None` if the
+    /// repository is unknown.
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        limit: u32,
+        last: Option<&str>,
+    ) -> Result<Option<Vec<String>>, MetadataError>;
+
+    /// Repositories holding at least one manifest, in lexical order.
+    async fn list_repositories(
+        &self,
+        limit: u32,
+        last: Option<&str>,
+    ) -> Result<Vec<String>, MetadataError>;
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetadataError>;
+
+    async fn create_upload(&self, id: &str, repository: &RepositoryName)
+        -> Result<(), MetadataError>;
+
+    async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, MetadataError>;
+
+    /// Records the durable length of an upload.
+    async fn set_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError>;
+
+    async fn delete_upload(&self, id: &str) -> Result<bool, MetadataError>;
+
+    /// Upload sessions untouched since `before` (unix seconds).
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<String>, MetadataError>;
+
+    /// Blobs no manifest references and no repository linked since `before`.
+    async fn unreferenced_blobs(&self, before: i64, limit: u32)
+        -> Result<Vec<Digest>, MetadataError>;
+
+    /// Deletes the blob's records if it is still unreferenced and unlinked
+    /// since `before`; `true` means the caller may delete its bytes. The
+    /// check and the delete are one transaction, so a manifest pushed
+    /// concurrently either sees the blob or fails cleanly.
+    async fn forget_blob_if_unreferenced(
+        &self,
+        digest: &Digest,
+        before: i64,
+    ) -> Result<bool, MetadataError>;
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,192 @@
+//! The registry's behaviour, independent of HTTP: blob reads and links,
+//! uploads with streaming digest verification, manifest validation, tags,
+//! referrers and garbage collection. It owns a [`BlobStore`] and a
+//! [`MetadataStore`] and keeps them consistent: bytes are durable before the
+//! metadata that makes them visible, and metadata is removed before bytes.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_metadata::MetadataStore;
+use berth_storage::{BlobRead, BlobStore, ByteStream};
+use berth_types::{Digest, Reference, RepositoryName};
+use bytes::Bytes;
+
+mod error;
+mod gc;
+mod manifests;
+mod uploads;
+
+pub use error::RegistryError;
+pub use gc::GcReport;
+pub use manifests::{ManifestPut, StoredManifest};
+pub use uploads::UploadState;
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// How long an unreferenced blob is kept after it was last linked, so a
+    /// push that uploaded it can still reference it in its manifest.
+    pub gc_grace: Duration,
+    /// Upload sessions idle for longer than this are discarded.
+    pub upload_ttl: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            gc_grace: Duration::from_secs(3600),
+            upload_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What a blob GET serves: stored bytes, or a manifest's bytes when the
+/// digest names a manifest of the repository (clients may fetch those through
+/// the blobs endpoint).
+pub enum BlobContent {
+    Stored(BlobRead),
+    Inline(Bytes),
+}
+
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    config: RegistryConfig,
+    /// Hash state of uploads in progress on this node, one lock per upload so
+    /// two requests never append to the same session at once.
+    uploads: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<Option<uploads::HashState>>>>>,
+    /// Held shared while a blob is committed or mounted, and exclusively while
+    /// the collector deletes one, so the collector never removes bytes that a
+    /// concurrent commit has just decided to reuse.
+    gc_gate: tokio::sync::RwLock<()>,
+}
+
+impl Registry {
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        metadata: Arc<dyn MetadataStore>,
+        config: RegistryConfig,
+    ) -> Self {
+        Registry {
+            blobs,
+            metadata,
+            config,
+            uploads: Mutex::new(HashMap::new()),
+            gc_gate: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
+        &self.metadata
+    }
+
+    /// Size of a blob the repository holds (or of one of its manifests).
+    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.metadata.linked_blob_size(repository, digest).await? {
+            return Ok(size);
+        }
+        if let Some(m) = self
+            .metadata
+            .get_manifest(repository, &Reference::Digest(digest.clone()))
+            .await?
+        {
+            return Ok(m.content.len() as u64);
+        }
+        Err(RegistryError::BlobUnknown {
+            repository: repository.to_string(),
+            digest: digest.clone(),
+        })
+    }
+
+    /// Opens a blob of the repository for streaming, whole or a byte range.
+    pub async fn read_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobContent> {
+        if self
+            .metadata
+            .linked_blob_size(repository, digest)
+            .await?
+            .is_some()
+        {
+            return Ok(BlobContent::Stored(
+                self.blobs.read_blob(digest, range).await?,
+            ));
+        }
+        if let Some(m) = self
+            .metadata
+            .get_manifest(repository, &Reference::Digest(digest.clone()))
+            .await?
+        {
+            return Ok(BlobContent::Inline(Bytes::from(m.content)));
+        }
+        Err(RegistryError::BlobUnknown {
+            repository: repository.to_string(),
+            digest: digest.clone(),
+        })
+    }
+
+    /// Removes the repository's link to a blob. The bytes go when the
+    /// garbage collector finds nothing else referencing them.
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.metadata.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown {
+                repository: repository.to_string(),
+                digest: digest.clone(),
+            })
+        }
+    }
+
+    /// Cross-repository mount: links `digest` from `from` into `repository`
+    /// without copying. `false` when `from` does not hold it (the caller then
+    /// falls back to an upload).
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+    ) -> Result<bool> {
+        let _gate = self.gc_gate.read().await;
+        let Some(size) = self.metadata.linked_blob_size(from, digest).await? else {
+            return Ok(false);
+        };
+        // The bytes must still be there: never link what cannot be served.
+        if self.blobs.blob_size(digest).await?.is_none() {
+            return Ok(false);
+        }
+        self.metadata.link_blob(repository, digest, size).await?;
+        Ok(true)
+    }
+}
+
+/// Reads a stream fully into `hasher`, for rebuilding hash state.
+async fn hash_stream(mut stream: ByteStream, hasher: &mut berth_types::DigestHasher) -> Result<u64> {
+    use futures::StreamExt;
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            RegistryError::Storage(berth_storage::StorageError::Io {
+                action: "re-read upload".into(),
+                source: e,
+            })
+        })?;
+        hasher.update(&chunk);
+        n += chunk.len() as u64;
+    }
+    Ok(n)
+}

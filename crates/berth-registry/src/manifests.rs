@@ -1,0 +1,216 @@
+//! Manifests, tags, the catalog and the referrers API.
+
+use berth_metadata::NewManifest;
+use berth_types::{
+    media_type, Algorithm, Digest, ManifestKind, ParsedManifest, Reference, RepositoryName,
+};
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::{Registry, RegistryError, Result};
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct ManifestPut {
+    pub digest: Digest,
+    /// The `subject` it names, reported back in `OCI-Subject`.
+    pub subject: Option<Digest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+fn manifest_unknown(repository: &RepositoryName, reference: &Reference) -> RegistryError {
+    RegistryError::ManifestUnknown {
+        repository: repository.to_string(),
+        reference: reference.to_string(),
+    }
+}
+
+impl Registry {
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<ManifestPut> {
+        if body.len() > self.config.max_manifest_bytes {
+            return Err(RegistryError::ManifestTooLarge {
+                size: body.len(),
+                limit: self.config.max_manifest_bytes,
+            });
+        }
+        let parsed = ParsedManifest::parse(&body, content_type)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &body);
+                if &actual != expected {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
+        };
+        let tag = match reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        };
+        let (blobs, children) = match parsed.kind {
+            ManifestKind::Image => (
+                parsed.required_blobs().map(|d| d.digest.clone()).collect(),
+                Vec::new(),
+            ),
+            ManifestKind::Index => (
+                Vec::new(),
+                parsed.manifests.iter().map(|d| d.digest.clone()).collect(),
+            ),
+        };
+        let annotations_json = parsed
+            .annotations
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .map(|a| serde_json::to_string(a).unwrap_or_default());
+        let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
+        self.metadata
+            .put_manifest(NewManifest {
+                repository,
+                digest: &digest,
+                media_type: &parsed.media_type,
+                artifact_type: parsed.artifact_type.as_deref(),
+                subject: subject.as_ref(),
+                annotations_json,
+                content: &body,
+                blobs,
+                children,
+                tag,
+            })
+            .await?;
+        Ok(ManifestPut { digest, subject })
+    }
+
+    /// Fetches a manifest. `accept` lists the media types the client takes;
+    /// a client that takes image manifests but not indexes gets the
+    /// linux/amd64 image of an index, as Docker Distribution does.
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        accept: &[&str],
+    ) -> Result<StoredManifest> {
+        let Some(record) = self.metadata.get_manifest(repository, reference).await? else {
+            if !self.metadata.repository_exists(repository).await? {
+                return Err(RegistryError::NameUnknown(repository.to_string()));
+            }
+            return Err(manifest_unknown(repository, reference));
+        };
+        let stored = StoredManifest {
+            digest: record.digest,
+            media_type: record.media_type,
+            content: Bytes::from(record.content),
+        };
+        let takes = |t: &str| accept.iter().any(|a| *a == t || *a == "*/*");
+        let wants_image_only = !accept.is_empty()
+            && media_type::is_index(&stored.media_type)
+            && !takes(&stored.media_type)
+            && (takes(media_type::OCI_MANIFEST) || takes(media_type::DOCKER_MANIFEST));
+        if !wants_image_only {
+            return Ok(stored);
+        }
+        let parsed = ParsedManifest::parse(&stored.content, Some(&stored.media_type))?;
+        let child = parsed
+            .manifests
+            .iter()
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
+            })
+            .or(parsed.manifests.first());
+        match child {
+            Some(child) if takes(&child.media_type) => {
+                Box::pin(self.get_manifest(repository, &Reference::Digest(child.digest.clone()), accept))
+                    .await
+            }
+            _ => Ok(stored),
+        }
+    }
+
+    /// Deletes a manifest (by digest, with all its tags) or a tag.
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        let deleted = match reference {
+            Reference::Digest(d) => self.metadata.delete_manifest(repository, d).await?,
+            Reference::Tag(t) => self.metadata.delete_tag(repository, t).await?,
+        };
+        if deleted {
+            Ok(())
+        } else if !self.metadata.repository_exists(repository).await? {
+            Err(RegistryError::NameUnknown(repository.to_string()))
+        } else {
+            Err(manifest_unknown(repository, reference))
+        }
+    }
+
+    pub async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        limit: u32,
+        last: Option<&str>,
+    ) -> Result<Vec<String>> {
+        self.metadata
+            .list_tags(repository, limit, last)
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repository.to_string()))
+    }
+
+    pub async fn catalog(&self, limit: u32, last: Option<&str>) -> Result<Vec<String>> {
+        Ok(self.metadata.list_repositories(limit, last).await?)
+    }
+
+    /// The referrers of `subject` as an OCI image index.
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Bytes> {
+        let referrers = self
+            .metadata
+            .referrers(repository, subject, artifact_type)
+            .await?;
+        let manifests: Vec<Value> = referrers
+            .into_iter()
+            .map(|r| {
+                let mut d = json!({
+                    "mediaType": r.media_type,
+                    "digest": r.digest,
+                    "size": r.size,
+                });
+                if let Some(t) = r.artifact_type {
+                    d["artifactType"] = json!(t);
+                }
+                if let Some(a) = r.annotations_json.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
+                    d["annotations"] = a;
+                }
+                d
+            })
+            .collect();
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_INDEX,
+            "manifests": manifests,
+        });
+        Ok(Bytes::from(serde_json::to_vec(&index).unwrap_or_default()))
+    }
+}

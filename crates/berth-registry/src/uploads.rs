@@ -1,0 +1,254 @@
+//! Blob uploads. Bytes are hashed as they stream through to storage, so
+//! completing an upload never re-reads it. The durable length lives in the
+//! metadata store and is advanced only after storage has fsync'd the bytes;
+//! hash state is kept in memory and rebuilt from storage after a restart.
+
+use std::sync::Arc;
+
+use berth_storage::ByteStream;
+use berth_types::{Algorithm, Digest, DigestHasher, RepositoryName};
+use futures::StreamExt;
+use uuid::Uuid;
+
+use crate::{hash_stream, Registry, RegistryError, Result};
+
+/// sha256 state of the bytes an upload holds so far.
+pub(crate) struct HashState {
+    offset: u64,
+    hasher: DigestHasher,
+}
+
+/// Where an upload session stands.
+#[derive(Debug, Clone)]
+pub struct UploadState {
+    pub id: Uuid,
+    /// Bytes received and durable.
+    pub offset: u64,
+}
+
+type UploadLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
+
+impl Registry {
+    fn upload_lock(&self, id: Uuid) -> UploadLock {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id).or_default().clone()
+    }
+
+    fn forget_upload_lock(&self, id: Uuid) {
+        let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&id);
+    }
+
+    /// Looks up a session of `repository`; unknown ids, ids of another
+    /// repository and malformed ids are all "unknown upload".
+    async fn upload_record(&self, repository: &RepositoryName, id: &str) -> Result<(Uuid, u64)> {
+        let unknown = || RegistryError::UploadUnknown(id.chars().take(64).collect());
+        let uuid = Uuid::parse_str(id).map_err(|_| unknown())?;
+        let record = self
+            .metadata
+            .get_upload(&uuid.to_string())
+            .await?
+            .ok_or_else(unknown)?;
+        if record.repository != repository.as_str() {
+            return Err(unknown());
+        }
+        Ok((uuid, record.offset))
+    }
+
+    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadState> {
+        let id = Uuid::new_v4();
+        // Storage first: a session the metadata knows always has its file.
+        self.blobs.upload_writer(id, 0).await?.finish().await?;
+        self.metadata
+            .create_upload(&id.to_string(), repository)
+            .await?;
+        Ok(UploadState { id, offset: 0 })
+    }
+
+    pub async fn upload_state(&self, repository: &RepositoryName, id: &str) -> Result<UploadState> {
+        let (id, offset) = self.upload_record(repository, id).await?;
+        Ok(UploadState { id, offset })
+    }
+
+    /// Appends a chunk. `start` is where the client says the chunk begins
+    /// (`Content-Range`), `length` how long it says it is.
+    pub async fn append_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<UploadState> {
+        let (uuid, _) = self.upload_record(repository, id).await?;
+        let lock = self.upload_lock(uuid);
+        let mut state = lock.lock().await;
+        let (_, offset) = self.upload_record(repository, id).await?;
+        if let Some(start) = start {
+            if start != offset {
+                return Err(RegistryError::RangeInvalid {
+                    requested: start,
+                    current: offset,
+                });
+            }
+        }
+        let hashed = self.take_hash_state(uuid, offset, &mut state).await?;
+        let appended = self.append_locked(uuid, hashed, length, body).await?;
+        let offset = appended.offset;
+        *state = Some(appended);
+        Ok(UploadState { id: uuid, offset })
+    }
+
+    /// Finishes an upload: appends the final chunk if any, checks the digest,
+    /// and makes the blob visible in the repository.
+    pub async fn complete_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        body: Option<(Option<u64>, ByteStream)>,
+    ) -> Result<()> {
+        let (uuid, _) = self.upload_record(repository, id).await?;
+        let lock = self.upload_lock(uuid);
+        let mut state = lock.lock().await;
+        let (_, offset) = self.upload_record(repository, id).await?;
+        let mut hashed = self.take_hash_state(uuid, offset, &mut state).await?;
+        if let Some((length, body)) = body {
+            hashed = self.append_locked(uuid, hashed, length, body).await?;
+        }
+        let size = hashed.offset;
+        let actual = match digest.algorithm() {
+            Algorithm::Sha256 => hashed.hasher.finish(),
+            // Only sha256 is hashed while streaming; other algorithms are rare
+            // enough to pay one re-read.
+            other => {
+                let mut hasher = DigestHasher::new(other);
+                hash_stream(self.blobs.read_upload(uuid, size).await?, &mut hasher).await?;
+                hasher.finish()
+            }
+        };
+        if &actual != digest {
+            self.discard_upload(uuid).await?;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        {
+            let _gate = self.gc_gate.read().await;
+            self.blobs.commit_upload(uuid, digest).await?;
+            self.metadata.link_blob(repository, digest, size).await?;
+        }
+        self.metadata.delete_upload(&uuid.to_string()).await?;
+        drop(state);
+        self.forget_upload_lock(uuid);
+        Ok(())
+    }
+
+    /// A whole blob in one request (`POST ...?digest=` or `PUT` after `POST`).
+    pub async fn upload_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        length: Option<u64>,
+        body: ByteStream,
+    ) -> Result<()> {
+        let upload = self.start_upload(repository).await?;
+        let id = upload.id.to_string();
+        let result = self
+            .complete_upload(repository, &id, digest, Some((length, body)))
+            .await;
+        if result.is_err() {
+            // Nothing of a failed single-request upload is kept.
+            self.discard_upload(upload.id).await?;
+        }
+        result
+    }
+
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {
+        let (uuid, _) = self.upload_record(repository, id).await?;
+        let lock = self.upload_lock(uuid);
+        let _state = lock.lock().await;
+        self.discard_upload(uuid).await
+    }
+
+    pub(crate) async fn discard_upload(&self, id: Uuid) -> Result<()> {
+        self.metadata.delete_upload(&id.to_string()).await?;
+        self.blobs.delete_upload(id).await?;
+        self.forget_upload_lock(id);
+        Ok(())
+    }
+
+    /// The hash state at `offset`: the cached one if it is current, else
+    /// rebuilt by re-reading the durable bytes (after a restart, or on a
+    /// node that did not receive the previous chunk).
+    async fn take_hash_state(
+        &self,
+        id: Uuid,
+        offset: u64,
+        cached: &mut Option<HashState>,
+    ) -> Result<HashState> {
+        if let Some(state) = cached.take() {
+            if state.offset == offset {
+                return Ok(state);
+            }
+        }
+        let mut hasher = DigestHasher::new(Algorithm::Sha256);
+        let read = hash_stream(self.blobs.read_upload(id, offset).await?, &mut hasher).await?;
+        if read != offset {
+            return Err(RegistryError::UploadInvalid(format!(
+                "upload {id} should hold {offset} bytes but storage has {read}; start the upload again"
+            )));
+        }
+        Ok(HashState { offset, hasher })
+    }
+
+    /// Streams `body` into the upload, hashing as it goes. On any failure
+    /// the returned error leaves the durable length where it was.
+    async fn append_locked(
+        &self,
+        id: Uuid,
+        mut state: HashState,
+        length: Option<u64>,
+        mut body: ByteStream,
+    ) -> Result<HashState> {
+        let mut writer = self.blobs.upload_writer(id, state.offset).await?;
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                RegistryError::UploadInvalid(format!(
+                    "the request body ended early after {received} bytes: {e}"
+                ))
+            })?;
+            received += chunk.len() as u64;
+            if let Some(expected) = length {
+                if received > expected {
+                    return Err(RegistryError::UploadInvalid(format!(
+                        "the chunk is longer than the {expected} bytes its Content-Range or Content-Length announced"
+                    )));
+                }
+            }
+            state.hasher.update(&chunk);
+            writer.write(chunk).await?;
+        }
+        if let Some(expected) = length {
+            if received != expected {
+                return Err(RegistryError::UploadInvalid(format!(
+                    "the chunk has {received} bytes but its Content-Range or Content-Length announced {expected}"
+                )));
+            }
+        }
+        let total = writer.finish().await?;
+        if total != state.offset + received {
+            return Err(RegistryError::UploadInvalid(format!(
+                "upload {id} has {total} bytes in storage, expected {}",
+                state.offset + received
+            )));
+        }
+        self.metadata
+            .set_upload_offset(&id.to_string(), total)
+            .await?;
+        state.offset = total;
+        Ok(state)
+    }
+}

@@ -1,0 +1,306 @@
+//! Filesystem backend: `<root>/<alg>/<first two hex>/<hex>` for blobs and
+//! `<root>/_uploads/<uuid>` for uploads, on the same filesystem so a commit
+//! is one `rename`. Data is fsync'd before a commit and the directory after,
+//! so an acknowledged blob survives a crash and a partial one is never
+//! visible under a digest.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use berth_types::Digest;
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
+use uuid::Uuid;
+
+use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
+
+/// Read buffer for streaming blobs out: large enough that a 1 GiB pull is a
+/// few thousand reads, small enough to keep memory flat under concurrency.
+const READ_CHUNK: usize = 256 * 1024;
+/// Chunks queued between the request and the writer thread.
+const WRITE_QUEUE: usize = 32;
+/// Buffer of the writer thread's file writes.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FilesystemStore {
+    root: PathBuf,
+}
+
+impl FilesystemStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("_uploads"))
+            .map_err(StorageError::io(format!("create {}", root.display())))?;
+        Ok(FilesystemStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: Uuid) -> PathBuf {
+        self.root.join("_uploads").join(id.to_string())
+    }
+}
+
+fn not_found(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl BlobStore for FilesystemStore {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(StorageError::io(format!("stat blob {digest}"))(e)),
+        }
+    }
+
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, StorageError> {
+        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if not_found(&e) => return Err(StorageError::BlobNotFound(digest.clone())),
+            Err(e) => return Err(StorageError::io(format!("open blob {digest}"))(e)),
+        };
+        let size = file
+            .metadata()
+            .await
+            .map_err(StorageError::io(format!("stat blob {digest}")))?
+            .len();
+        let stream: ByteStream = match range {
+            None => Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
+            Some(r) => {
+                if r.start > r.end || r.end > size {
+                    return Err(StorageError::RangeNotSatisfiable {
+                        start: r.start,
+                        end: r.end,
+                        size,
+                    });
+                }
+                file.seek(SeekFrom::Start(r.start))
+                    .await
+                    .map_err(StorageError::io(format!("seek blob {digest}")))?;
+                Box::pin(ReaderStream::with_capacity(
+                    file.take(r.end - r.start),
+                    READ_CHUNK,
+                ))
+            }
+        };
+        Ok(BlobRead { size, stream })
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<bool, StorageError> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(StorageError::io(format!("delete blob {digest}"))(e)),
+        }
+    }
+
+    async fn upload_writer(
+        &self,
+        id: Uuid,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>, StorageError> {
+        let path = self.upload_path(id);
+        let action = format!("open upload {id}");
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let mut file = std::fs::OpenOptions::new()
+                .create(offset == 0)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            // Discard bytes of a request that died before it was acknowledged.
+            file.set_len(offset)?;
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StorageError::io(action.clone())(std::io::Error::other(e)))?;
+        let file = match file {
+            Ok(f) => f,
+            Err(e) if not_found(&e) => return Err(StorageError::UploadNotFound(id)),
+            Err(e) => return Err(StorageError::io(action)(e)),
+        };
+        Ok(Box::new(FileUploadWriter::spawn(id, file)))
+    }
+
+    async fn read_upload(&self, id: Uuid, len: u64) -> Result<ByteStream, StorageError> {
+        let file = match tokio::fs::File::open(self.upload_path(id)).await {
+            Ok(f) => f,
+            Err(e) if not_found(&e) => return Err(StorageError::UploadNotFound(id)),
+            Err(e) => return Err(StorageError::io(format!("open upload {id}"))(e)),
+        };
+        Ok(Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK)))
+    }
+
+    async fn commit_upload(&self, id: Uuid, digest: &Digest) -> Result<(), StorageError> {
+        let from = self.upload_path(id);
+        let to = self.blob_path(digest);
+        let action = format!("commit upload {id} as {digest}");
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let parent = to.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(parent)?;
+            // Same digest, same bytes: an existing blob is kept as it is.
+            if to.exists() {
+                return std::fs::remove_file(&from);
+            }
+            std::fs::rename(&from, &to)?;
+            sync_dir(parent)
+        })
+        .await
+        .map_err(|e| StorageError::io(action.clone())(std::io::Error::other(e)))?
+        .map_err(|e| {
+            if not_found(&e) {
+                StorageError::UploadNotFound(id)
+            } else {
+                StorageError::io(action)(e)
+            }
+        })
+    }
+
+    async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError> {
+        match tokio::fs::remove_file(self.upload_path(id)).await {
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(StorageError::io(format!("delete upload {id}"))(e)),
+        }
+    }
+}
+
+/// Writes on a blocking thread fed through a bounded queue, so receiving and
+/// hashing the next chunk overlaps with writing this one, and memory stays at
+/// most `WRITE_QUEUE` chunks whatever the upload's size.
+struct FileUploadWriter {
+    id: Uuid,
+    sender: Option<mpsc::Sender<Bytes>>,
+    thread: Option<tokio::task::JoinHandle<std::io::Result<u64>>>,
+}
+
+impl FileUploadWriter {
+    fn spawn(id: Uuid, file: std::fs::File) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+            while let Some(chunk) = receiver.blocking_recv() {
+                out.write_all(&chunk)?;
+            }
+            let mut file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_data()?;
+            file.stream_position()
+        });
+        FileUploadWriter {
+            id,
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    /// Closes the queue and waits for the thread's result.
+    async fn join(&mut self) -> Result<u64, StorageError> {
+        self.sender = None;
+        let action = format!("write upload {}", self.id);
+        let Some(thread) = self.thread.take() else {
+            return Err(StorageError::io(action)(std::io::Error::other(
+                "upload writer already finished",
+            )));
+        };
+        match thread.await {
+            Ok(result) => result.map_err(StorageError::io(action)),
+            Err(e) => Err(StorageError::io(action)(std::io::Error::other(e))),
+        }
+    }
+}
+
+#[async_trait]
+impl UploadWriter for FileUploadWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        if let Some(sender) = &self.sender {
+            if sender.send(chunk).await.is_ok() {
+                return Ok(());
+            }
+        }
+        // The thread stopped early: it has the I/O error to report.
+        Err(match self.join().await {
+            Err(e) => e,
+            Ok(_) => StorageError::io(format!("write upload {}", self.id))(std::io::Error::other(
+                "upload writer stopped early",
+            )),
+        })
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<u64, StorageError> {
+        self.join().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_types::Digest;
+    use futures::StreamExt;
+
+    async fn collect(mut s: ByteStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.expect("read"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn upload_commit_read_range_delete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::open(dir.path()).expect("open");
+        let id = Uuid::new_v4();
+        let mut w = store.upload_writer(id, 0).await.expect("writer");
+        w.write(Bytes::from_static(b"hello ")).await.expect("write");
+        assert_eq!(w.finish().await.expect("finish"), 6);
+        // An unacknowledged tail is discarded when the upload resumes.
+        let mut w = store.upload_writer(id, 6).await.expect("writer");
+        w.write(Bytes::from_static(b"world")).await.expect("write");
+        assert_eq!(w.finish().await.expect("finish"), 11);
+        assert_eq!(collect(store.read_upload(id, 11).await.expect("read")).await, b"hello world");
+
+        let digest = Digest::sha256_of(b"hello world");
+        assert_eq!(store.blob_size(&digest).await.expect("stat"), None);
+        store.commit_upload(id, &digest).await.expect("commit");
+        assert_eq!(store.blob_size(&digest).await.expect("stat"), Some(11));
+        let r = store.read_blob(&digest, Some(6..11)).await.expect("range");
+        assert_eq!(r.size, 11);
+        assert_eq!(collect(r.stream).await, b"world");
+        assert!(matches!(
+            store.read_blob(&digest, Some(5..12)).await,
+            Err(StorageError::RangeNotSatisfiable { .. })
+        ));
+        assert!(store.delete_blob(&digest).await.expect("delete"));
+        assert!(!store.delete_blob(&digest).await.expect("delete"));
+        assert!(matches!(
+            store.upload_writer(Uuid::new_v4(), 5).await,
+            Err(StorageError::UploadNotFound(_))
+        ));
+    }
+}

@@ -1,0 +1,96 @@
+//! Blob storage: the one seam between berth and where bytes live.
+//!
+//! [`BlobStore`] is deliberately thin: content-addressed blobs, and upload
+//! areas that become blobs by an atomic commit. Digest verification, upload
+//! sessions and metadata are the registry layer's business, so a backend only
+//! moves bytes. One file per backend: [`filesystem`] now, S3 later.
+
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use berth_types::Digest;
+use bytes::Bytes;
+use futures::Stream;
+use uuid::Uuid;
+
+pub mod filesystem;
+
+pub use filesystem::FilesystemStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("blob {0} is not in storage")]
+    BlobNotFound(Digest),
+    #[error("upload {0} has no data in storage")]
+    UploadNotFound(Uuid),
+    #[error("requested range {start}-{end} is outside the blob's {size} bytes")]
+    RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("storage I/O failed while trying to {action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+        let action = action.into();
+        move |source| StorageError::Io { action, source }
+    }
+}
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A blob, or a range of one, ready to stream.
+pub struct BlobRead {
+    /// Total size of the blob (not of the range).
+    pub size: u64,
+    pub stream: ByteStream,
+}
+
+/// Receives one request's worth of upload bytes. Dropping it without
+/// [`UploadWriter::finish`] leaves the upload at its last durable length.
+#[async_trait]
+pub trait UploadWriter: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError>;
+    /// Makes everything written durable (fsync) and returns the upload's
+    /// total length. Only after this may the caller acknowledge the bytes.
+    async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Size of a stored blob, or `None` if it is not stored.
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError>;
+
+    /// Streams a blob, or the byte range `range` of it.
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, StorageError>;
+
+    /// Removes a blob; `false` if it was not there.
+    async fn delete_blob(&self, digest: &Digest) -> Result<bool, StorageError>;
+
+    /// Opens an upload for appending at `offset`: creates it when `offset` is
+    /// 0, and discards anything past `offset` (bytes of a request that was
+    /// never acknowledged).
+    async fn upload_writer(
+        &self,
+        id: Uuid,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>, StorageError>;
+
+    /// Streams the first `len` bytes of an upload (to rebuild hash state).
+    async fn read_upload(&self, id: Uuid, len: u64) -> Result<ByteStream, StorageError>;
+
+    /// Atomically turns an upload into the blob `digest`. The caller has
+    /// verified the digest; after this returns the blob is durable.
+    async fn commit_upload(&self, id: Uuid, digest: &Digest) -> Result<(), StorageError>;
+
+    /// Discards an upload's data; `false` if it had none.
+    async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError>;
+}

@@ -1,0 +1,212 @@
+//! Server configuration: built-in defaults, then a TOML file, then
+//! `BERTH_*` environment variables (`BERTH_SERVER__LISTEN=...`, `__`
+//! separating sections), then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+// Top-level keys are not strict: other `BERTH_*` variables (the client's
+// `BERTH_REGISTRY`, a test harness's `BERTH_BIN`) share the prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Directory for embedded storage (blobs and the SQLite database).
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub metadata: MetadataConfig,
+    pub gc: GcConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the public listener.
+    pub listen: String,
+    /// After SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// "filesystem" (the only backend so far).
+    pub kind: String,
+    /// Blob directory; defaults to `<data_dir>/blobs`.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// Database URL; defaults to `sqlite://<data_dir>/berth.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcConfig {
+    /// Seconds between garbage-collection passes; 0 disables the collector.
+    pub interval_seconds: u64,
+    /// Unreferenced blobs younger than this are kept.
+    pub grace_seconds: u64,
+    /// Idle upload sessions older than this are discarded.
+    pub upload_ttl_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_manifest_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// "text" or "json".
+    pub format: String,
+    /// A tracing filter such as "info" or "berth=debug,info".
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./berth-data"),
+            server: ServerConfig {
+                listen: "127.0.0.1:5000".into(),
+                shutdown_grace_seconds: 30,
+            },
+            storage: StorageConfig {
+                kind: "filesystem".into(),
+                path: None,
+            },
+            metadata: MetadataConfig { url: None },
+            gc: GcConfig {
+                interval_seconds: 3600,
+                grace_seconds: 3600,
+                upload_ttl_seconds: 24 * 3600,
+            },
+            limits: LimitsConfig {
+                max_manifest_bytes: 4 * 1024 * 1024,
+            },
+            log: LogConfig {
+                format: "text".into(),
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+/// Flags that override the configuration.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerOverrides>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOverrides>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerOverrides {
+    pub listen: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogOverrides {
+    pub format: String,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("BERTH_").split("__"),
+            )
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        anyhow::ensure!(
+            config.storage.kind == "filesystem",
+            "storage.kind '{}' is not supported (use \"filesystem\")",
+            config.storage.kind
+        );
+        Ok(config)
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    pub fn metadata_url(&self) -> String {
+        self.metadata
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("berth.db").display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_defaults_file_env_and_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "berth.toml",
+                r#"
+                data_dir = "/srv/berth"
+                [server]
+                listen = "0.0.0.0:5000"
+                [gc]
+                grace_seconds = 60
+                "#,
+            )?;
+            jail.set_env("BERTH_GC__INTERVAL_SECONDS", "5");
+            jail.set_env("BERTH_SERVER__LISTEN", "127.0.0.1:6000");
+            let c = Config::load(Some(Path::new("berth.toml")), Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+            assert_eq!(c.server.listen, "127.0.0.1:6000");
+            assert_eq!(c.gc.grace_seconds, 60);
+            assert_eq!(c.gc.interval_seconds, 5);
+            assert_eq!(c.metadata_url(), "sqlite:///srv/berth/berth.db");
+            let c = Config::load(
+                None,
+                Overrides {
+                    server: Some(ServerOverrides {
+                        listen: "127.0.0.1:7000".into(),
+                    }),
+                    ..Overrides::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen, "127.0.0.1:7000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("berth.toml", "[server]\nlisten = \"x\"\nlissten = \"y\"\n")?;
+            assert!(Config::load(Some(Path::new("berth.toml")), Overrides::default()).is_err());
+            Ok(())
+        });
+    }
+}

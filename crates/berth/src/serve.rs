@@ -1,0 +1,133 @@
+//! `berth serve`: wires configuration, storage, metadata and the HTTP API
+//! together and runs until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_api::{AppState, OpenAccess};
+use berth_metadata::SqliteStore;
+use berth_registry::{Registry, RegistryConfig};
+use berth_storage::FilesystemStore;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogOverrides, Overrides, ServerOverrides};
+use crate::ServeArgs;
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: args.data,
+        server: args.listen.map(|listen| ServerOverrides { listen }),
+        log: args.log_format.map(|format| LogOverrides { format }),
+    };
+    let config = Config::load(args.config.as_deref(), overrides)?;
+    init_logging(&config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?
+        .block_on(serve(config))
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_env("BERTH_LOG")
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .context("invalid log level")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format.as_str() {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("log.format '{other}' is not supported (use text or json)"),
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let blobs = FilesystemStore::open(config.blob_dir())
+        .with_context(|| format!("cannot open blob storage at {}", config.blob_dir().display()))?;
+    let metadata = SqliteStore::connect(&config.metadata_url())
+        .await
+        .with_context(|| format!("cannot open metadata database {}", config.metadata_url()))?;
+    let registry = Arc::new(Registry::new(
+        Arc::new(blobs),
+        Arc::new(metadata.clone()),
+        RegistryConfig {
+            max_manifest_bytes: config.limits.max_manifest_bytes,
+            gc_grace: Duration::from_secs(config.gc.grace_seconds),
+            upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
+        },
+    ));
+    let app = berth_api::router(AppState {
+        registry: registry.clone(),
+        access: Arc::new(OpenAccess),
+    });
+
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    // On stdout, for people and for scripts waiting for the port.
+    println!("berth {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    tracing::info!(%addr, data = %config.data_dir.display(), "berth started");
+
+    if config.gc.interval_seconds > 0 {
+        let registry = registry.clone();
+        let every = Duration::from_secs(config.gc.interval_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match registry.collect_garbage().await {
+                    Ok(report) => tracing::info!(?report, "garbage collection finished"),
+                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+                }
+            }
+        });
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+    let mut stopped = stop_rx.clone();
+    tokio::select! {
+        result = server => result.context("server failed")?,
+        _ = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            // Uploads cut off here stay resumable: their durable length is
+            // recorded after every acknowledged chunk.
+            tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
+        }
+    }
+    metadata.close().await;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Install what the real-client end-to-end suite (tests/e2e) needs.
+#
+# Idempotent and non-interactive; run as root:  bash scripts/install-test-deps.sh
+# - Debian packages: apt-get runs (one `apt-get update`, then install) only when
+#   at least one package is missing according to dpkg-query.
+# - Python packages: pinned versions, installed with `python3 -m pip` only when
+#   the installed version differs.
+# Package maintainer scripts are not allowed to start services (dockerd,
+# containerd, docker-registry, dnsmasq, tinyproxy): the tests start their own
+# private instances on loopback/unix sockets.
+set -euo pipefail
+
+APT_PACKAGES=(
+  skopeo
+  umoci
+  containerd
+  runc
+  podman
+  buildah
+  golang-github-containers-common # /etc/containers/policy.json for podman/buildah
+  docker.io
+  docker-registry   # the reference registry (distribution 2.8) for E2E_REGISTRY=reference
+  dnsmasq
+  tinyproxy
+  iptables
+  uidmap
+  fuse-overlayfs
+  curl
+  jq
+  ca-certificates
+)
+
+PIP_PACKAGES=(
+  "oras==0.2.43"
+  "pytest==9.2.0"
+  "requests==2.34.2"
+)
+
+log() { printf '[install-test-deps] %s\n' "$*"; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-test-deps.sh must run as root" >&2
+  exit 1
+fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$pkg" 2>/dev/null || true)
+  if [[ $status != "ii "* ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+# python3 itself, and pip for it, if the machine has neither.
+if ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3 python3-pip)
+elif ! python3 -m pip --version >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
+
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  policy_rc=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [[ ! -e $policy_rc ]]; then
+    # Deny service starts from maintainer scripts while we install.
+    printf '#!/bin/sh\nexit 101\n' >"$policy_rc"
+    chmod 0755 "$policy_rc"
+    created_policy=1
+  fi
+  cleanup() { if ((created_policy)); then rm -f "$policy_rc"; fi; }
+  trap cleanup EXIT
+  apt-get update
+  apt-get install -y --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}"
+  cleanup
+  trap - EXIT
+else
+  log "all Debian packages already installed"
+fi
+
+pip_needed=()
+for spec in "${PIP_PACKAGES[@]}"; do
+  name=${spec%%==*}
+  want=${spec##*==}
+  have=$(python3 -c 'import sys, importlib.metadata as m
+try:
+    print(m.version(sys.argv[1]))
+except m.PackageNotFoundError:
+    pass' "$name" 2>/dev/null || true)
+  if [[ $have != "$want" ]]; then
+    pip_needed+=("$spec")
+  fi
+done
+
+if ((${#pip_needed[@]})); then
+  log "installing Python packages: ${pip_needed[*]}"
+  pip_args=(install --disable-pip-version-check --no-input)
+  if ! python3 -m pip "${pip_args[@]}" "${pip_needed[@]}"; then
+    # Debian's system python refuses plain `pip install` (PEP 668).
+    log "retrying pip with --break-system-packages"
+    python3 -m pip "${pip_args[@]}" --break-system-packages "${pip_needed[@]}"
+  fi
+else
+  log "Python packages already at pinned versions"
+fi
+
+# Sanity: every tool the suite calls is on PATH.
+for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
+done
+python3 -c 'import oras.client, pytest, requests' || { echo "python packages not importable" >&2; exit 1; }
+log "ok"
