@@ -123,7 +123,7 @@ class Pushed:
     digest: str
     size: int
     raw: bytes
-    put_headers: dict
+    put_headers: "requests.structures.CaseInsensitiveDict"
 
 
 @dataclass
@@ -159,7 +159,7 @@ def referrer_set(registry, oras_client, tmp_path_factory) -> ReferrerSet:
     )
     assert resp.status_code == 201
     sig_raw = registry.manifest_bytes(REPO, "signature")
-    signature = Pushed(sha256_digest(sig_raw), len(sig_raw), sig_raw, dict(resp.headers))
+    signature = Pushed(sha256_digest(sig_raw), len(sig_raw), sig_raw, resp.headers)
 
     # 2) A hand-built OCI 1.1 artifact manifest: artifactType, empty config, subject; pushed by digest only.
     sbom_blob = b'{"sbom": ["berth"]}'
@@ -176,7 +176,7 @@ def referrer_set(registry, oras_client, tmp_path_factory) -> ReferrerSet:
     }
     sbom_raw = json.dumps(sbom_manifest, separators=(",", ":")).encode()
     resp = put_manifest(registry, REPO, sha256_digest(sbom_raw), sbom_raw)
-    sbom = Pushed(sha256_digest(sbom_raw), len(sbom_raw), sbom_raw, dict(resp.headers))
+    sbom = Pushed(sha256_digest(sbom_raw), len(sbom_raw), sbom_raw, resp.headers)
     return ReferrerSet(subject, signature, sbom)
 
 

@@ -42,18 +42,34 @@ pub async fn handle(
         (Endpoint::Base, "GET" | "HEAD") => Ok(base()),
         (Endpoint::Catalog, "GET") => catalog(&registry, &params).await,
         (Endpoint::Manifest { reference }, "GET" | "HEAD") => {
-            get_manifest(&registry, route.repository()?, reference, &method, request.headers()).await
+            get_manifest(
+                &registry,
+                route.repository()?,
+                reference,
+                &method,
+                request.headers(),
+            )
+            .await
         }
         (Endpoint::Manifest { reference }, "PUT") => {
             put_manifest(&registry, route.repository()?, reference, request).await
         }
         (Endpoint::Manifest { reference }, "DELETE") => {
             let reference: Reference = reference.parse()?;
-            registry.delete_manifest(route.repository()?, &reference).await?;
+            registry
+                .delete_manifest(route.repository()?, &reference)
+                .await?;
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob { digest }, "GET" | "HEAD") => {
-            get_blob(&registry, route.repository()?, digest, &method, request.headers()).await
+            get_blob(
+                &registry,
+                route.repository()?,
+                digest,
+                &method,
+                request.headers(),
+            )
+            .await
         }
         (Endpoint::Blob { digest }, "DELETE") => {
             let digest = parse_digest(digest)?;
@@ -66,9 +82,16 @@ pub async fn handle(
         (Endpoint::Upload { id }, "GET") => {
             let repo = route.repository()?;
             let upload = registry.upload_state(repo, id).await?;
-            Ok(upload_response(StatusCode::NO_CONTENT, repo, &upload.id.to_string(), upload.offset))
+            Ok(upload_response(
+                StatusCode::NO_CONTENT,
+                repo,
+                &upload.id.to_string(),
+                upload.offset,
+            ))
         }
-        (Endpoint::Upload { id }, "PATCH") => patch_upload(&registry, route.repository()?, id, request).await,
+        (Endpoint::Upload { id }, "PATCH") => {
+            patch_upload(&registry, route.repository()?, id, request).await
+        }
         (Endpoint::Upload { id }, "PUT") => {
             finish_upload(&registry, route.repository()?, id, &params, request).await
         }
@@ -81,14 +104,22 @@ pub async fn handle(
             let digest = parse_digest(digest)?;
             let artifact_type = params.get("artifactType").filter(|t| !t.is_empty());
             let index = registry
-                .referrers(route.repository()?, &digest, artifact_type.map(|s| s.as_str()))
+                .referrers(
+                    route.repository()?,
+                    &digest,
+                    artifact_type.map(|s| s.as_str()),
+                )
                 .await?;
-            let mut response = ([(header::CONTENT_TYPE, berth_types::media_type::OCI_INDEX)], index)
+            let mut response = (
+                [(header::CONTENT_TYPE, berth_types::media_type::OCI_INDEX)],
+                index,
+            )
                 .into_response();
             if artifact_type.is_some() {
-                response
-                    .headers_mut()
-                    .insert("oci-filters-applied", HeaderValue::from_static("artifactType"));
+                response.headers_mut().insert(
+                    "oci-filters-applied",
+                    HeaderValue::from_static("artifactType"),
+                );
             }
             Ok(response)
         }
@@ -104,11 +135,12 @@ fn base() -> Response {
 }
 
 fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
-    raw.parse()
-        .map_err(|e: berth_types::DigestError| ApiError::new(ErrorCode::DigestInvalid, e.to_string()))
+    raw.parse().map_err(|e: berth_types::DigestError| {
+        ApiError::new(ErrorCode::DigestInvalid, e.to_string())
+    })
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -117,7 +149,10 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn body_stream(body: Body) -> ByteStream {
-    Box::pin(TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other))
+    Box::pin(TryStreamExt::map_err(
+        body.into_data_stream(),
+        std::io::Error::other,
+    ))
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -138,7 +173,10 @@ fn page(params: &Params) -> Result<(Option<u32>, Option<&str>), ApiError> {
             .with_status(StatusCode::BAD_REQUEST)
         })?),
     };
-    Ok((n.map(|n| n.min(MAX_PAGE)), params.get("last").map(|s| s.as_str())))
+    Ok((
+        n.map(|n| n.min(MAX_PAGE)),
+        params.get("last").map(|s| s.as_str()),
+    ))
 }
 
 /// `Link` to the next page, when this one was full.
@@ -151,16 +189,23 @@ fn next_link(base: &str, n: Option<u32>, items: &[String]) -> Option<String> {
 async fn catalog(registry: &Registry, params: &Params) -> Result<Response, ApiError> {
     let (n, last) = page(params)?;
     let repositories = registry.catalog(n.unwrap_or(u32::MAX), last).await?;
-    let mut response = axum::Json(serde_json::json!({ "repositories": repositories })).into_response();
+    let mut response =
+        axum::Json(serde_json::json!({ "repositories": repositories })).into_response();
     if let Some(link) = next_link("/v2/_catalog", n, &repositories) {
         set(response.headers_mut(), "link", &link);
     }
     Ok(response)
 }
 
-async fn tags(registry: &Registry, repo: &RepositoryName, params: &Params) -> Result<Response, ApiError> {
+async fn tags(
+    registry: &Registry,
+    repo: &RepositoryName,
+    params: &Params,
+) -> Result<Response, ApiError> {
     let (n, last) = page(params)?;
-    let tags = registry.list_tags(repo, n.unwrap_or(u32::MAX), last).await?;
+    let tags = registry
+        .list_tags(repo, n.unwrap_or(u32::MAX), last)
+        .await?;
     let mut response =
         axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": tags })).into_response();
     if let Some(link) = next_link(&format!("/v2/{repo}/tags/list"), n, &tags) {
@@ -218,7 +263,10 @@ async fn put_manifest(
             if e.is::<http_body_util::LengthLimitError>() {
                 RegistryErrorTooLarge::error(limit)
             } else {
-                ApiError::new(ErrorCode::ManifestInvalid, format!("could not read the manifest: {e}"))
+                ApiError::new(
+                    ErrorCode::ManifestInvalid,
+                    format!("could not read the manifest: {e}"),
+                )
             }
         })?
         .to_bytes();
@@ -227,7 +275,11 @@ async fn put_manifest(
         .await?;
     let mut response = StatusCode::CREATED.into_response();
     let h = response.headers_mut();
-    set(h, "location", &format!("/v2/{repo}/manifests/{}", put.digest));
+    set(
+        h,
+        "location",
+        &format!("/v2/{repo}/manifests/{}", put.digest),
+    );
     set(h, DIGEST_HEADER, &put.digest.to_string());
     if let Some(subject) = put.subject {
         set(h, "oci-subject", &subject.to_string());
@@ -258,18 +310,20 @@ async fn get_blob(
     let size = registry.blob_size(repo, &digest).await?;
     let range = match header_str(headers, header::RANGE) {
         None => None,
-        Some(raw) => match http_range_header::parse_range_header(raw).and_then(|r| r.validate(size)) {
-            Ok(ranges) if ranges.len() == 1 => Some(ranges[0].clone()),
-            // Several ranges: serve the whole blob, as HTTP allows.
-            Ok(_) => None,
-            Err(_) => {
-                return Err(ApiError::new(
-                    ErrorCode::RangeInvalid,
-                    format!("range '{raw}' is not satisfiable for a blob of {size} bytes"),
-                )
-                .with_header("content-range", &format!("bytes */{size}")))
+        Some(raw) => {
+            match http_range_header::parse_range_header(raw).and_then(|r| r.validate(size)) {
+                Ok(ranges) if ranges.len() == 1 => Some(ranges[0].clone()),
+                // Several ranges: serve the whole blob, as HTTP allows.
+                Ok(_) => None,
+                Err(_) => {
+                    return Err(ApiError::new(
+                        ErrorCode::RangeInvalid,
+                        format!("range '{raw}' is not satisfiable for a blob of {size} bytes"),
+                    )
+                    .with_header("content-range", &format!("bytes */{size}")))
+                }
             }
-        },
+        }
     };
     let (status, length) = match &range {
         Some(r) => (StatusCode::PARTIAL_CONTENT, r.end() - r.start() + 1),
@@ -279,7 +333,10 @@ async fn get_blob(
         Body::empty()
     } else {
         let byte_range = range.as_ref().map(|r| *r.start()..*r.end() + 1);
-        match registry.read_blob(repo, &digest, byte_range.clone()).await? {
+        match registry
+            .read_blob(repo, &digest, byte_range.clone())
+            .await?
+        {
             BlobContent::Stored(read) => Body::from_stream(read.stream),
             BlobContent::Inline(bytes) => match byte_range {
                 Some(r) => Body::from(bytes.slice(r.start as usize..r.end as usize)),
@@ -296,7 +353,11 @@ async fn get_blob(
     set(h, DIGEST_HEADER, &digest.to_string());
     set(h, "etag", &format!("\"{digest}\""));
     if let Some(r) = range {
-        set(h, "content-range", &format!("bytes {}-{}/{size}", r.start(), r.end()));
+        set(
+            h,
+            "content-range",
+            &format!("bytes {}-{}/{size}", r.start(), r.end()),
+        );
     }
     Ok(response)
 }
@@ -343,7 +404,12 @@ async fn start_upload(
         return Ok(blob_created(repo, &digest));
     }
     let upload = registry.start_upload(repo).await?;
-    Ok(upload_response(StatusCode::ACCEPTED, repo, &upload.id.to_string(), 0))
+    Ok(upload_response(
+        StatusCode::ACCEPTED,
+        repo,
+        &upload.id.to_string(),
+        0,
+    ))
 }
 
 /// `Content-Range: <start>-<end>` (inclusive), also accepted as `bytes=...`
@@ -381,16 +447,31 @@ async fn patch_upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let range = content_range(request.headers())?;
-    let length = range.map(|(_, l)| l).or_else(|| content_length(request.headers()));
+    let length = range
+        .map(|(_, l)| l)
+        .or_else(|| content_length(request.headers()));
     let result = registry
-        .append_upload(repo, id, range.map(|(s, _)| s), length, body_stream(request.into_body()))
+        .append_upload(
+            repo,
+            id,
+            range.map(|(s, _)| s),
+            length,
+            body_stream(request.into_body()),
+        )
         .await;
     match result {
-        Ok(upload) => Ok(upload_response(StatusCode::ACCEPTED, repo, &upload.id.to_string(), upload.offset)),
-        Err(e @ berth_registry::RegistryError::RangeInvalid { current, .. }) => Err(ApiError::from(e)
-            .with_header("location", &format!("/v2/{repo}/blobs/uploads/{id}"))
-            .with_header("range", &format!("0-{}", current.saturating_sub(1)))
-            .with_header(UPLOAD_UUID_HEADER, id)),
+        Ok(upload) => Ok(upload_response(
+            StatusCode::ACCEPTED,
+            repo,
+            &upload.id.to_string(),
+            upload.offset,
+        )),
+        Err(e @ berth_registry::RegistryError::RangeInvalid { current, .. }) => {
+            Err(ApiError::from(e)
+                .with_header("location", &format!("/v2/{repo}/blobs/uploads/{id}"))
+                .with_header("range", &format!("0-{}", current.saturating_sub(1)))
+                .with_header(UPLOAD_UUID_HEADER, id))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -410,14 +491,18 @@ async fn finish_upload(
     })?;
     let digest = parse_digest(raw)?;
     let range = content_range(request.headers())?;
-    let length = range.map(|(_, l)| l).or_else(|| content_length(request.headers()));
+    let length = range
+        .map(|(_, l)| l)
+        .or_else(|| content_length(request.headers()));
     if let Some((start, _)) = range {
         let upload = registry.upload_state(repo, id).await?;
         if start != upload.offset {
-            return Err(ApiError::from(berth_registry::RegistryError::RangeInvalid {
-                requested: start,
-                current: upload.offset,
-            }));
+            return Err(ApiError::from(
+                berth_registry::RegistryError::RangeInvalid {
+                    requested: start,
+                    current: upload.offset,
+                },
+            ));
         }
     }
     let body = match length {

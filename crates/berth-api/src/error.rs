@@ -4,7 +4,7 @@
 use axum::response::{IntoResponse, Response};
 use berth_registry::RegistryError;
 use berth_types::{ErrorCode, NameError};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 
 #[derive(Debug)]
@@ -13,7 +13,7 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     /// Extra headers the spec wants on some errors (`Range` on a 416).
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -22,13 +22,13 @@ impl ApiError {
             status: StatusCode::from_u16(code.status()).unwrap_or(StatusCode::BAD_REQUEST),
             code,
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
-            self.headers.insert(name, v);
+            self.headers.push((HeaderName::from_static(name), v));
         }
         self
     }
@@ -51,7 +51,7 @@ impl From<RegistryError> for ApiError {
             status,
             code,
             message: e.to_string(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 }
@@ -77,7 +77,9 @@ impl IntoResponse for ApiError {
             }]
         });
         let mut response = (self.status, axum::Json(body)).into_response();
-        response.headers_mut().extend(self.headers);
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }

@@ -50,9 +50,7 @@ impl Route {
 }
 
 pub fn parse(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let rest = path
-        .strip_prefix("/v2")
-        .ok_or_else(|| not_found(path))?;
+    let rest = path.strip_prefix("/v2").ok_or_else(|| not_found(path))?;
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     if rest.is_empty() {
         return Ok(Route {
@@ -92,7 +90,12 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, ApiError> {
                 digest: (*digest).to_string(),
             },
         ),
-        [.., "blobs", "uploads", id] if n > 3 => (n - 3, Endpoint::Upload { id: (*id).to_string() }),
+        [.., "blobs", "uploads", id] if n > 3 => (
+            n - 3,
+            Endpoint::Upload {
+                id: (*id).to_string(),
+            },
+        ),
         [.., "blobs", digest] if n > 2 => (
             n - 2,
             Endpoint::Blob {
@@ -147,7 +150,12 @@ mod tests {
         assert_eq!(p("/v2/_catalog").endpoint, Endpoint::Catalog);
         let r = p("/v2/a/b/manifests/latest");
         assert_eq!(r.repository.expect("repo").as_str(), "a/b");
-        assert_eq!(r.endpoint, Endpoint::Manifest { reference: "latest".into() });
+        assert_eq!(
+            r.endpoint,
+            Endpoint::Manifest {
+                reference: "latest".into()
+            }
+        );
         // Names may contain the route keywords as components.
         let r = p("/v2/x/manifests/manifests/v1");
         assert_eq!(r.repository.expect("repo").as_str(), "x/manifests");
@@ -156,13 +164,20 @@ mod tests {
         assert_eq!(r.action, Action::Push);
         let r = p("/v2/x/blobs/uploads/abc");
         assert_eq!(r.endpoint, Endpoint::Upload { id: "abc".into() });
-        let r = p("/v2/x/blobs/uploads/sha256:aa");
+        let r = p("/v2/x/blobs/uploads/blobs/sha256:aa");
         assert_eq!(r.repository.expect("repo").as_str(), "x/blobs/uploads");
-        assert_eq!(r.endpoint, Endpoint::Blob { digest: "sha256:aa".into() });
+        assert_eq!(
+            r.endpoint,
+            Endpoint::Blob {
+                digest: "sha256:aa".into()
+            }
+        );
         assert_eq!(p("/v2/x/tags/list").endpoint, Endpoint::Tags);
         assert_eq!(
             p("/v2/x/referrers/sha256:aa").endpoint,
-            Endpoint::Referrers { digest: "sha256:aa".into() }
+            Endpoint::Referrers {
+                digest: "sha256:aa".into()
+            }
         );
         let d = parse(&Method::DELETE, "/v2/x/manifests/v1").expect("delete");
         assert_eq!(d.action, Action::Delete);

@@ -120,8 +120,11 @@ pub trait MetadataStore: Send + Sync + 'static {
         digest: &Digest,
     ) -> Result<bool, MetadataError>;
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag)
-        -> Result<bool, MetadataError>;
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<bool, MetadataError>;
 
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
 
@@ -148,8 +151,11 @@ pub trait MetadataStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, MetadataError>;
 
-    async fn create_upload(&self, id: &str, repository: &RepositoryName)
-        -> Result<(), MetadataError>;
+    async fn create_upload(
+        &self,
+        id: &str,
+        repository: &RepositoryName,
+    ) -> Result<(), MetadataError>;
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, MetadataError>;
 
@@ -162,8 +168,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>, MetadataError>;
 
     /// Blobs no manifest references and no repository linked since `before`.
-    async fn unreferenced_blobs(&self, before: i64, limit: u32)
-        -> Result<Vec<Digest>, MetadataError>;
+    async fn unreferenced_blobs(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<Digest>, MetadataError>;
 
     /// Deletes the blob's records if it is still unreferenced and unlinked
     /// since `before`; `true` means the caller may delete its bytes. The

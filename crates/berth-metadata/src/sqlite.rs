@@ -64,11 +64,13 @@ async fn ensure_repository(
     tx: &mut Transaction<'_, Sqlite>,
     repository: &RepositoryName,
 ) -> Result<i64, MetadataError> {
-    sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-        .bind(repository.as_str())
-        .bind(now())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(repository.as_str())
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
     let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
         .bind(repository.as_str())
         .fetch_one(&mut **tx)
@@ -413,10 +415,11 @@ impl MetadataStore for SqliteStore {
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, MetadataError> {
         // From the writer: a session's next request must see its last update.
-        let row = sqlx::query("SELECT id, repository, length, created_at FROM uploads WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, repository, length, created_at FROM uploads WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.writer)
+                .await?;
         row.map(|row| {
             Ok(UploadRecord {
                 id: row.try_get("id")?,
@@ -447,10 +450,12 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>, MetadataError> {
-        Ok(sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ?")
-            .bind(before)
-            .fetch_all(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ?")
+                .bind(before)
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     async fn unreferenced_blobs(

@@ -95,9 +95,7 @@ impl RegistryError {
             RegistryError::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             RegistryError::Unsupported(_) => ErrorCode::Unsupported,
             RegistryError::Storage(StorageError::BlobNotFound(_)) => ErrorCode::BlobUnknown,
-            RegistryError::Storage(StorageError::UploadNotFound(_)) => {
-                ErrorCode::BlobUploadUnknown
-            }
+            RegistryError::Storage(StorageError::UploadNotFound(_)) => ErrorCode::BlobUploadUnknown,
             RegistryError::Storage(StorageError::RangeNotSatisfiable { .. }) => {
                 ErrorCode::RangeInvalid
             }

@@ -175,7 +175,10 @@ impl Registry {
 }
 
 /// Reads a stream fully into `hasher`, for rebuilding hash state.
-async fn hash_stream(mut stream: ByteStream, hasher: &mut berth_types::DigestHasher) -> Result<u64> {
+async fn hash_stream(
+    mut stream: ByteStream,
+    hasher: &mut berth_types::DigestHasher,
+) -> Result<u64> {
     use futures::StreamExt;
     let mut n = 0u64;
     while let Some(chunk) = stream.next().await {

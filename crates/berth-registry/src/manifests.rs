@@ -136,8 +136,12 @@ impl Registry {
             .or(parsed.manifests.first());
         match child {
             Some(child) if takes(&child.media_type) => {
-                Box::pin(self.get_manifest(repository, &Reference::Digest(child.digest.clone()), accept))
-                    .await
+                Box::pin(self.get_manifest(
+                    repository,
+                    &Reference::Digest(child.digest.clone()),
+                    accept,
+                ))
+                .await
             }
             _ => Ok(stored),
         }
@@ -200,7 +204,10 @@ impl Registry {
                 if let Some(t) = r.artifact_type {
                     d["artifactType"] = json!(t);
                 }
-                if let Some(a) = r.annotations_json.and_then(|a| serde_json::from_str::<Value>(&a).ok()) {
+                if let Some(a) = r
+                    .annotations_json
+                    .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+                {
                     d["annotations"] = a;
                 }
                 d

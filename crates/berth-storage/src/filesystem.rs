@@ -154,7 +154,10 @@ impl BlobStore for FilesystemStore {
             Err(e) if not_found(&e) => return Err(StorageError::UploadNotFound(id)),
             Err(e) => return Err(StorageError::io(format!("open upload {id}"))(e)),
         };
-        Ok(Box::pin(ReaderStream::with_capacity(file.take(len), READ_CHUNK)))
+        Ok(Box::pin(ReaderStream::with_capacity(
+            file.take(len),
+            READ_CHUNK,
+        )))
     }
 
     async fn commit_upload(&self, id: Uuid, digest: &Digest) -> Result<(), StorageError> {
@@ -283,7 +286,10 @@ mod tests {
         let mut w = store.upload_writer(id, 6).await.expect("writer");
         w.write(Bytes::from_static(b"world")).await.expect("write");
         assert_eq!(w.finish().await.expect("finish"), 11);
-        assert_eq!(collect(store.read_upload(id, 11).await.expect("read")).await, b"hello world");
+        assert_eq!(
+            collect(store.read_upload(id, 11).await.expect("read")).await,
+            b"hello world"
+        );
 
         let digest = Digest::sha256_of(b"hello world");
         assert_eq!(store.blob_size(&digest).await.expect("stat"), None);

@@ -31,7 +31,11 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -64,7 +68,9 @@ pub enum ManifestError {
     Schema(String),
     #[error("schemaVersion must be 2, got {0:?}")]
     SchemaVersion(Option<i64>),
-    #[error("Docker schema 1 manifests are not supported; push with a current client (schema 2 or OCI)")]
+    #[error(
+        "Docker schema 1 manifests are not supported; push with a current client (schema 2 or OCI)"
+    )]
     Schema1,
     #[error("manifest media type '{0}' is not a manifest or index type berth accepts")]
     UnknownMediaType(String),
@@ -72,7 +78,9 @@ pub enum ManifestError {
     MediaTypeMismatch { header: String, body: String },
     #[error("an image manifest needs a 'config' descriptor")]
     MissingConfig,
-    #[error("an index must not have 'config' or 'layers', and a manifest must not have 'manifests'")]
+    #[error(
+        "an index must not have 'config' or 'layers', and a manifest must not have 'manifests'"
+    )]
     MixedKinds,
 }
 
@@ -192,14 +200,20 @@ mod tests {
         );
         let m = ParsedManifest::parse(body.as_bytes(), None).expect("valid");
         assert_eq!(m.kind, ManifestKind::Image);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.example.sig"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.example.sig")
+        );
         assert!(m.subject.is_some());
         assert_eq!(m.required_blobs().count(), 1);
     }
 
     #[test]
     fn rejects_bad_manifests() {
-        assert!(matches!(ParsedManifest::parse(b"nope", None), Err(ManifestError::NotJson(_))));
+        assert!(matches!(
+            ParsedManifest::parse(b"nope", None),
+            Err(ManifestError::NotJson(_))
+        ));
         assert!(matches!(
             ParsedManifest::parse(br#"{"schemaVersion":1,"name":"x"}"#, None),
             Err(ManifestError::Schema1)
@@ -215,7 +229,11 @@ mod tests {
             ),
             Err(ManifestError::MediaTypeMismatch { .. })
         ));
-        let bad_digest = br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:zz","size":1}]}"#;
-        assert!(matches!(ParsedManifest::parse(bad_digest, None), Err(ManifestError::Schema(_))));
+        let bad_digest =
+            br#"{"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:zz","size":1}]}"#;
+        assert!(matches!(
+            ParsedManifest::parse(bad_digest, None),
+            Err(ManifestError::Schema(_))
+        ));
     }
 }

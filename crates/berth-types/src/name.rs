@@ -31,8 +31,10 @@ pub enum NameError {
 fn name_regex() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
-        Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$")
-            .expect("static regex")
+        Regex::new(
+            r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$",
+        )
+        .expect("static regex")
     })
 }
 
@@ -135,7 +137,15 @@ mod tests {
 
     #[test]
     fn accepts_spec_names() {
-        for ok in ["a", "library/ubuntu", "a/b/c", "my-app", "my__app", "a.b_c--d/e", "0"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a/b/c",
+            "my-app",
+            "my__app",
+            "a.b_c--d/e",
+            "0",
+        ] {
             assert!(ok.parse::<RepositoryName>().is_ok(), "{ok} rejected");
         }
     }
@@ -144,8 +154,23 @@ mod tests {
     fn rejects_bad_names() {
         let long = "a".repeat(256);
         for bad in [
-            "", "A", "Library/ubuntu", "../etc", "a/../b", "a/./b", "%2e%2e", "a//b", "/a", "a/",
-            "-a", "a-", "a___b", "a..b", ".", "..", long.as_str(),
+            "",
+            "A",
+            "Library/ubuntu",
+            "../etc",
+            "a/../b",
+            "a/./b",
+            "%2e%2e",
+            "a//b",
+            "/a",
+            "a/",
+            "-a",
+            "a-",
+            "a___b",
+            "a..b",
+            ".",
+            "..",
+            long.as_str(),
         ] {
             assert!(bad.parse::<RepositoryName>().is_err(), "{bad} accepted");
         }
@@ -160,7 +185,8 @@ mod tests {
         assert!("a".repeat(129).parse::<Tag>().is_err());
         assert!(matches!("v1".parse::<Reference>(), Ok(Reference::Tag(_))));
         assert!(matches!(
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".parse::<Reference>(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse::<Reference>(),
             Ok(Reference::Digest(_))
         ));
         assert!("sha256:zz".parse::<Reference>().is_err());

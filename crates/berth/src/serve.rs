@@ -47,8 +47,12 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let blobs = FilesystemStore::open(config.blob_dir())
-        .with_context(|| format!("cannot open blob storage at {}", config.blob_dir().display()))?;
+    let blobs = FilesystemStore::open(config.blob_dir()).with_context(|| {
+        format!(
+            "cannot open blob storage at {}",
+            config.blob_dir().display()
+        )
+    })?;
     let metadata = SqliteStore::connect(&config.metadata_url())
         .await
         .with_context(|| format!("cannot open metadata database {}", config.metadata_url()))?;
@@ -71,7 +75,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     // On stdout, for people and for scripts waiting for the port.
-    println!("berth {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "berth {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     tracing::info!(%addr, data = %config.data_dir.display(), "berth started");
 
     if config.gc.interval_seconds > 0 {
@@ -119,7 +126,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs them all:
+#   1. Debian and PyPI packages (scripts/install-test-deps.sh; needs root),
+#   2. the Rust unit and integration tests (they start the real berth binary),
+#   3. the real-client end-to-end suite (skopeo, containerd/ctr, podman,
+#      buildah, the Docker engine, oras) against the real berth binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+echo "== cargo test"
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast
+
+echo "== end-to-end suite with real clients"
+BERTH_BIN="$PWD/target/debug/berth" python3 -m pytest tests/e2e -q
