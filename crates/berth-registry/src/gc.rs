@@ -50,11 +50,14 @@ impl Registry {
                 let _gate = self.gc_gate.write().await;
                 // Re-checked and removed in one transaction; a concurrent
                 // link or manifest wins and the blob stays.
-                if !self
+                let write = self.cache.write();
+                let forgotten = self
                     .metadata
                     .forget_blob_if_unreferenced(&digest, cutoff)
-                    .await?
-                {
+                    .await?;
+                write.forget_all_links();
+                drop(write);
+                if !forgotten {
                     skipped.push(digest);
                     continue;
                 }

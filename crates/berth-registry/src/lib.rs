@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use berth_metadata::MetadataStore;
 use berth_storage::{BlobRead, BlobStore, ByteStream};
-use berth_types::{Digest, Reference, RepositoryName};
+use berth_types::{Digest, RepositoryName};
 use bytes::Bytes;
 
+mod cache;
 mod error;
 mod gc;
 mod manifests;
@@ -66,6 +67,7 @@ pub struct Registry {
     /// the collector deletes one, so the collector never removes bytes that a
     /// concurrent commit has just decided to reuse.
     gc_gate: tokio::sync::RwLock<()>,
+    cache: cache::MetadataCache,
 }
 
 impl Registry {
@@ -80,6 +82,7 @@ impl Registry {
             config,
             uploads: Mutex::new(HashMap::new()),
             gc_gate: tokio::sync::RwLock::new(()),
+            cache: cache::MetadataCache::new(),
         }
     }
 
@@ -91,22 +94,35 @@ impl Registry {
         &self.metadata
     }
 
-    /// Size of a blob the repository holds (or of one of its manifests).
-    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
-        if let Some(size) = self.metadata.linked_blob_size(repository, digest).await? {
-            return Ok(size);
+    /// Size of the blob if the repository links it (cached).
+    async fn linked_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        if let Some(size) = self.cache.link(repository.as_str(), digest) {
+            return Ok(Some(size));
         }
-        if let Some(m) = self
-            .metadata
-            .get_manifest(repository, &Reference::Digest(digest.clone()))
-            .await?
-        {
-            return Ok(m.content.len() as u64);
+        let ticket = self.cache.ticket();
+        let size = self.metadata.linked_blob_size(repository, digest).await?;
+        if let Some(size) = size {
+            self.cache.fill_link(ticket, repository.as_str(), digest, size);
         }
-        Err(RegistryError::BlobUnknown {
+        Ok(size)
+    }
+
+    fn blob_unknown(repository: &RepositoryName, digest: &Digest) -> RegistryError {
+        RegistryError::BlobUnknown {
             repository: repository.to_string(),
             digest: digest.clone(),
-        })
+        }
+    }
+
+    /// Size of a blob the repository holds (or of one of its manifests).
+    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.linked_size(repository, digest).await? {
+            return Ok(size);
+        }
+        match self.manifest_by_digest(repository, digest).await? {
+            Some(m) => Ok(m.content.len() as u64),
+            None => Err(Self::blob_unknown(repository, digest)),
+        }
     }
 
     /// Opens a blob of the repository for streaming, whole or a byte range.
@@ -116,39 +132,27 @@ impl Registry {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<BlobContent> {
-        if self
-            .metadata
-            .linked_blob_size(repository, digest)
-            .await?
-            .is_some()
-        {
+        if self.linked_size(repository, digest).await?.is_some() {
             return Ok(BlobContent::Stored(
                 self.blobs.read_blob(digest, range).await?,
             ));
         }
-        if let Some(m) = self
-            .metadata
-            .get_manifest(repository, &Reference::Digest(digest.clone()))
-            .await?
-        {
-            return Ok(BlobContent::Inline(Bytes::from(m.content)));
+        match self.manifest_by_digest(repository, digest).await? {
+            Some(m) => Ok(BlobContent::Inline(m.content.clone())),
+            None => Err(Self::blob_unknown(repository, digest)),
         }
-        Err(RegistryError::BlobUnknown {
-            repository: repository.to_string(),
-            digest: digest.clone(),
-        })
     }
 
     /// Removes the repository's link to a blob. The bytes go when the
     /// garbage collector finds nothing else referencing them.
     pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
-        if self.metadata.unlink_blob(repository, digest).await? {
+        let write = self.cache.write();
+        let unlinked = self.metadata.unlink_blob(repository, digest).await?;
+        write.forget_link(repository.as_str(), digest);
+        if unlinked {
             Ok(())
         } else {
-            Err(RegistryError::BlobUnknown {
-                repository: repository.to_string(),
-                digest: digest.clone(),
-            })
+            Err(Self::blob_unknown(repository, digest))
         }
     }
 

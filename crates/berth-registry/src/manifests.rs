@@ -1,5 +1,7 @@
 //! Manifests, tags, the catalog and the referrers API.
 
+use std::sync::Arc;
+
 use berth_metadata::NewManifest;
 use berth_types::{
     media_type, Algorithm, Digest, ManifestKind, ParsedManifest, Reference, RepositoryName,
@@ -79,7 +81,8 @@ impl Registry {
             .filter(|a| !a.is_empty())
             .map(|a| serde_json::to_string(a).unwrap_or_default());
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
-        self.metadata
+        let write = self.cache.write();
+        let stored = self.metadata
             .put_manifest(NewManifest {
                 repository,
                 digest: &digest,
@@ -92,7 +95,12 @@ impl Registry {
                 children,
                 tag,
             })
-            .await?;
+            .await;
+        if let Some(tag) = tag {
+            write.forget_tag(repository.as_str(), tag.as_str());
+        }
+        drop(write);
+        stored?;
         Ok(ManifestPut { digest, subject })
     }
 
@@ -105,16 +113,11 @@ impl Registry {
         reference: &Reference,
         accept: &[&str],
     ) -> Result<StoredManifest> {
-        let Some(record) = self.metadata.get_manifest(repository, reference).await? else {
+        let Some(stored) = self.find_manifest(repository, reference).await? else {
             if !self.metadata.repository_exists(repository).await? {
                 return Err(RegistryError::NameUnknown(repository.to_string()));
             }
             return Err(manifest_unknown(repository, reference));
-        };
-        let stored = StoredManifest {
-            digest: record.digest,
-            media_type: record.media_type,
-            content: Bytes::from(record.content),
         };
         let takes = |t: &str| accept.iter().any(|a| *a == t || *a == "*/*");
         let wants_image_only = !accept.is_empty()
@@ -147,16 +150,88 @@ impl Registry {
         }
     }
 
+    /// A manifest by tag or digest, through the cache.
+    async fn find_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
+        let repo = repository.as_str();
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(tag) => match self.cache.tag(repo, tag.as_str()) {
+                Some(d) => d,
+                None => {
+                    let ticket = self.cache.ticket();
+                    let Some(record) = self.metadata.get_manifest(repository, reference).await?
+                    else {
+                        return Ok(None);
+                    };
+                    self.cache
+                        .fill_tag(ticket, repo, tag.as_str(), record.digest.clone());
+                    let stored = Arc::new(StoredManifest {
+                        digest: record.digest,
+                        media_type: record.media_type,
+                        content: Bytes::from(record.content),
+                    });
+                    self.cache.fill_manifest(ticket, repo, stored.clone());
+                    return Ok(Some(stored.as_ref().clone()));
+                }
+            },
+        };
+        Ok(self
+            .manifest_by_digest(repository, &digest)
+            .await?
+            .map(|m| m.as_ref().clone()))
+    }
+
+    /// A manifest by digest, through the cache.
+    pub(crate) async fn manifest_by_digest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Arc<StoredManifest>>> {
+        let repo = repository.as_str();
+        if let Some(m) = self.cache.manifest(repo, digest) {
+            return Ok(Some(m));
+        }
+        let ticket = self.cache.ticket();
+        let Some(record) = self
+            .metadata
+            .get_manifest(repository, &Reference::Digest(digest.clone()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stored = Arc::new(StoredManifest {
+            digest: record.digest,
+            media_type: record.media_type,
+            content: Bytes::from(record.content),
+        });
+        self.cache.fill_manifest(ticket, repo, stored.clone());
+        Ok(Some(stored))
+    }
+
     /// Deletes a manifest (by digest, with all its tags) or a tag.
     pub async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
+        let write = self.cache.write();
         let deleted = match reference {
-            Reference::Digest(d) => self.metadata.delete_manifest(repository, d).await?,
-            Reference::Tag(t) => self.metadata.delete_tag(repository, t).await?,
+            Reference::Digest(d) => {
+                let deleted = self.metadata.delete_manifest(repository, d).await;
+                write.forget_manifest(repository.as_str(), d);
+                deleted?
+            }
+            Reference::Tag(t) => {
+                let deleted = self.metadata.delete_tag(repository, t).await;
+                write.forget_tag(repository.as_str(), t.as_str());
+                deleted?
+            }
         };
+        drop(write);
         if deleted {
             Ok(())
         } else if !self.metadata.repository_exists(repository).await? {
