@@ -3,59 +3,56 @@
 //!
 //! 1. `route` parses the path once into a [`Route`] (repository, endpoint,
 //!    action) and attaches it to the request;
-//! 2. the access gate ([`AccessGate`]) decides on the route — this is where
-//!    network policy and authentication plug in;
+//! 2. `auth::access` establishes the caller (Basic, bearer token or
+//!    anonymous) and checks the route's action against its grants — network
+//!    policy plugs in as a layer in front of it;
 //! 3. `distribution::handle` serves it through the registry layer;
 //! 4. any failure becomes the spec's error envelope in `error.rs`.
+//!
+//! Beside `/v2` the same listener serves the token service (`/oauth2/...`),
+//! the management API (`/api/v1/...`) and health checks.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
+use berth_auth::AuthService;
 use berth_registry::Registry;
 use http::{HeaderValue, Method};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod auth;
 pub mod distribution;
 pub mod error;
+pub mod manage;
 pub mod route;
 
 pub use error::ApiError;
 pub use route::{Action, Endpoint, Route};
 
-/// Decides whether a routed request may proceed. Until identities and
-/// network rules exist the registry runs open ([`OpenAccess`]).
-pub trait AccessGate: Send + Sync + 'static {
-    fn check(&self, route: &Route, request: &Request) -> Result<(), ApiError>;
-}
-
-/// Lets every request through.
-pub struct OpenAccess;
-
-impl AccessGate for OpenAccess {
-    fn check(&self, _route: &Route, _request: &Request) -> Result<(), ApiError> {
-        Ok(())
-    }
-}
-
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
-    pub access: Arc<dyn AccessGate>,
+    pub auth: Arc<AuthService>,
 }
 
-/// The complete HTTP application.
+/// The complete HTTP application. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`: access decisions
+/// need the client's address.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/oauth2/token", get(auth::get_token).post(auth::post_token))
+        .route("/oauth2/exchange", post(auth::exchange))
+        .merge(manage::router())
         .fallback(distribution::handle)
-        .layer(middleware::from_fn_with_state(state.clone(), access))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::access))
         .layer(middleware::from_fn(route))
         .with_state(state)
         .layer(SetResponseHeaderLayer::overriding(
@@ -90,17 +87,6 @@ async fn route(mut request: Request, next: Next) -> Response {
             *r.body_mut() = axum::body::Body::empty();
             r
         }
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Step 2: the access decision.
-async fn access(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(route) = request.extensions().get::<Route>().cloned() else {
-        return next.run(request).await;
-    };
-    match state.access.check(&route, &request) {
-        Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
 }

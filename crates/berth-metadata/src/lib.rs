@@ -8,8 +8,13 @@
 use async_trait::async_trait;
 use berth_types::{Digest, Reference, RepositoryName, Tag};
 
+pub mod auth;
 pub mod sqlite;
 
+pub use auth::{
+    Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord, RoleAssignmentRecord,
+    RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +27,8 @@ pub enum MetadataError {
     Database(#[from] sqlx::Error),
     #[error("the metadata database could not be migrated: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("the metadata database holds a value it cannot read back: {0}")]
     Corrupt(String),
 }
@@ -68,6 +75,17 @@ pub struct Referrer {
     pub artifact_type: Option<String>,
     pub size: u64,
     pub annotations_json: Option<String>,
+}
+
+/// A manifest as the management API lists it.
+#[derive(Debug, Clone)]
+pub struct ManifestSummary {
+    pub digest: Digest,
+    pub media_type: String,
+    pub artifact_type: Option<String>,
+    pub size: u64,
+    pub created_at: i64,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +145,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<bool, MetadataError>;
 
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError>;
+
+    /// Every manifest of a repository with its tags, newest first.
+    async fn list_manifests(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Vec<ManifestSummary>, MetadataError>;
+
+    /// Deletes a repository with its manifests, tags and blob links;
+    /// returns how many manifests it had.
+    async fn delete_repository(&self, repository: &RepositoryName) -> Result<u64, MetadataError>;
 
     /// Tags in lexical order after `last`, at most `limit`; `None` if the
     /// repository is unknown.

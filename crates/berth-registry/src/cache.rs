@@ -79,7 +79,8 @@ impl MetadataCache {
 
     pub(crate) fn fill_tag(&self, ticket: Ticket, repo: &str, tag: &str, digest: Digest) {
         if self.valid(ticket) {
-            self.tags.insert((repo.to_string(), tag.to_string()), digest);
+            self.tags
+                .insert((repo.to_string(), tag.to_string()), digest);
         }
     }
 
@@ -100,7 +101,8 @@ impl MetadataCache {
 
     pub(crate) fn fill_link(&self, ticket: Ticket, repo: &str, digest: &Digest, size: u64) {
         if self.valid(ticket) {
-            self.links.insert((repo.to_string(), digest.to_string()), size);
+            self.links
+                .insert((repo.to_string(), digest.to_string()), size);
         }
     }
 }
@@ -125,7 +127,16 @@ impl WriteGuard<'_> {
     }
 
     pub(crate) fn forget_link(&self, repo: &str, digest: &Digest) {
-        self.cache.links.remove(&(repo.to_string(), digest.to_string()));
+        self.cache
+            .links
+            .remove(&(repo.to_string(), digest.to_string()));
+    }
+
+    /// A repository went: drop everything (rare).
+    pub(crate) fn forget_everything(&self) {
+        self.cache.tags.clear();
+        self.cache.manifests.clear();
+        self.cache.links.clear();
     }
 
     /// A blob left storage: every repository's link to it is gone.

@@ -95,14 +95,19 @@ impl Registry {
     }
 
     /// Size of the blob if the repository links it (cached).
-    async fn linked_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+    async fn linked_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
         if let Some(size) = self.cache.link(repository.as_str(), digest) {
             return Ok(Some(size));
         }
         let ticket = self.cache.ticket();
         let size = self.metadata.linked_blob_size(repository, digest).await?;
         if let Some(size) = size {
-            self.cache.fill_link(ticket, repository.as_str(), digest, size);
+            self.cache
+                .fill_link(ticket, repository.as_str(), digest, size);
         }
         Ok(size)
     }

@@ -82,7 +82,8 @@ impl Registry {
             .map(|a| serde_json::to_string(a).unwrap_or_default());
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
         let write = self.cache.write();
-        let stored = self.metadata
+        let stored = self
+            .metadata
             .put_manifest(NewManifest {
                 repository,
                 digest: &digest,
@@ -239,6 +240,28 @@ impl Registry {
         } else {
             Err(manifest_unknown(repository, reference))
         }
+    }
+
+    pub async fn list_manifests(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Vec<berth_metadata::ManifestSummary>> {
+        if !self.metadata.repository_exists(repository).await? {
+            return Err(RegistryError::NameUnknown(repository.to_string()));
+        }
+        Ok(self.metadata.list_manifests(repository).await?)
+    }
+
+    /// Deletes a whole repository; blobs go with the next collection.
+    pub async fn delete_repository(&self, repository: &RepositoryName) -> Result<u64> {
+        if !self.metadata.repository_exists(repository).await? {
+            return Err(RegistryError::NameUnknown(repository.to_string()));
+        }
+        let write = self.cache.write();
+        let deleted = self.metadata.delete_repository(repository).await;
+        write.forget_everything();
+        drop(write);
+        Ok(deleted?)
     }
 
     pub async fn list_tags(

@@ -21,6 +21,27 @@ pub struct Config {
     pub gc: GcConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub auth: AuthSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    /// The registry's name: the admin user's login.
+    pub registry_name: String,
+    /// Lifetime of access tokens.
+    pub token_ttl_seconds: u64,
+    /// Lifetime of refresh tokens.
+    pub refresh_token_ttl_seconds: u64,
+    /// Failed logins from one address before it gets 429.
+    pub failed_login_limit: u32,
+    /// The window those failures are counted in, and the lockout.
+    pub failed_login_window_seconds: u64,
+    /// Activity-log entries older than this are purged.
+    pub activity_retention_days: u32,
+    /// Used only when the owner is first created; otherwise a random
+    /// password is generated. Meant for automated setups and tests.
+    pub initial_owner_password: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +119,15 @@ impl Default for Config {
             log: LogConfig {
                 format: "text".into(),
                 level: "info".into(),
+            },
+            auth: AuthSection {
+                registry_name: "berth".into(),
+                token_ttl_seconds: 300,
+                refresh_token_ttl_seconds: 3 * 3600,
+                failed_login_limit: 10,
+                failed_login_window_seconds: 60,
+                activity_retention_days: 90,
+                initial_owner_password: None,
             },
         }
     }

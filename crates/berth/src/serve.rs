@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_api::{AppState, OpenAccess};
+use berth_api::AppState;
+use berth_auth::{AuthConfig, AuthService};
 use berth_metadata::SqliteStore;
 use berth_registry::{Registry, RegistryConfig};
 use berth_storage::FilesystemStore;
@@ -65,9 +66,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
         },
     ));
+    let auth = Arc::new(
+        AuthService::open(
+            Arc::new(metadata.clone()),
+            AuthConfig {
+                token_ttl: Duration::from_secs(config.auth.token_ttl_seconds),
+                refresh_ttl: Duration::from_secs(config.auth.refresh_token_ttl_seconds),
+                registry_name: config.auth.registry_name.clone(),
+                throttle_limit: config.auth.failed_login_limit,
+                throttle_window: Duration::from_secs(config.auth.failed_login_window_seconds),
+                ..AuthConfig::default()
+            },
+        )
+        .await
+        .context("cannot initialise authentication")?,
+    );
+    if let Some(password) = auth
+        .bootstrap_owner(config.auth.initial_owner_password.as_deref())
+        .await
+        .context("cannot create the owner identity")?
+    {
+        let file = config.data_dir.join("initial-owner-password");
+        write_secret_file(&file, &password)?;
+        println!(
+            "created the owner identity: user 'owner', password {password}\n  (also in {}, mode 0600; shown only this once)",
+            file.display()
+        );
+    }
+    spawn_housekeeping(&config, auth.clone());
     let app = berth_api::router(AppState {
         registry: registry.clone(),
-        access: Arc::new(OpenAccess),
+        auth,
     });
 
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
@@ -98,7 +127,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
@@ -118,6 +151,43 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     metadata.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// Writes a secret to a file only its owner can read.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    Ok(())
+}
+
+/// Settings reload (other nodes may change them) and activity retention.
+fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>) {
+    let retention = config.auth.activity_retention_days;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            if let Err(e) = auth.reload_settings().await {
+                tracing::warn!(error = %e, "reloading settings failed");
+            }
+            if n % 3600 == 0 {
+                match auth.purge_activity(retention).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged old activity-log entries"),
+                    Err(e) => tracing::warn!(error = %e, "purging the activity log failed"),
+                }
+            }
+            n += 1;
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -14,8 +14,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::{
-    now, ManifestRecord, MetadataError, MetadataStore, NewManifest, Referrer, UploadRecord,
+    now, ManifestRecord, ManifestSummary, MetadataError, MetadataStore, NewManifest, Referrer,
+    UploadRecord,
 };
+
+mod auth;
 
 const READERS: u32 = 8;
 
@@ -326,6 +329,72 @@ impl MetadataStore for SqliteStore {
 
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool, MetadataError> {
         Ok(repository_id(&self.reader, repository).await?.is_some())
+    }
+
+    async fn list_manifests(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Vec<ManifestSummary>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.artifact_type, m.size, m.created_at,
+                    (SELECT group_concat(t.name, ',') FROM tags t
+                      WHERE t.repository_id = m.repository_id AND t.manifest_digest = m.digest) AS tags
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ? ORDER BY m.created_at DESC, m.digest",
+        )
+        .bind(repository.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let tags: Option<String> = row.try_get("tags")?;
+                Ok(ManifestSummary {
+                    digest: digest_of(row, "digest")?,
+                    media_type: row.try_get("media_type")?,
+                    artifact_type: row.try_get("artifact_type")?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    created_at: row.try_get("created_at")?,
+                    tags: tags
+                        .map(|t| t.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_repository(&self, repository: &RepositoryName) -> Result<u64, MetadataError> {
+        let mut tx = self.writer.begin().await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ?",
+        )
+        .bind(repository.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        // Cascades to manifests, their references, tags and blob links.
+        sqlx::query(
+            "DELETE FROM manifest_blobs WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(repository.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM manifest_children WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(repository.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(repository.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM repositories WHERE name = ?")
+            .bind(repository.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(count as u64)
     }
 
     async fn list_tags(

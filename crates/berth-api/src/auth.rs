@@ -1,0 +1,459 @@
+//! Who is calling, and may they: the `Authorization` header becomes a
+//! [`Principal`] (Basic credentials, a bearer token, or anonymous), the
+//! route's action is checked against it, and failures get the answers the
+//! spec and the product contract promise — `401` with a Bearer challenge for
+//! missing or bad credentials (with the reason), `403 DENIED` naming the
+//! identity, action and repository for a permission the caller lacks, `429`
+//! after repeated failures. Also the token service endpoints.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use berth_auth::{AuthError, Permission, Principal, RequestedScope};
+use berth_types::ErrorCode;
+use http::{header, HeaderMap, StatusCode};
+
+use crate::error::ApiError;
+use crate::route::{Action, Endpoint, Route};
+use crate::AppState;
+
+/// The caller's address: the socket peer.
+pub fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The login server as the client addressed it.
+fn login_server(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
+        })
+        .unwrap_or("localhost")
+        .to_string()
+}
+
+fn challenge(headers: &HeaderMap, scope: Option<String>, insufficient: bool) -> String {
+    let host = login_server(headers);
+    let mut c = format!("Bearer realm=\"http://{host}/oauth2/token\",service=\"{host}\"");
+    if let Some(scope) = scope {
+        c.push_str(&format!(",scope=\"{scope}\""));
+    }
+    if insufficient {
+        c.push_str(",error=\"insufficient_scope\"");
+    }
+    c
+}
+
+fn unauthorized(headers: &HeaderMap, message: String, scope: Option<String>) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+        .with_header("www-authenticate", &challenge(headers, scope, false))
+}
+
+fn from_auth_error(e: AuthError, headers: &HeaderMap) -> ApiError {
+    match e {
+        AuthError::Throttled { retry_after, .. } => {
+            ApiError::new(ErrorCode::TooManyRequests, e.to_string())
+                .with_header("retry-after", &retry_after.to_string())
+        }
+        e if e.is_authentication_failure() => unauthorized(headers, e.to_string(), None),
+        AuthError::InvalidRequest(m) => {
+            ApiError::new(ErrorCode::Unsupported, m).with_status(StatusCode::BAD_REQUEST)
+        }
+        AuthError::NotFound(m) => ApiError::new(ErrorCode::NameUnknown, format!("{m} not found")),
+        AuthError::Conflict(m) => {
+            ApiError::new(ErrorCode::Denied, m).with_status(StatusCode::CONFLICT)
+        }
+        other => {
+            tracing::error!(error = %other, "auth failure");
+            ApiError::new(ErrorCode::InternalError, other.to_string())
+        }
+    }
+}
+
+impl ApiError {
+    pub fn from_auth(e: AuthError) -> ApiError {
+        from_auth_error(e, &HeaderMap::new())
+    }
+}
+
+/// The caller, as established from the request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    /// For bearer tokens: what was refused at issue time.
+    pub token: Option<berth_auth::TokenPrincipal>,
+}
+
+fn basic_credentials(value: &str) -> Result<(String, String), AuthError> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| {
+            AuthError::MalformedAuthorization("Basic credentials are not valid base64".into())
+        })?;
+    let text = String::from_utf8(decoded)
+        .map_err(|_| AuthError::MalformedAuthorization("Basic credentials are not UTF-8".into()))?;
+    let (user, pass) = text.split_once(':').ok_or_else(|| {
+        AuthError::MalformedAuthorization("Basic credentials must be 'user:password'".into())
+    })?;
+    Ok((user.to_string(), pass.to_string()))
+}
+
+/// Establishes the caller from the `Authorization` header.
+pub async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<Caller, ApiError> {
+    let auth = &state.auth;
+    if let Some(retry_after) = auth.throttled(ip) {
+        return Err(from_auth_error(
+            AuthError::Throttled {
+                ip: ip.to_string(),
+                retry_after,
+            },
+            headers,
+        ));
+    }
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller {
+            principal: auth.anonymous(),
+            token: None,
+        });
+    };
+    let value = value.to_str().map_err(|_| {
+        from_auth_error(
+            AuthError::MalformedAuthorization("the header is not ASCII".into()),
+            headers,
+        )
+    })?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let result = match scheme.to_ascii_lowercase().as_str() {
+        "basic" => match basic_credentials(rest) {
+            Ok((user, pass)) => auth
+                .authenticate(&user, &pass, ip)
+                .await
+                .map(|principal| Caller {
+                    principal,
+                    token: None,
+                }),
+            Err(e) => Err(e),
+        },
+        "bearer" => auth.principal_from_token(rest.trim()).map(|t| Caller {
+            principal: t.principal.clone(),
+            token: Some(t),
+        }),
+        _ => Err(AuthError::MalformedAuthorization(format!(
+            "scheme '{}' is not supported; use Basic or Bearer",
+            scheme.chars().take(20).collect::<String>()
+        ))),
+    };
+    result.map_err(|e| {
+        if matches!(
+            e,
+            AuthError::InvalidToken(_) | AuthError::MalformedAuthorization(_)
+        ) {
+            auth.record_failure(ip);
+        }
+        from_auth_error(e, headers)
+    })
+}
+
+/// The permission a distribution route needs, and on which repository.
+fn needed(route: &Route) -> Option<(Permission, Option<&str>)> {
+    let repo = route.repository.as_ref().map(|r| r.as_str());
+    match route.action {
+        Action::Ping => None,
+        Action::Catalog => Some((Permission::CatalogRead, None)),
+        Action::Pull => Some((Permission::Pull, repo)),
+        Action::Push => Some((Permission::Push, repo)),
+        Action::Delete => Some((Permission::Delete, repo)),
+    }
+}
+
+fn docker_scope(route: &Route) -> Option<String> {
+    let repo = route.repository.as_ref()?;
+    let actions = match route.action {
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+        _ => "pull",
+    };
+    Some(format!("repository:{repo}:{actions}"))
+}
+
+/// Whether `caller` may do what `route` does; the error is the answer.
+pub fn authorize(caller: &Caller, route: &Route, headers: &HeaderMap) -> Result<(), ApiError> {
+    let principal = &caller.principal;
+    let Some((permission, repo)) = needed(route) else {
+        // `/v2/` proves credentials: anonymous callers get the challenge.
+        return if principal.is_anonymous() {
+            Err(unauthorized(
+                headers,
+                "authentication required: log in, or request a token from the realm in WWW-Authenticate".into(),
+                None,
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let allowed = principal.allows(permission, repo)
+        // Listing tags is reading metadata: either grant does.
+        || (route.endpoint == Endpoint::Tags && principal.allows(Permission::MetadataRead, repo));
+    if allowed {
+        return Ok(());
+    }
+    let target = match repo {
+        Some(r) => format!("repository '{r}'"),
+        None => "this registry".to_string(),
+    };
+    if principal.is_anonymous() {
+        let reason = if permission == Permission::Pull {
+            "anonymous pull is disabled on this registry; log in with an identity that has pull access"
+        } else {
+            "anonymous clients may only pull; log in"
+        };
+        return Err(unauthorized(
+            headers,
+            format!(
+                "authentication required to {} {target}: {reason}",
+                permission.verb()
+            ),
+            docker_scope(route),
+        ));
+    }
+    // A token that was never asked for this action: challenge for a wider
+    // token rather than deny (Docker token flow).
+    if let Some(token) = &caller.token {
+        if !token.was_refused(permission, repo) && permission != Permission::CatalogRead {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "the access token does not cover the action '{}' on {target}",
+                    permission.as_str()
+                ),
+            )
+            .with_header(
+                "www-authenticate",
+                &challenge(headers, docker_scope(route), true),
+            ));
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::Denied,
+        format!(
+            "{} is not allowed to {} {target}: it needs a role with '{}' on it (for example {})",
+            principal.describe(),
+            permission.verb(),
+            permission.as_str(),
+            match permission {
+                Permission::Pull => "AcrPull",
+                Permission::Push => "AcrPush",
+                Permission::Delete => "AcrDelete",
+                Permission::CatalogRead => "Reader",
+                _ => "Contributor",
+            }
+        ),
+    ))
+}
+
+/// The `/v2` access layer.
+pub async fn access(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(route) = request.extensions().get::<Route>().cloned() else {
+        return next.run(request).await;
+    };
+    let ip = client_ip(&request);
+    let caller = match identify(&state, request.headers(), ip).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = authorize(&caller, &route, request.headers()) {
+        return e.into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+fn scopes_of(pairs: &[(String, String)]) -> Result<Vec<RequestedScope>, AuthError> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| {
+            v.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .map(|s| RequestedScope::parse(&s))
+        .collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn token_response(response: &berth_auth::TokenResponse) -> Response {
+    let mut r = axum::Json(response).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// `GET /oauth2/token`: Docker token spec. Basic credentials of any
+/// identity, or none for anonymous.
+pub async fn get_token(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let ip = client_ip(&request);
+    let headers = request.headers().clone();
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(request.uri().query().unwrap_or("")).map_err(|e| {
+            ApiError::new(ErrorCode::Unsupported, format!("malformed query: {e}"))
+                .with_status(StatusCode::BAD_REQUEST)
+        })?;
+    let scopes = scopes_of(&pairs).map_err(|e| from_auth_error(e, &headers))?;
+    let caller = identify(&state, &headers, ip).await?;
+    if caller.token.is_some() {
+        return Err(unauthorized(
+            &headers,
+            "present credentials (Basic), not a token, to obtain a token".into(),
+            None,
+        ));
+    }
+    if caller.principal.is_anonymous() && !state.auth.anonymous_pull_enabled() {
+        return Err(unauthorized(
+            &headers,
+            "anonymous access is disabled on this registry: log in with credentials (no credentials were sent)".into(),
+            None,
+        ));
+    }
+    let service = param(&pairs, "service")
+        .map(str::to_string)
+        .unwrap_or_else(|| login_server(&headers));
+    let offline = param(&pairs, "offline_token") == Some("true");
+    let response = state
+        .auth
+        .issue(&caller.principal, &service, &scopes, offline)
+        .map_err(|e| from_auth_error(e, &headers))?;
+    Ok(token_response(&response))
+}
+
+async fn form(request: Request) -> Result<(HeaderMap, IpAddr, Vec<(String, String)>), ApiError> {
+    let ip = client_ip(&request);
+    let headers = request.headers().clone();
+    let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+        request.into_body(),
+        64 * 1024,
+    ))
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::Unsupported,
+            "the form body is unreadable or over 64 KiB",
+        )
+        .with_status(StatusCode::BAD_REQUEST)
+    })?
+    .to_bytes();
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
+        ApiError::new(ErrorCode::Unsupported, format!("malformed form body: {e}"))
+            .with_status(StatusCode::BAD_REQUEST)
+    })?;
+    Ok((headers, ip, pairs))
+}
+
+/// Signs in from form fields, or from a Basic header if there are none.
+async fn form_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    pairs: &[(String, String)],
+) -> Result<Principal, ApiError> {
+    match param(pairs, "grant_type") {
+        Some("password") => {
+            let user = param(pairs, "username").unwrap_or("");
+            let pass = param(pairs, "password").unwrap_or("");
+            state
+                .auth
+                .authenticate(user, pass, ip)
+                .await
+                .map_err(|e| from_auth_error(e, headers))
+        }
+        Some("refresh_token") => {
+            let token = param(pairs, "refresh_token").unwrap_or("");
+            state.auth.principal_from_refresh(token).await.map_err(|e| {
+                state.auth.record_failure(ip);
+                from_auth_error(e, headers)
+            })
+        }
+        Some(other) => Err(ApiError::new(
+            ErrorCode::Unsupported,
+            format!("grant_type '{other}' is not supported; use 'password' or 'refresh_token'"),
+        )
+        .with_status(StatusCode::BAD_REQUEST)),
+        None => {
+            let caller = identify(state, headers, ip).await?;
+            if caller.principal.is_anonymous() {
+                return Err(unauthorized(headers, "grant_type is required".into(), None));
+            }
+            Ok(caller.principal)
+        }
+    }
+}
+
+/// `POST /oauth2/token`: OAuth2 password and refresh-token grants.
+pub async fn post_token(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (headers, ip, pairs) = form(request).await?;
+    let scopes = scopes_of(&pairs).map_err(|e| from_auth_error(e, &headers))?;
+    let principal = form_principal(&state, &headers, ip, &pairs).await?;
+    let service = param(&pairs, "service")
+        .map(str::to_string)
+        .unwrap_or_else(|| login_server(&headers));
+    let with_refresh = param(&pairs, "grant_type") == Some("password")
+        || param(&pairs, "access_type") == Some("offline");
+    let mut response = state
+        .auth
+        .issue(&principal, &service, &scopes, with_refresh)
+        .map_err(|e| from_auth_error(e, &headers))?;
+    if param(&pairs, "grant_type") == Some("refresh_token") {
+        response.refresh_token = param(&pairs, "refresh_token").map(str::to_string);
+    }
+    Ok(token_response(&response))
+}
+
+/// `POST /oauth2/exchange`: credentials (or a refresh token) for a refresh
+/// token, usable as a password under the all-zero user name.
+pub async fn exchange(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (headers, ip, pairs) = form(request).await?;
+    let principal = form_principal(&state, &headers, ip, &pairs).await?;
+    let service = param(&pairs, "service")
+        .map(str::to_string)
+        .unwrap_or_else(|| login_server(&headers));
+    let refresh = state
+        .auth
+        .issue_refresh(&principal, &service)
+        .map_err(|e| from_auth_error(e, &headers))?;
+    let mut body = HashMap::new();
+    body.insert("refresh_token", refresh);
+    Ok(axum::Json(body).into_response())
+}

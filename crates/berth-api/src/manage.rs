@@ -1,0 +1,641 @@
+//! The management API (`/api/v1/...`): JSON over HTTP on the same listener,
+//! authorized by the same identities and roles — `registries/manage/read`
+//! to look, `registries/manage/write` to change, `roleAssignments/write` to
+//! assign roles. The `berth` CLI is a client of this API.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use berth_auth::manage::ScopeRule;
+use berth_auth::{IdentityKind, Permission, Principal};
+use berth_types::{ErrorCode, Reference, RepositoryName};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// An authenticated management caller.
+pub struct Manager {
+    pub principal: Principal,
+}
+
+impl Manager {
+    fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.principal.allows(permission, None) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Denied,
+                format!(
+                    "{} is not allowed to {} this registry: it needs '{}' at registry scope (for example the {} role)",
+                    self.principal.describe(),
+                    permission.verb(),
+                    permission.as_str(),
+                    match permission {
+                        Permission::ManageRead => "Reader",
+                        Permission::RoleAssignmentsWrite => "Owner",
+                        _ => "Contributor",
+                    }
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Manager {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let caller = crate::auth::identify(state, &parts.headers, ip).await?;
+        if caller.principal.is_anonymous() {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "the management API needs credentials (Basic: owner, admin user or service principal)",
+            )
+            .with_header("www-authenticate", "Basic realm=\"berth\""));
+        }
+        Ok(Manager {
+            principal: caller.principal,
+        })
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(value: impl serde::Serialize) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+fn created(value: impl serde::Serialize) -> ApiResult {
+    Ok((StatusCode::CREATED, Json(value)).into_response())
+}
+
+fn auth_err(e: berth_auth::AuthError) -> ApiError {
+    ApiError::from_auth(e)
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/registry", get(get_registry).patch(update_registry))
+        .route("/api/v1/owner/credentials/renew", post(renew_owner))
+        .route("/api/v1/admin/credentials", get(admin_credentials))
+        .route("/api/v1/admin/credentials/renew", post(renew_admin))
+        .route("/api/v1/service-principals", get(list_sps).post(create_sp))
+        .route("/api/v1/service-principals/{id}", delete(delete_sp))
+        .route(
+            "/api/v1/service-principals/{id}/credentials",
+            get(sp_credentials),
+        )
+        .route(
+            "/api/v1/service-principals/{id}/credentials/reset",
+            post(reset_sp),
+        )
+        .route("/api/v1/identities", get(list_identities))
+        .route(
+            "/api/v1/identities/{id}",
+            axum::routing::patch(update_identity),
+        )
+        .route(
+            "/api/v1/scope-maps",
+            get(list_scope_maps).post(create_scope_map),
+        )
+        .route(
+            "/api/v1/scope-maps/{name}",
+            axum::routing::patch(update_scope_map).delete(delete_scope_map),
+        )
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route(
+            "/api/v1/tokens/{name}",
+            axum::routing::patch(update_token).delete(delete_token),
+        )
+        .route("/api/v1/tokens/{name}/credentials", post(token_credential))
+        .route(
+            "/api/v1/role-definitions",
+            get(list_roles).post(create_role),
+        )
+        .route(
+            "/api/v1/role-assignments",
+            get(list_assignments).post(create_assignment),
+        )
+        .route("/api/v1/role-assignments/{id}", delete(delete_assignment))
+        .route(
+            "/api/v1/repositories",
+            get(list_repositories).delete(delete_repository),
+        )
+        .route("/api/v1/repositories/tags", get(repository_tags))
+        .route("/api/v1/repositories/manifests", get(repository_manifests))
+        .route("/api/v1/activity", get(activity))
+}
+
+async fn get_registry(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth.settings())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RegistryUpdate {
+    anonymous_pull_enabled: Option<bool>,
+    admin_user_enabled: Option<bool>,
+}
+
+async fn update_registry(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(u): Json<RegistryUpdate>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    if let Some(v) = u.anonymous_pull_enabled {
+        s.auth
+            .set_anonymous_pull(&m.principal, v)
+            .await
+            .map_err(auth_err)?;
+    }
+    let mut secrets = Vec::new();
+    if let Some(v) = u.admin_user_enabled {
+        secrets = s
+            .auth
+            .set_admin_enabled(&m.principal, v)
+            .await
+            .map_err(auth_err)?;
+    }
+    let mut body = s.auth.settings();
+    if !secrets.is_empty() {
+        body["adminPasswords"] = json!(secrets);
+    }
+    ok(body)
+}
+
+async fn renew_owner(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::RoleAssignmentsWrite)?;
+    ok(s.auth.rotate_owner(&m.principal).await.map_err(auth_err)?)
+}
+
+async fn admin_credentials(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    let (username, enabled, passwords) = s.auth.admin_credentials().await.map_err(auth_err)?;
+    ok(json!({"username": username, "enabled": enabled, "passwords": passwords}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RenewRequest {
+    password_name: String,
+}
+
+async fn renew_admin(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(r): Json<RenewRequest>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    ok(s.auth
+        .renew_admin_password(&m.principal, &r.password_name)
+        .await
+        .map_err(auth_err)?)
+}
+
+async fn list_sps(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth.identities(Some("sp")).await.map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateSp {
+    name: String,
+    role: Option<String>,
+    scope: Option<String>,
+    years: Option<u32>,
+}
+
+async fn create_sp(State(s): State<AppState>, m: Manager, Json(r): Json<CreateSp>) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    if r.role.is_some() {
+        m.require(Permission::RoleAssignmentsWrite)?;
+    }
+    created(
+        s.auth
+            .create_service_principal(
+                &m.principal,
+                &r.name,
+                r.role.as_deref(),
+                r.scope.as_deref(),
+                r.years.unwrap_or(1),
+            )
+            .await
+            .map_err(auth_err)?,
+    )
+}
+
+async fn delete_sp(State(s): State<AppState>, m: Manager, Path(id): Path<String>) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    s.auth
+        .delete_identity(&m.principal, &id, IdentityKind::ServicePrincipal)
+        .await
+        .map_err(auth_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn sp_credentials(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(id): Path<String>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth
+        .credentials_of(&id, IdentityKind::ServicePrincipal)
+        .await
+        .map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+struct ResetSp {
+    years: Option<u32>,
+}
+
+async fn reset_sp(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(id): Path<String>,
+    body: Option<Json<ResetSp>>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    let years = body.and_then(|b| b.0.years).unwrap_or(1);
+    ok(s.auth
+        .reset_sp_secret(&m.principal, &id, years)
+        .await
+        .map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+struct KindFilter {
+    kind: Option<String>,
+}
+
+async fn list_identities(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(f): Query<KindFilter>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth
+        .identities(f.kind.as_deref())
+        .await
+        .map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct IdentityUpdate {
+    trusted_service: Option<bool>,
+}
+
+async fn update_identity(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(id): Path<String>,
+    Json(u): Json<IdentityUpdate>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    if let Some(t) = u.trusted_service {
+        s.auth
+            .set_trusted_service(&m.principal, &id, t)
+            .await
+            .map_err(auth_err)?;
+    }
+    let i = s.auth.find_identity(&id).await.map_err(auth_err)?;
+    ok(berth_auth::manage::IdentityView::from(&i))
+}
+
+async fn list_scope_maps(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth.scope_maps().await.map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+struct ScopeMapBody {
+    name: Option<String>,
+    #[serde(default)]
+    description: String,
+    rules: Vec<ScopeRule>,
+}
+
+async fn create_scope_map(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(b): Json<ScopeMapBody>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    let name = b.name.unwrap_or_default();
+    if name.is_empty() {
+        return Err(
+            ApiError::new(ErrorCode::Unsupported, "a scope map needs a name")
+                .with_status(StatusCode::BAD_REQUEST),
+        );
+    }
+    created(
+        s.auth
+            .put_scope_map(&m.principal, &name, &b.description, b.rules, true)
+            .await
+            .map_err(auth_err)?,
+    )
+}
+
+async fn update_scope_map(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(name): Path<String>,
+    Json(b): Json<ScopeMapBody>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    ok(s.auth
+        .put_scope_map(&m.principal, &name, &b.description, b.rules, false)
+        .await
+        .map_err(auth_err)?)
+}
+
+async fn delete_scope_map(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(name): Path<String>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    s.auth
+        .delete_scope_map(&m.principal, &name)
+        .await
+        .map_err(auth_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_tokens(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth.identities(Some("token")).await.map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateToken {
+    name: String,
+    scope_map: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+    expiry_days: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(b): Json<CreateToken>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    created(
+        s.auth
+            .create_token(
+                &m.principal,
+                &b.name,
+                &b.scope_map,
+                b.enabled,
+                b.expiry_days,
+            )
+            .await
+            .map_err(auth_err)?,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateToken {
+    enabled: Option<bool>,
+    scope_map: Option<String>,
+}
+
+async fn update_token(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(name): Path<String>,
+    Json(b): Json<UpdateToken>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    ok(s.auth
+        .update_token(&m.principal, &name, b.enabled, b.scope_map.as_deref())
+        .await
+        .map_err(auth_err)?)
+}
+
+async fn delete_token(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(name): Path<String>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    s.auth
+        .delete_identity(&m.principal, &name, IdentityKind::Token)
+        .await
+        .map_err(auth_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenCredential {
+    password_name: String,
+    expiry_days: Option<u32>,
+}
+
+async fn token_credential(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(name): Path<String>,
+    Json(b): Json<TokenCredential>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    ok(s.auth
+        .generate_token_password(&m.principal, &name, &b.password_name, b.expiry_days)
+        .await
+        .map_err(auth_err)?)
+}
+
+async fn list_roles(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth.role_views().await.map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+struct CreateRole {
+    name: String,
+    #[serde(default)]
+    description: String,
+    actions: Vec<String>,
+}
+
+async fn create_role(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(b): Json<CreateRole>,
+) -> ApiResult {
+    m.require(Permission::RoleAssignmentsWrite)?;
+    created(
+        s.auth
+            .create_role(&m.principal, &b.name, &b.description, &b.actions)
+            .await
+            .map_err(auth_err)?,
+    )
+}
+
+#[derive(Deserialize)]
+struct AssigneeFilter {
+    assignee: Option<String>,
+}
+
+async fn list_assignments(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(f): Query<AssigneeFilter>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth
+        .assignments(f.assignee.as_deref())
+        .await
+        .map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+struct CreateAssignment {
+    assignee: String,
+    role: String,
+    #[serde(default)]
+    scope: String,
+}
+
+async fn create_assignment(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(b): Json<CreateAssignment>,
+) -> ApiResult {
+    m.require(Permission::RoleAssignmentsWrite)?;
+    created(
+        s.auth
+            .create_assignment(&m.principal, &b.assignee, &b.role, &b.scope)
+            .await
+            .map_err(auth_err)?,
+    )
+}
+
+async fn delete_assignment(
+    State(s): State<AppState>,
+    m: Manager,
+    Path(id): Path<String>,
+) -> ApiResult {
+    m.require(Permission::RoleAssignmentsWrite)?;
+    s.auth
+        .delete_assignment(&m.principal, &id)
+        .await
+        .map_err(auth_err)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+struct RepositoryQuery {
+    repository: Option<String>,
+}
+
+fn repository_param(q: &RepositoryQuery) -> Result<RepositoryName, ApiError> {
+    let raw = q.repository.as_deref().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NameInvalid,
+            "the 'repository' query parameter is required",
+        )
+    })?;
+    Ok(raw.parse()?)
+}
+
+async fn list_repositories(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.registry.catalog(u32::MAX, None).await?)
+}
+
+async fn repository_tags(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(q): Query<RepositoryQuery>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    let repo = repository_param(&q)?;
+    let tags = s.registry.list_tags(&repo, u32::MAX, None).await?;
+    let mut out = Vec::new();
+    for tag in tags {
+        let reference: Reference = tag.parse()?;
+        let manifest = s.registry.get_manifest(&repo, &reference, &[]).await?;
+        out.push(json!({"name": tag, "digest": manifest.digest, "mediaType": manifest.media_type}));
+    }
+    ok(out)
+}
+
+async fn repository_manifests(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(q): Query<RepositoryQuery>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    let repo = repository_param(&q)?;
+    let manifests = s.registry.list_manifests(&repo).await?;
+    ok(manifests
+        .into_iter()
+        .map(|m| {
+            json!({
+                "digest": m.digest,
+                "mediaType": m.media_type,
+                "artifactType": m.artifact_type,
+                "size": m.size,
+                "tags": m.tags,
+                "createdAt": berth_auth::rfc3339(m.created_at),
+            })
+        })
+        .collect::<Vec<Value>>())
+}
+
+async fn delete_repository(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(q): Query<RepositoryQuery>,
+) -> ApiResult {
+    m.require(Permission::Delete)?;
+    let repo = repository_param(&q)?;
+    let deleted = s.registry.delete_repository(&repo).await?;
+    ok(json!({"repository": repo.as_str(), "manifestsDeleted": deleted}))
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    /// Unix seconds.
+    since: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn activity(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(q): Query<ActivityQuery>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.auth
+        .activity(q.since.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
+        .await
+        .map_err(auth_err)?)
+}

@@ -1,0 +1,83 @@
+//! Who a caller is and what it may do: identities and their credentials,
+//! roles and scope maps, the token service, failed-login throttling, and the
+//! management operations that change them (each recorded in the activity
+//! log). The HTTP layer turns an `Authorization` header into a
+//! [`Principal`] through [`AuthService`] and asks it whether an action is
+//! allowed; nothing here knows about HTTP.
+
+pub mod manage;
+pub mod model;
+pub mod secret;
+pub mod service;
+pub mod throttle;
+pub mod token;
+
+pub use model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Scope};
+pub use service::{AuthConfig, AuthService, RequestedScope, TokenPrincipal, TokenResponse};
+
+use berth_metadata::MetadataError;
+
+/// The user name under which a refresh token is presented as a password.
+pub const REFRESH_TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "unknown identity '{0}': no owner, admin user, service principal or token has this name"
+    )]
+    UnknownIdentity(String),
+    #[error("wrong password or secret for '{0}'")]
+    WrongSecret(String),
+    #[error("{kind} '{login}': {credential} expired at {at}; reset the credential and update the clients that use it")]
+    Expired {
+        kind: &'static str,
+        login: String,
+        credential: String,
+        at: String,
+    },
+    #[error("{kind} '{login}' is disabled")]
+    Disabled { kind: &'static str, login: String },
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("malformed Authorization header: {0}")]
+    MalformedAuthorization(String),
+    #[error("too many failed logins from {ip}; retry in {retry_after} seconds")]
+    Throttled { ip: String, retry_after: u64 },
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+impl AuthError {
+    /// Failures that say the caller's credentials are bad (401), as
+    /// opposed to bad requests or server faults.
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self,
+            AuthError::UnknownIdentity(_)
+                | AuthError::WrongSecret(_)
+                | AuthError::Expired { .. }
+                | AuthError::Disabled { .. }
+                | AuthError::InvalidToken(_)
+                | AuthError::MalformedAuthorization(_)
+        )
+    }
+}
+
+/// RFC 3339 for messages and API output.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}

@@ -1,0 +1,628 @@
+//! Authentication and the token service.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_metadata::{now, AuthStore, IdentityRecord, SigningKeyRecord};
+use quick_cache::sync::Cache;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Scope};
+use crate::throttle::Throttle;
+use crate::token::{AccessEntry, Claims, KeyRing, ISSUER};
+use crate::{rfc3339, secret, AuthError, REFRESH_TOKEN_USER};
+
+pub const SETTING_ANONYMOUS_PULL: &str = "anonymousPullEnabled";
+pub const SETTING_ADMIN_ENABLED: &str = "adminUserEnabled";
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens.
+    pub token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_ttl: Duration,
+    /// The admin user's login name.
+    pub registry_name: String,
+    /// How long a verified Basic credential is trusted without re-hashing.
+    pub basic_cache_ttl: Duration,
+    pub throttle_limit: u32,
+    pub throttle_window: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl: Duration::from_secs(300),
+            refresh_ttl: Duration::from_secs(3 * 3600),
+            registry_name: "berth".into(),
+            basic_cache_ttl: Duration::from_secs(60),
+            throttle_limit: 10,
+            throttle_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One `scope` parameter of a token request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedScope {
+    /// "repository" or "registry".
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+impl RequestedScope {
+    /// `repository:<name>:<actions>` or `registry:catalog:*`. Names may hold
+    /// `:` only in the legacy `repository(plugin)` class form, which is
+    /// accepted and ignored.
+    pub fn parse(s: &str) -> Result<RequestedScope, AuthError> {
+        let bad = || {
+            AuthError::InvalidRequest(format!(
+                "scope '{}' is malformed: expected 'repository:<name>:<actions>' or 'registry:catalog:*'",
+                s.chars().take(200).collect::<String>()
+            ))
+        };
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (name, actions) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let kind = kind.split('(').next().unwrap_or(kind);
+        let actions: Vec<String> = actions
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        match kind {
+            "repository" => {
+                name.parse::<berth_types::RepositoryName>()
+                    .map_err(|e| AuthError::InvalidRequest(format!("scope '{s}': {e}")))?;
+            }
+            "registry" if name == "catalog" => {}
+            _ => return Err(bad()),
+        }
+        if actions.is_empty() {
+            return Err(bad());
+        }
+        Ok(RequestedScope {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            actions,
+        })
+    }
+}
+
+/// What a verified access token stands for.
+#[derive(Debug, Clone)]
+pub struct TokenPrincipal {
+    pub principal: Principal,
+    /// Asked for and refused at issue time: needing one of these is a 403.
+    pub refused: Vec<(Permission, Option<String>)>,
+    pub jwt_id: String,
+}
+
+impl TokenPrincipal {
+    pub fn was_refused(&self, permission: Permission, repository: Option<&str>) -> bool {
+        self.refused
+            .iter()
+            .any(|(p, r)| *p == permission && r.as_deref() == repository)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub token: String,
+    pub access_token: String,
+    pub expires_in: u64,
+    pub issued_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+pub struct AuthService {
+    pub(crate) store: Arc<dyn AuthStore>,
+    keys: KeyRing,
+    pub(crate) config: AuthConfig,
+    /// sha256(login, secret) → principal, so repeated Basic requests do not
+    /// pay an argon2 verification each.
+    basic_cache: Cache<[u8; 32], (Principal, Instant)>,
+    throttle: Throttle,
+    anonymous_pull: AtomicBool,
+    admin_enabled: AtomicBool,
+}
+
+fn cache_key(login: &str, secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(login.as_bytes());
+    h.update([0]);
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}
+
+/// A valid argon2id hash of nothing in particular: unknown logins are
+/// verified against it so they take as long as known ones.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$6ZtGLEAo0WmFu4TdbKBH2eBw2SMFzKpxq9ffI0M8NnI";
+
+impl AuthService {
+    /// Loads (or on first start creates) the token signing key and the
+    /// runtime settings.
+    pub async fn open(store: Arc<dyn AuthStore>, config: AuthConfig) -> Result<Self, AuthError> {
+        let mut keys = store.signing_keys().await?;
+        if keys.is_empty() {
+            let key = SigningKeyRecord {
+                kid: uuid::Uuid::new_v4().simple().to_string(),
+                pkcs8: crate::token::generate_key()?,
+                created_at: now(),
+            };
+            store.add_signing_key(&key).await?;
+            keys.push(key);
+        }
+        let ring = KeyRing::new(
+            &keys
+                .into_iter()
+                .map(|k| (k.kid, k.pkcs8))
+                .collect::<Vec<_>>(),
+        )?;
+        let service = AuthService {
+            store,
+            keys: ring,
+            throttle: Throttle::new(config.throttle_limit, config.throttle_window),
+            config,
+            basic_cache: Cache::new(10_000),
+            anonymous_pull: AtomicBool::new(false),
+            admin_enabled: AtomicBool::new(false),
+        };
+        service.reload_settings().await?;
+        Ok(service)
+    }
+
+    /// Re-reads runtime settings (another node may have changed them).
+    pub async fn reload_settings(&self) -> Result<(), AuthError> {
+        let flag = |v: Option<String>| v.as_deref() == Some("true");
+        self.anonymous_pull.store(
+            flag(self.store.setting(SETTING_ANONYMOUS_PULL).await?),
+            Ordering::Release,
+        );
+        self.admin_enabled.store(
+            flag(self.store.setting(SETTING_ADMIN_ENABLED).await?),
+            Ordering::Release,
+        );
+        Ok(())
+    }
+
+    pub fn anonymous_pull_enabled(&self) -> bool {
+        self.anonymous_pull.load(Ordering::Acquire)
+    }
+
+    pub fn admin_enabled(&self) -> bool {
+        self.admin_enabled.load(Ordering::Acquire)
+    }
+
+    pub fn anonymous(&self) -> Principal {
+        Principal::anonymous(self.anonymous_pull_enabled())
+    }
+
+    /// Drops cached verifications: called after every management change.
+    pub(crate) fn invalidate(&self) {
+        self.basic_cache.clear();
+    }
+
+    /// Signs in with a login and a secret (password, SP secret, token
+    /// password, or a refresh token under [`REFRESH_TOKEN_USER`]).
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        secret: &str,
+        ip: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        if let Some(retry_after) = self.throttle.retry_after(ip) {
+            return Err(AuthError::Throttled {
+                ip: ip.to_string(),
+                retry_after,
+            });
+        }
+        let key = cache_key(login, secret);
+        if let Some((principal, at)) = self.basic_cache.get(&key) {
+            if at.elapsed() < self.config.basic_cache_ttl {
+                return Ok(principal);
+            }
+        }
+        let result = self.authenticate_uncached(login, secret).await;
+        match &result {
+            Ok(principal) => {
+                self.throttle.record_success(ip);
+                self.basic_cache
+                    .insert(key, (principal.clone(), Instant::now()));
+            }
+            Err(e) if e.is_authentication_failure() => self.throttle.record_failure(ip),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn authenticate_uncached(
+        &self,
+        login: &str,
+        secret: &str,
+    ) -> Result<Principal, AuthError> {
+        if login == REFRESH_TOKEN_USER {
+            let claims = self.keys.verify(secret)?;
+            if claims.typ != "refresh" {
+                return Err(AuthError::InvalidToken(
+                    "an access token was presented where a refresh token is expected".into(),
+                ));
+            }
+            let identity = self
+                .store
+                .identity_by_id(&claims.sub)
+                .await?
+                .ok_or_else(|| AuthError::UnknownIdentity(claims.login.clone()))?;
+            return self.principal_of(&identity).await;
+        }
+        let Some(identity) = self.store.identity_by_login(login).await? else {
+            // Same cost as a real check, so timing does not reveal logins.
+            let _ = secret::verify(secret.to_string(), DUMMY_HASH.to_string()).await;
+            return Err(AuthError::UnknownIdentity(login.to_string()));
+        };
+        let kind = IdentityKind::parse(&identity.kind)
+            .ok_or_else(|| AuthError::Internal(format!("identity kind '{}'", identity.kind)))?;
+        let credentials = self.store.credentials(&identity.id).await?;
+        let mut matched = None;
+        for c in credentials {
+            if secret::verify(secret.to_string(), c.hash.clone()).await? {
+                matched = Some(c);
+                break;
+            }
+        }
+        let Some(credential) = matched else {
+            return Err(AuthError::WrongSecret(login.to_string()));
+        };
+        if let Some(expires) = credential.expires_at {
+            if expires <= now() {
+                return Err(AuthError::Expired {
+                    kind: kind.describe(),
+                    login: login.to_string(),
+                    credential: match kind {
+                        IdentityKind::ServicePrincipal => "client secret".to_string(),
+                        _ => credential.name.clone(),
+                    },
+                    at: rfc3339(expires),
+                });
+            }
+        }
+        let disabled = !identity.enabled || (kind == IdentityKind::Admin && !self.admin_enabled());
+        if disabled {
+            return Err(AuthError::Disabled {
+                kind: kind.describe(),
+                login: login.to_string(),
+            });
+        }
+        self.principal_of(&identity).await
+    }
+
+    /// The identity with everything it may do.
+    pub async fn principal_of(&self, identity: &IdentityRecord) -> Result<Principal, AuthError> {
+        let kind = IdentityKind::parse(&identity.kind)
+            .ok_or_else(|| AuthError::Internal(format!("identity kind '{}'", identity.kind)))?;
+        let registry = |ps: &[Permission]| {
+            ps.iter()
+                .map(|p| Grant {
+                    permission: *p,
+                    scope: Scope::Registry,
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut grants = match kind {
+            IdentityKind::Owner => registry(&Permission::ALL),
+            IdentityKind::Admin => registry(&[
+                Permission::Pull,
+                Permission::Push,
+                Permission::Delete,
+                Permission::MetadataRead,
+                Permission::MetadataWrite,
+                Permission::CatalogRead,
+            ]),
+            IdentityKind::Token => self.scope_map_grants(identity.scope_map.as_deref()).await?,
+            IdentityKind::ServicePrincipal | IdentityKind::Anonymous => Vec::new(),
+        };
+        if kind != IdentityKind::Token {
+            grants.extend(self.assigned_grants(&identity.id).await?);
+        }
+        Ok(Principal {
+            id: identity.id.clone(),
+            kind,
+            login: identity.login.clone(),
+            trusted_service: identity.trusted_service,
+            grants,
+        })
+    }
+
+    async fn scope_map_grants(&self, name: Option<&str>) -> Result<Vec<Grant>, AuthError> {
+        let Some(name) = name else {
+            return Ok(Vec::new());
+        };
+        let Some(map) = self.store.scope_map(name).await? else {
+            return Ok(Vec::new());
+        };
+        let rules: Vec<crate::manage::ScopeRule> = serde_json::from_str(&map.rules_json)
+            .map_err(|e| AuthError::Internal(format!("scope map '{name}' is unreadable: {e}")))?;
+        let mut grants = Vec::new();
+        for rule in rules {
+            let Ok(scope) = Scope::parse(&rule.repository) else {
+                continue;
+            };
+            for action in &rule.actions {
+                if let Some(permission) = Permission::from_token_action(action) {
+                    grants.push(Grant {
+                        permission,
+                        scope: scope.clone(),
+                    });
+                }
+            }
+        }
+        Ok(grants)
+    }
+
+    async fn assigned_grants(&self, principal_id: &str) -> Result<Vec<Grant>, AuthError> {
+        let assignments = self.store.role_assignments(Some(principal_id)).await?;
+        if assignments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let roles = self.roles().await?;
+        let mut grants = Vec::new();
+        for a in assignments {
+            let Some((_, _, permissions)) = roles.iter().find(|r| r.0 == a.role) else {
+                continue;
+            };
+            let Ok(scope) = Scope::parse(&a.scope) else {
+                continue;
+            };
+            grants.extend(permissions.iter().map(|p| Grant {
+                permission: *p,
+                scope: scope.clone(),
+            }));
+        }
+        Ok(grants)
+    }
+
+    /// Built-in and custom roles: (name, description, permissions).
+    pub async fn roles(&self) -> Result<Vec<(String, String, Vec<Permission>)>, AuthError> {
+        let mut roles: Vec<(String, String, Vec<Permission>)> = builtin_roles()
+            .into_iter()
+            .map(|(n, d, p)| (n.to_string(), d.to_string(), p))
+            .collect();
+        for custom in self.store.role_definitions().await? {
+            let actions: Vec<String> =
+                serde_json::from_str(&custom.actions_json).unwrap_or_default();
+            roles.push((
+                custom.name,
+                custom.description,
+                actions
+                    .iter()
+                    .filter_map(|a| Permission::parse(a))
+                    .collect(),
+            ));
+        }
+        Ok(roles)
+    }
+
+    /// Verifies an access token and returns the principal it stands for:
+    /// exactly the access the token grants.
+    /// Verifies an access token; returns its principal and the
+    /// (permission, repository) pairs refused when it was issued.
+    pub fn principal_from_token(&self, token: &str) -> Result<TokenPrincipal, AuthError> {
+        let claims = self.keys.verify(token)?;
+        if claims.typ != "access" {
+            return Err(AuthError::InvalidToken(
+                "a refresh token cannot be used as an access token; exchange it at /oauth2/token"
+                    .into(),
+            ));
+        }
+        let kind = IdentityKind::parse(&claims.kind).unwrap_or(IdentityKind::Anonymous);
+        let mut grants = Vec::new();
+        for entry in &claims.access {
+            let scope = match entry.kind.as_str() {
+                "repository" => Scope::Repository(entry.name.clone()),
+                _ => Scope::Registry,
+            };
+            for action in &entry.actions {
+                let permissions: &[Permission] = match (entry.kind.as_str(), action.as_str()) {
+                    ("repository", "pull") => &[Permission::Pull, Permission::MetadataRead],
+                    ("repository", "push") => &[Permission::Push],
+                    ("repository", "delete") => &[Permission::Delete],
+                    ("registry", "*") => &[Permission::CatalogRead],
+                    _ => &[],
+                };
+                grants.extend(permissions.iter().map(|p| Grant {
+                    permission: *p,
+                    scope: scope.clone(),
+                }));
+            }
+        }
+        let mut refused = Vec::new();
+        for entry in &claims.denied {
+            for action in &entry.actions {
+                let permission = match action.as_str() {
+                    "pull" => Permission::Pull,
+                    "push" => Permission::Push,
+                    "delete" => Permission::Delete,
+                    _ => Permission::CatalogRead,
+                };
+                let repo = (entry.kind == "repository").then(|| entry.name.clone());
+                refused.push((permission, repo));
+            }
+        }
+        Ok(TokenPrincipal {
+            principal: Principal {
+                id: claims.sub,
+                kind,
+                login: claims.login,
+                trusted_service: claims.trusted,
+                grants,
+            },
+            refused,
+            jwt_id: claims.jti,
+        })
+    }
+
+    /// Issues an access token carrying the requested scopes intersected
+    /// with what `principal` may do (Docker token spec semantics: asking
+    /// for more is not an error, the token just does not grant it).
+    pub fn issue(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[RequestedScope],
+        with_refresh: bool,
+    ) -> Result<TokenResponse, AuthError> {
+        let mut access = Vec::new();
+        let mut denied = Vec::new();
+        for scope in scopes {
+            let granted: Vec<String> = match scope.kind.as_str() {
+                "repository" => {
+                    let repo = Some(scope.name.as_str());
+                    let mut actions = Vec::new();
+                    for (name, permission) in [
+                        ("pull", Permission::Pull),
+                        ("push", Permission::Push),
+                        ("delete", Permission::Delete),
+                    ] {
+                        let asked = scope.actions.iter().any(|a| a == name || a == "*");
+                        if asked && principal.allows(permission, repo) {
+                            actions.push(name.to_string());
+                        }
+                    }
+                    actions
+                }
+                _ if principal.allows(Permission::CatalogRead, None) => vec!["*".to_string()],
+                _ => Vec::new(),
+            };
+            let refused: Vec<String> = scope
+                .actions
+                .iter()
+                .filter(|a| !granted.contains(a) && a.as_str() != "*")
+                .cloned()
+                .collect();
+            if !refused.is_empty() {
+                denied.push(AccessEntry {
+                    kind: scope.kind.clone(),
+                    name: scope.name.clone(),
+                    actions: refused,
+                });
+            }
+            access.push(AccessEntry {
+                kind: scope.kind.clone(),
+                name: scope.name.clone(),
+                actions: granted,
+            });
+        }
+        let issued = now();
+        let token = self.sign(
+            principal,
+            service,
+            (access, denied),
+            "access",
+            self.config.token_ttl,
+            issued,
+        )?;
+        let refresh_token = if with_refresh && !principal.is_anonymous() {
+            Some(self.sign(
+                principal,
+                service,
+                Default::default(),
+                "refresh",
+                self.config.refresh_ttl,
+                issued,
+            )?)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            token: token.clone(),
+            access_token: token,
+            expires_in: self.config.token_ttl.as_secs(),
+            issued_at: rfc3339(issued),
+            refresh_token,
+        })
+    }
+
+    /// A refresh token alone (`/oauth2/exchange`).
+    pub fn issue_refresh(&self, principal: &Principal, service: &str) -> Result<String, AuthError> {
+        self.sign(
+            principal,
+            service,
+            Default::default(),
+            "refresh",
+            self.config.refresh_ttl,
+            now(),
+        )
+    }
+
+    fn sign(
+        &self,
+        principal: &Principal,
+        service: &str,
+        (access, denied): (Vec<AccessEntry>, Vec<AccessEntry>),
+        typ: &str,
+        ttl: Duration,
+        issued: i64,
+    ) -> Result<String, AuthError> {
+        self.keys.sign(&Claims {
+            iss: ISSUER.into(),
+            sub: principal.id.clone(),
+            aud: service.to_string(),
+            exp: issued + ttl.as_secs() as i64,
+            nbf: issued - 1,
+            iat: issued,
+            jti: uuid::Uuid::new_v4().to_string(),
+            typ: typ.into(),
+            login: principal.login.clone(),
+            kind: principal.kind.as_str().into(),
+            trusted: principal.trusted_service,
+            access,
+            denied,
+        })
+    }
+
+    /// Verifies a refresh token (`grant_type=refresh_token`) and returns its
+    /// identity as it is now: a deleted or disabled identity gets nothing.
+    pub async fn principal_from_refresh(&self, token: &str) -> Result<Principal, AuthError> {
+        self.authenticate_uncached(REFRESH_TOKEN_USER, token).await
+    }
+
+    /// Records an authentication failure that happened outside
+    /// [`authenticate`](Self::authenticate) (a bad bearer token).
+    pub fn record_failure(&self, ip: IpAddr) {
+        self.throttle.record_failure(ip);
+    }
+
+    pub fn throttled(&self, ip: IpAddr) -> Option<u64> {
+        self.throttle.retry_after(ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_scopes() {
+        let s = RequestedScope::parse("repository:app/web:pull,push").expect("scope");
+        assert_eq!(s.name, "app/web");
+        assert_eq!(s.actions, vec!["pull", "push"]);
+        assert!(RequestedScope::parse("registry:catalog:*").is_ok());
+        assert!(RequestedScope::parse("repository(plugin):app:pull").is_ok());
+        for bad in [
+            "",
+            "repository",
+            "repository:app",
+            "repository:../x:pull",
+            "repository:app:",
+            "foo:bar:baz",
+        ] {
+            assert!(RequestedScope::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}
