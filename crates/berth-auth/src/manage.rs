@@ -929,7 +929,7 @@ impl AuthService {
         Ok(AssignmentView {
             id: record.id,
             principal_id: principal.id,
-            principal: Some(principal.login),
+            principal: Some(principal.display_name),
             role: record.role,
             scope: scope.to_string(),
             orphaned: false,
@@ -956,7 +956,7 @@ impl AuthService {
             let principal = self.store.identity_by_id(&a.principal_id).await?;
             out.push(AssignmentView {
                 orphaned: principal.is_none(),
-                principal: principal.map(|p| p.login),
+                principal: principal.map(|p| p.display_name),
                 scope: Scope::parse(&a.scope)
                     .map(|s| s.to_string())
                     .unwrap_or(a.scope),

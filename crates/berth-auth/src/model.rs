@@ -227,6 +227,8 @@ pub struct Principal {
     pub id: String,
     pub kind: IdentityKind,
     pub login: String,
+    /// Display name (a service principal's `--name`).
+    pub name: String,
     pub trusted_service: bool,
     pub grants: Vec<Grant>,
 }
@@ -237,6 +239,7 @@ impl Principal {
             id: String::new(),
             kind: IdentityKind::Anonymous,
             login: "anonymous".into(),
+            name: "anonymous".into(),
             trusted_service: false,
             grants: if pull_enabled {
                 vec![Grant {
@@ -264,7 +267,12 @@ impl Principal {
         match self.kind {
             IdentityKind::Anonymous => "anonymous".into(),
             IdentityKind::ServicePrincipal => {
-                format!("{} '{}'", self.kind.describe(), self.login)
+                format!(
+                    "{} '{}' (app id {})",
+                    self.kind.describe(),
+                    self.name,
+                    self.login
+                )
             }
             _ => format!("{} '{}'", self.kind.describe(), self.login),
         }

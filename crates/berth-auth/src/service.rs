@@ -334,6 +334,7 @@ impl AuthService {
             id: identity.id.clone(),
             kind,
             login: identity.login.clone(),
+            name: identity.display_name.clone(),
             trusted_service: identity.trusted_service,
             grants,
         })
@@ -459,6 +460,7 @@ impl AuthService {
                 id: claims.sub,
                 kind,
                 login: claims.login,
+                name: claims.name,
                 trusted_service: claims.trusted,
                 grants,
             },
@@ -579,6 +581,7 @@ impl AuthService {
             jti: uuid::Uuid::new_v4().to_string(),
             typ: typ.into(),
             login: principal.login.clone(),
+            name: principal.name.clone(),
             kind: principal.kind.as_str().into(),
             trusted: principal.trusted_service,
             access,

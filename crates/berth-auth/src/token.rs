@@ -37,6 +37,8 @@ pub struct Claims {
     pub typ: String,
     /// The identity's login and kind, for messages and audit.
     pub login: String,
+    #[serde(default)]
+    pub name: String,
     pub kind: String,
     /// Marked as a trusted service (may pass network rules when bypass is on).
     #[serde(default)]
@@ -167,6 +169,7 @@ mod tests {
             jti: "j".into(),
             typ: "access".into(),
             login: "ci".into(),
+            name: "ci".into(),
             kind: "sp".into(),
             trusted: false,
             access: vec![],

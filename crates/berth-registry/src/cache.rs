@@ -63,7 +63,7 @@ impl MetadataCache {
     fn valid(&self, ticket: Ticket) -> bool {
         // Writes bump twice (before and after), so an odd value is a write
         // in progress.
-        ticket.0 % 2 == 0 && self.generation.load(Ordering::Acquire) == ticket.0
+        ticket.0.is_multiple_of(2) && self.generation.load(Ordering::Acquire) == ticket.0
     }
 
     /// Brackets a write: call before changing the store, and call the

@@ -1,12 +1,18 @@
-//! The `berth` binary: `berth serve` runs the registry; other subcommands
-//! are clients of a running one.
+//! The `berth` binary: `berth serve` runs the registry; the other
+//! subcommands are clients of a running one (management API), named like
+//! `az acr`'s.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod config;
+mod manage;
+mod output;
 mod serve;
+
+use manage::ClientArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,10 +31,89 @@ enum Command {
     /// Run the registry server.
     ///
     /// With no options it listens on 127.0.0.1:5000 and keeps blobs under
-    /// ./berth-data/blobs and metadata in ./berth-data/berth.db. Every
-    /// configuration key can also be set by environment, e.g.
-    /// BERTH_SERVER__LISTEN=0.0.0.0:5000 or BERTH_GC__INTERVAL_SECONDS=600.
+    /// ./berth-data/blobs and metadata in ./berth-data/berth.db. On first
+    /// start it creates the owner identity and prints its password (also
+    /// written to <data>/initial-owner-password). Every configuration key
+    /// can also be set by environment, e.g. BERTH_SERVER__LISTEN=0.0.0.0:5000.
     Serve(ServeArgs),
+    /// Check credentials against a registry and store them in the Docker
+    /// credential file ($DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    Login {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        login: manage::LoginArgs,
+    },
+    /// Enable or disable the admin user.
+    Admin {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::AdminCommand,
+    },
+    /// The admin user's credentials.
+    Credential {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::CredentialCommand,
+    },
+    /// The owner identity.
+    Owner {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::OwnerCommand,
+    },
+    /// Service principals.
+    Sp {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::SpCommand,
+    },
+    /// Scope maps for repository-scoped tokens.
+    ScopeMap {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::ScopeMapCommand,
+    },
+    /// Repository-scoped tokens.
+    Token {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::TokenCommand,
+    },
+    /// Role definitions and assignments.
+    Role {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::RoleCommand,
+    },
+    /// Change registry settings.
+    Update {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        update: manage::UpdateArgs,
+    },
+    /// Repositories, their tags and manifests.
+    Repository {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::RepositoryCommand,
+    },
+    /// The activity log of management changes.
+    Activity {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::ActivityCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +134,26 @@ pub struct ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => serve::run(args),
+    if let Command::Serve(args) = cli.command {
+        return serve::run(args);
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => Ok(()),
+            Command::Login { client, login } => manage::login(&client, &login).await,
+            Command::Admin { client, command } => manage::admin(&client, &command).await,
+            Command::Credential { client, command } => manage::credential(&client, &command).await,
+            Command::Owner { client, command } => manage::owner(&client, &command).await,
+            Command::Sp { client, command } => manage::sp(&client, &command).await,
+            Command::ScopeMap { client, command } => manage::scope_map(&client, &command).await,
+            Command::Token { client, command } => manage::token(&client, &command).await,
+            Command::Role { client, command } => manage::role(&client, &command).await,
+            Command::Update { client, update } => manage::update(&client, &update).await,
+            Command::Repository { client, command } => manage::repository(&client, &command).await,
+            Command::Activity { client, command } => manage::activity(&client, &command).await,
+        }
+    })
 }

@@ -178,7 +178,7 @@ fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>) {
             if let Err(e) = auth.reload_settings().await {
                 tracing::warn!(error = %e, "reloading settings failed");
             }
-            if n % 3600 == 0 {
+            if n.is_multiple_of(3600) {
                 match auth.purge_activity(retention).await {
                     Ok(0) => {}
                     Ok(purged) => tracing::info!(purged, "purged old activity-log entries"),

@@ -1,0 +1,810 @@
+//! Client subcommands: `az acr`-style management of a running registry
+//! through its management API.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::client::{query_value, registry_host, store_credentials, Client, Connection};
+use crate::output::{print, print_secret, Column, Format};
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Enable the admin user (created with two passwords the first time).
+    Enable,
+    /// Disable the admin user: its passwords stop working.
+    Disable,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Show the admin user's name and its passwords' dates (values are
+    /// never stored, so never shown again).
+    Show,
+    /// Regenerate one admin password; the other keeps working.
+    Renew {
+        #[arg(long, value_parser = ["password", "password2"])]
+        password_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OwnerCommand {
+    /// Generate a new owner password (the old one stops working).
+    RotatePassword,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpCommand {
+    /// Create a service principal; prints its app id and secret once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Role to assign at once (AcrPull, AcrPush, ... or a custom role).
+        #[arg(long)]
+        role: Option<String>,
+        /// Scope of that assignment: a repository, `prefix/*`, or the registry (default).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Years until the secret expires.
+        #[arg(long, default_value_t = 1)]
+        years: u32,
+    },
+    /// List service principals.
+    List,
+    /// Delete a service principal (its role assignments stay, orphaned).
+    Delete {
+        /// App id (or name).
+        #[arg(long)]
+        id: String,
+    },
+    /// Service-principal credentials.
+    Credential {
+        #[command(subcommand)]
+        command: SpCredentialCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpCredentialCommand {
+    /// Show a service principal's secret dates (end dates included).
+    List {
+        #[arg(long)]
+        id: String,
+    },
+    /// Replace the secret with a new one, printed once.
+    Reset {
+        #[arg(long)]
+        id: String,
+        #[arg(long, default_value_t = 1)]
+        years: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScopeMapArgs {
+    #[arg(long)]
+    pub name: String,
+    /// A repository (or `prefix/*`) and its comma-separated actions, as
+    /// REPOSITORY=ACTION[,ACTION...]; actions are content/read,
+    /// content/write, content/delete, metadata/read, metadata/write.
+    /// Repeat for more repositories.
+    #[arg(
+        long = "repository",
+        value_name = "REPOSITORY=ACTIONS",
+        required = true
+    )]
+    pub repositories: Vec<String>,
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScopeMapCommand {
+    /// Create a scope map.
+    Create(ScopeMapArgs),
+    /// Replace a scope map's rules.
+    Update(ScopeMapArgs),
+    /// List scope maps.
+    List,
+    /// Delete a scope map no token uses.
+    Delete {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a repository-scoped token; prints both passwords once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        scope_map: String,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+        /// Days until the passwords expire (default: never).
+        #[arg(long)]
+        expiration_in_days: Option<u32>,
+    },
+    /// Enable/disable a token or change its scope map.
+    Update {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["enabled", "disabled"])]
+        status: Option<String>,
+        #[arg(long)]
+        scope_map: Option<String>,
+    },
+    /// List tokens.
+    List,
+    /// Delete a token.
+    Delete {
+        #[arg(long)]
+        name: String,
+    },
+    /// Token passwords.
+    Credential {
+        #[command(subcommand)]
+        command: TokenCredentialCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCredentialCommand {
+    /// Generate password1 or password2 of a token, printed once.
+    Generate {
+        #[arg(long)]
+        name: String,
+        #[arg(long, conflicts_with = "password2")]
+        password1: bool,
+        #[arg(long)]
+        password2: bool,
+        #[arg(long)]
+        expiration_in_days: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Role definitions (built-in and custom).
+    Definition {
+        #[command(subcommand)]
+        command: RoleDefinitionCommand,
+    },
+    /// Role assignments.
+    Assignment {
+        #[command(subcommand)]
+        command: RoleAssignmentCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleDefinitionCommand {
+    /// List roles and their actions.
+    List,
+    /// Create a custom role from action strings.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated actions, e.g. registries/pull/read,registries/metadata/read.
+        #[arg(long, value_delimiter = ',')]
+        actions: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleAssignmentCommand {
+    /// Assign a role to an identity (by app id or login).
+    Create {
+        #[arg(long)]
+        assignee: String,
+        #[arg(long)]
+        role: String,
+        /// A repository, `prefix/*`, or empty for the registry.
+        #[arg(long, default_value = "")]
+        scope: String,
+    },
+    /// List assignments; orphaned ones (principal deleted) are marked.
+    List {
+        #[arg(long)]
+        assignee: Option<String>,
+    },
+    /// Delete an assignment.
+    Delete {
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Let unauthenticated clients pull (never push or list the catalog).
+    #[arg(long)]
+    pub anonymous_pull_enabled: Option<bool>,
+    /// Enable or disable the admin user.
+    #[arg(long)]
+    pub admin_enabled: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepositoryCommand {
+    /// List repositories.
+    List,
+    /// List a repository's tags.
+    ShowTags {
+        #[arg(long)]
+        repository: String,
+    },
+    /// List a repository's manifests with their tags.
+    ShowManifests {
+        #[arg(long)]
+        repository: String,
+    },
+    /// Delete a repository with all its manifests and tags.
+    Delete {
+        #[arg(long)]
+        repository: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActivityCommand {
+    /// List management changes.
+    List {
+        /// How far back, e.g. 24h, 7d, 30m.
+        #[arg(long, default_value = "24h")]
+        since: String,
+    },
+}
+
+const IDENTITY: &[Column] = &[
+    ("NAME", "/name"),
+    ("APP ID / LOGIN", "/login"),
+    ("KIND", "/kind"),
+    ("ENABLED", "/enabled"),
+    ("TRUSTED SERVICE", "/trustedService"),
+    ("SCOPE MAP", "/scopeMap"),
+    ("CREATED", "/createdAt"),
+];
+const CREDENTIAL: &[Column] = &[
+    ("NAME", "/name"),
+    ("CREATED", "/createdAt"),
+    ("EXPIRES", "/expiresAt"),
+    ("EXPIRED", "/expired"),
+];
+
+/// Parses `24h`, `7d`, `30m`, `90s` into seconds.
+pub fn duration_seconds(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = number
+        .parse()
+        .with_context(|| format!("'{s}' is not a duration like 24h, 7d, 30m"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86400,
+        other => bail!("unknown duration unit '{other}' (use s, m, h or d)"),
+    };
+    Ok(n * factor)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub async fn login(args: &ClientArgs, login: &LoginArgs) -> anyhow::Result<()> {
+    let mut connection = args.connection.clone();
+    if login.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        connection.password = Some(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let (Some(username), Some(password)) = (&connection.username, &connection.password) else {
+        bail!("give --username and --password (or --password-stdin)");
+    };
+    let client = Client::new(&connection)?;
+    client.check_login().await?;
+    let host = registry_host(client.base());
+    let path = store_credentials(&host, username, password)?;
+    println!(
+        "Login succeeded: credentials for {host} stored in {}",
+        path.display()
+    );
+    Ok(())
+}
+
+pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    let enabled = matches!(command, AdminCommand::Enable);
+    let answer = client
+        .patch("/api/v1/registry", json!({ "adminUserEnabled": enabled }))
+        .await?;
+    if let Some(passwords) = answer.get("adminPasswords") {
+        print_secret(
+            "The admin user 'berth' was created with these passwords:",
+            passwords,
+            args.output,
+        );
+    } else if args.output == Format::Json {
+        print(&answer, &[], args.output);
+    } else {
+        println!(
+            "admin user {}",
+            if enabled { "enabled" } else { "disabled" }
+        );
+    }
+    Ok(())
+}
+
+pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        CredentialCommand::Show => {
+            let answer = client.get("/api/v1/admin/credentials").await?;
+            if args.output == Format::Json {
+                print(&answer, &[], args.output);
+            } else {
+                println!(
+                    "username: {}  (admin user {})",
+                    answer["username"].as_str().unwrap_or(""),
+                    if answer["enabled"] == json!(true) {
+                        "enabled"
+                    } else {
+                        "disabled"
+                    }
+                );
+                print(&answer["passwords"], CREDENTIAL, args.output);
+            }
+        }
+        CredentialCommand::Renew { password_name } => {
+            let secret = client
+                .post(
+                    "/api/v1/admin/credentials/renew",
+                    json!({ "passwordName": password_name }),
+                )
+                .await?;
+            print_secret("New admin password:", &json!([secret]), args.output);
+        }
+    }
+    Ok(())
+}
+
+pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        OwnerCommand::RotatePassword => {
+            let secret = client
+                .post("/api/v1/owner/credentials/renew", json!({}))
+                .await?;
+            print_secret("New owner password:", &json!([secret]), args.output);
+        }
+    }
+    Ok(())
+}
+
+pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        SpCommand::Create {
+            name,
+            role,
+            scope,
+            years,
+        } => {
+            let created = client
+                .post(
+                    "/api/v1/service-principals",
+                    json!({ "name": name, "role": role, "scope": scope, "years": years }),
+                )
+                .await?;
+            if args.output == Format::Json {
+                print(&created, &[], args.output);
+            } else {
+                println!(
+                    "app id: {}",
+                    created["identity"]["id"].as_str().unwrap_or("")
+                );
+                print_secret("secret:", &created["secrets"], args.output);
+            }
+        }
+        SpCommand::List => print(
+            &client.get("/api/v1/service-principals").await?,
+            IDENTITY,
+            args.output,
+        ),
+        SpCommand::Delete { id } => {
+            client
+                .delete(&format!("/api/v1/service-principals/{}", query_value(id)))
+                .await?;
+            println!("deleted service principal {id}");
+        }
+        SpCommand::Credential { command } => match command {
+            SpCredentialCommand::List { id } => print(
+                &client
+                    .get(&format!(
+                        "/api/v1/service-principals/{}/credentials",
+                        query_value(id)
+                    ))
+                    .await?,
+                CREDENTIAL,
+                args.output,
+            ),
+            SpCredentialCommand::Reset { id, years } => {
+                let secret = client
+                    .post(
+                        &format!(
+                            "/api/v1/service-principals/{}/credentials/reset",
+                            query_value(id)
+                        ),
+                        json!({ "years": years }),
+                    )
+                    .await?;
+                print_secret("New secret:", &json!([secret]), args.output);
+            }
+        },
+    }
+    Ok(())
+}
+
+fn scope_rules(repositories: &[String]) -> anyhow::Result<Value> {
+    let mut rules = Vec::new();
+    for r in repositories {
+        let Some((repo, actions)) = r.split_once('=') else {
+            bail!("--repository '{r}' must be REPOSITORY=ACTION[,ACTION...], e.g. app/web=content/read,content/write");
+        };
+        let actions: Vec<&str> = actions
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .collect();
+        rules.push(json!({ "repository": repo, "actions": actions }));
+    }
+    Ok(Value::Array(rules))
+}
+
+const SCOPE_MAP: &[Column] = &[
+    ("NAME", "/name"),
+    ("DESCRIPTION", "/description"),
+    ("RULES", "/rules"),
+    ("CREATED", "/createdAt"),
+];
+
+pub async fn scope_map(args: &ClientArgs, command: &ScopeMapCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        ScopeMapCommand::Create(m) => {
+            let body = json!({ "name": m.name, "description": m.description, "rules": scope_rules(&m.repositories)? });
+            print(
+                &client.post("/api/v1/scope-maps", body).await?,
+                SCOPE_MAP,
+                args.output,
+            );
+        }
+        ScopeMapCommand::Update(m) => {
+            let body =
+                json!({ "description": m.description, "rules": scope_rules(&m.repositories)? });
+            print(
+                &client
+                    .patch(
+                        &format!("/api/v1/scope-maps/{}", query_value(&m.name)),
+                        body,
+                    )
+                    .await?,
+                SCOPE_MAP,
+                args.output,
+            );
+        }
+        ScopeMapCommand::List => print(
+            &client.get("/api/v1/scope-maps").await?,
+            SCOPE_MAP,
+            args.output,
+        ),
+        ScopeMapCommand::Delete { name } => {
+            client
+                .delete(&format!("/api/v1/scope-maps/{}", query_value(name)))
+                .await?;
+            println!("deleted scope map {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        TokenCommand::Create {
+            name,
+            scope_map,
+            disabled,
+            expiration_in_days,
+        } => {
+            let created = client
+                .post(
+                    "/api/v1/tokens",
+                    json!({ "name": name, "scopeMap": scope_map, "enabled": !disabled, "expiryDays": expiration_in_days }),
+                )
+                .await?;
+            if args.output == Format::Json {
+                print(&created, &[], args.output);
+            } else {
+                println!("token {name} created (log in with user name '{name}')");
+                print_secret("passwords:", &created["secrets"], args.output);
+            }
+        }
+        TokenCommand::Update {
+            name,
+            status,
+            scope_map,
+        } => {
+            let body = json!({
+                "enabled": status.as_deref().map(|s| s == "enabled"),
+                "scopeMap": scope_map,
+            });
+            print(
+                &client
+                    .patch(&format!("/api/v1/tokens/{}", query_value(name)), body)
+                    .await?,
+                IDENTITY,
+                args.output,
+            );
+        }
+        TokenCommand::List => print(&client.get("/api/v1/tokens").await?, IDENTITY, args.output),
+        TokenCommand::Delete { name } => {
+            client
+                .delete(&format!("/api/v1/tokens/{}", query_value(name)))
+                .await?;
+            println!("deleted token {name}");
+        }
+        TokenCommand::Credential { command } => match command {
+            TokenCredentialCommand::Generate {
+                name,
+                password1: _,
+                password2,
+                expiration_in_days,
+            } => {
+                let password_name = if *password2 { "password2" } else { "password1" };
+                let secret = client
+                    .post(
+                        &format!("/api/v1/tokens/{}/credentials", query_value(name)),
+                        json!({ "passwordName": password_name, "expiryDays": expiration_in_days }),
+                    )
+                    .await?;
+                print_secret("New token password:", &json!([secret]), args.output);
+            }
+        },
+    }
+    Ok(())
+}
+
+pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    const ROLE: &[Column] = &[
+        ("NAME", "/name"),
+        ("BUILT-IN", "/builtin"),
+        ("ACTIONS", "/actions"),
+        ("DESCRIPTION", "/description"),
+    ];
+    const ASSIGNMENT: &[Column] = &[
+        ("ID", "/id"),
+        ("PRINCIPAL", "/principal"),
+        ("PRINCIPAL ID", "/principalId"),
+        ("ROLE", "/role"),
+        ("SCOPE", "/scope"),
+        ("ORPHANED", "/orphaned"),
+        ("CREATED", "/createdAt"),
+    ];
+    match command {
+        RoleCommand::Definition { command } => match command {
+            RoleDefinitionCommand::List => print(
+                &client.get("/api/v1/role-definitions").await?,
+                ROLE,
+                args.output,
+            ),
+            RoleDefinitionCommand::Create {
+                name,
+                actions,
+                description,
+            } => print(
+                &client
+                    .post(
+                        "/api/v1/role-definitions",
+                        json!({ "name": name, "actions": actions, "description": description }),
+                    )
+                    .await?,
+                ROLE,
+                args.output,
+            ),
+        },
+        RoleCommand::Assignment { command } => match command {
+            RoleAssignmentCommand::Create {
+                assignee,
+                role,
+                scope,
+            } => print(
+                &client
+                    .post(
+                        "/api/v1/role-assignments",
+                        json!({ "assignee": assignee, "role": role, "scope": scope }),
+                    )
+                    .await?,
+                ASSIGNMENT,
+                args.output,
+            ),
+            RoleAssignmentCommand::List { assignee } => {
+                let path = match assignee {
+                    Some(a) => format!("/api/v1/role-assignments?assignee={}", query_value(a)),
+                    None => "/api/v1/role-assignments".to_string(),
+                };
+                print(&client.get(&path).await?, ASSIGNMENT, args.output)
+            }
+            RoleAssignmentCommand::Delete { id } => {
+                client
+                    .delete(&format!("/api/v1/role-assignments/{}", query_value(id)))
+                    .await?;
+                println!("deleted role assignment {id}");
+            }
+        },
+    }
+    Ok(())
+}
+
+pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    let body = json!({
+        "anonymousPullEnabled": update.anonymous_pull_enabled,
+        "adminUserEnabled": update.admin_enabled,
+    });
+    let answer = client.patch("/api/v1/registry", body).await?;
+    if let Some(passwords) = answer.get("adminPasswords") {
+        print_secret(
+            "The admin user 'berth' was created with these passwords:",
+            passwords,
+            args.output,
+        );
+    }
+    print(
+        &answer,
+        &[
+            ("ANONYMOUS PULL", "/anonymousPullEnabled"),
+            ("ADMIN USER", "/adminUserEnabled"),
+        ],
+        args.output,
+    );
+    Ok(())
+}
+
+pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        RepositoryCommand::List => {
+            let repos = client.get("/api/v1/repositories").await?;
+            let rows: Vec<Value> = repos
+                .as_array()
+                .map(|a| a.iter().map(|r| json!({ "name": r })).collect())
+                .unwrap_or_default();
+            if args.output == Format::Json {
+                print(&repos, &[], args.output);
+            } else {
+                print(&Value::Array(rows), &[("REPOSITORY", "/name")], args.output);
+            }
+        }
+        RepositoryCommand::ShowTags { repository } => print(
+            &client
+                .get(&format!(
+                    "/api/v1/repositories/tags?repository={}",
+                    query_value(repository)
+                ))
+                .await?,
+            &[
+                ("TAG", "/name"),
+                ("DIGEST", "/digest"),
+                ("MEDIA TYPE", "/mediaType"),
+            ],
+            args.output,
+        ),
+        RepositoryCommand::ShowManifests { repository } => print(
+            &client
+                .get(&format!(
+                    "/api/v1/repositories/manifests?repository={}",
+                    query_value(repository)
+                ))
+                .await?,
+            &[
+                ("DIGEST", "/digest"),
+                ("TAGS", "/tags"),
+                ("MEDIA TYPE", "/mediaType"),
+                ("ARTIFACT TYPE", "/artifactType"),
+                ("SIZE", "/size"),
+                ("CREATED", "/createdAt"),
+            ],
+            args.output,
+        ),
+        RepositoryCommand::Delete { repository, yes } => {
+            if !yes {
+                bail!("deleting '{repository}' removes all its manifests and tags; repeat with --yes to confirm");
+            }
+            let answer = client
+                .delete(&format!(
+                    "/api/v1/repositories?repository={}",
+                    query_value(repository)
+                ))
+                .await?;
+            print(
+                &answer,
+                &[
+                    ("REPOSITORY", "/repository"),
+                    ("MANIFESTS DELETED", "/manifestsDeleted"),
+                ],
+                args.output,
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn activity(args: &ClientArgs, command: &ActivityCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        ActivityCommand::List { since } => {
+            let since = now() - duration_seconds(since)?;
+            print(
+                &client
+                    .get(&format!("/api/v1/activity?since={since}"))
+                    .await?,
+                &[
+                    ("TIME", "/time"),
+                    ("ACTOR", "/actor"),
+                    ("OPERATION", "/operation"),
+                    ("TARGET", "/target"),
+                    ("BEFORE", "/before"),
+                    ("AFTER", "/after"),
+                ],
+                args.output,
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_seconds("24h").expect("24h"), 86400);
+        assert_eq!(duration_seconds("7d").expect("7d"), 7 * 86400);
+        assert_eq!(duration_seconds("30m").expect("30m"), 1800);
+        assert!(duration_seconds("x").is_err());
+        assert!(duration_seconds("5w").is_err());
+    }
+}
