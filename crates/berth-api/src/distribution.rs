@@ -77,7 +77,14 @@ pub async fn handle(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::UploadStart, "POST") => {
-            start_upload(&registry, route.repository()?, &params, request).await
+            start_upload(
+                &registry,
+                route.repository()?,
+                &params,
+                request,
+                state.body_idle_timeout,
+            )
+            .await
         }
         (Endpoint::Upload { id }, "GET") => {
             let repo = route.repository()?;
@@ -90,10 +97,25 @@ pub async fn handle(
             ))
         }
         (Endpoint::Upload { id }, "PATCH") => {
-            patch_upload(&registry, route.repository()?, id, request).await
+            patch_upload(
+                &registry,
+                route.repository()?,
+                id,
+                request,
+                state.body_idle_timeout,
+            )
+            .await
         }
         (Endpoint::Upload { id }, "PUT") => {
-            finish_upload(&registry, route.repository()?, id, &params, request).await
+            finish_upload(
+                &registry,
+                route.repository()?,
+                id,
+                &params,
+                request,
+                state.body_idle_timeout,
+            )
+            .await
         }
         (Endpoint::Upload { id }, "DELETE") => {
             registry.cancel_upload(route.repository()?, id).await?;
@@ -148,10 +170,28 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
 }
 
-fn body_stream(body: Body) -> ByteStream {
-    Box::pin(TryStreamExt::map_err(
-        body.into_data_stream(),
-        std::io::Error::other,
+/// The request body as a byte stream that fails if the client sends
+/// nothing for `idle` (a stalled or slow-loris upload must not hold an
+/// upload lock and a writer forever).
+fn body_stream(body: Body, idle: std::time::Duration) -> ByteStream {
+    use futures::StreamExt;
+    let inner = TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+    Box::pin(futures::stream::unfold(
+        Some(inner),
+        move |state| async move {
+            let mut inner = state?;
+            match tokio::time::timeout(idle, inner.next()).await {
+                Ok(Some(item)) => Some((item, Some(inner))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no data received for {} seconds", idle.as_secs()),
+                    )),
+                    None,
+                )),
+            }
+        },
     ))
 }
 
@@ -387,6 +427,7 @@ async fn start_upload(
     repo: &RepositoryName,
     params: &Params,
     request: Request,
+    idle: std::time::Duration,
 ) -> Result<Response, ApiError> {
     if let (Some(mount), Some(from)) = (params.get("mount"), params.get("from")) {
         let digest = parse_digest(mount)?;
@@ -399,7 +440,12 @@ async fn start_upload(
         let digest = parse_digest(raw)?;
         let length = content_length(request.headers());
         registry
-            .upload_blob(repo, &digest, length, body_stream(request.into_body()))
+            .upload_blob(
+                repo,
+                &digest,
+                length,
+                body_stream(request.into_body(), idle),
+            )
             .await?;
         return Ok(blob_created(repo, &digest));
     }
@@ -445,6 +491,7 @@ async fn patch_upload(
     repo: &RepositoryName,
     id: &str,
     request: Request,
+    idle: std::time::Duration,
 ) -> Result<Response, ApiError> {
     let range = content_range(request.headers())?;
     let length = range
@@ -456,7 +503,7 @@ async fn patch_upload(
             id,
             range.map(|(s, _)| s),
             length,
-            body_stream(request.into_body()),
+            body_stream(request.into_body(), idle),
         )
         .await;
     match result {
@@ -482,6 +529,7 @@ async fn finish_upload(
     id: &str,
     params: &Params,
     request: Request,
+    idle: std::time::Duration,
 ) -> Result<Response, ApiError> {
     let raw = params.get("digest").ok_or_else(|| {
         ApiError::new(
@@ -507,7 +555,7 @@ async fn finish_upload(
     }
     let body = match length {
         Some(0) => None,
-        _ => Some((length, body_stream(request.into_body()))),
+        _ => Some((length, body_stream(request.into_body(), idle))),
     };
     registry.complete_upload(repo, id, &digest, body).await?;
     Ok(blob_created(repo, &digest))

@@ -39,6 +39,8 @@ pub use route::{Action, Endpoint, Route};
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<AuthService>,
+    /// An upload body that sends nothing for this long is cut off.
+    pub body_idle_timeout: std::time::Duration,
 }
 
 /// The complete HTTP application. Serve it with

@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace_seconds: u64,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_idle_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +104,7 @@ impl Default for Config {
             server: ServerConfig {
                 listen: "127.0.0.1:5000".into(),
                 shutdown_grace_seconds: 30,
+                body_idle_timeout_seconds: 60,
             },
             storage: StorageConfig {
                 kind: "filesystem".into(),

@@ -97,6 +97,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let app = berth_api::router(AppState {
         registry: registry.clone(),
         auth,
+        body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
     });
 
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
