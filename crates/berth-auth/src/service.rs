@@ -127,6 +127,9 @@ pub struct AuthService {
     /// sha256(login, secret) → principal, so repeated Basic requests do not
     /// pay an argon2 verification each.
     basic_cache: Cache<[u8; 32], (Principal, Instant)>,
+    /// Verified access tokens by signature, until they expire: an ES256
+    /// verification costs more than serving a cached manifest.
+    token_cache: Cache<[u8; 32], (TokenPrincipal, i64)>,
     throttle: Throttle,
     anonymous_pull: AtomicBool,
     admin_enabled: AtomicBool,
@@ -171,6 +174,7 @@ impl AuthService {
             throttle: Throttle::new(config.throttle_limit, config.throttle_window),
             config,
             basic_cache: Cache::new(10_000),
+            token_cache: Cache::new(10_000),
             anonymous_pull: AtomicBool::new(false),
             admin_enabled: AtomicBool::new(false),
         };
@@ -414,7 +418,20 @@ impl AuthService {
     /// Verifies an access token; returns its principal and the
     /// (permission, repository) pairs refused when it was issued.
     pub fn principal_from_token(&self, token: &str) -> Result<TokenPrincipal, AuthError> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some((principal, exp)) = self.token_cache.get(&key) {
+            if exp > now() {
+                return Ok(principal);
+            }
+        }
         let claims = self.keys.verify(token)?;
+        let exp = claims.exp;
+        let principal = self.token_principal(claims)?;
+        self.token_cache.insert(key, (principal.clone(), exp));
+        Ok(principal)
+    }
+
+    fn token_principal(&self, claims: Claims) -> Result<TokenPrincipal, AuthError> {
         if claims.typ != "access" {
             return Err(AuthError::InvalidToken(
                 "a refresh token cannot be used as an access token; exchange it at /oauth2/token"
