@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use berth_auth::manage::ScopeRule;
+use berth_auth::manage::{ScopeRule, SecretValidity};
 use berth_auth::{IdentityKind, Permission, Principal};
 use berth_types::{ErrorCode, Reference, RepositoryName};
 use http::StatusCode;
@@ -217,7 +217,8 @@ struct CreateSp {
     name: String,
     role: Option<String>,
     scope: Option<String>,
-    years: Option<u32>,
+    #[serde(flatten)]
+    validity: SecretValidity,
 }
 
 async fn create_sp(State(s): State<AppState>, m: Manager, Json(r): Json<CreateSp>) -> ApiResult {
@@ -232,7 +233,7 @@ async fn create_sp(State(s): State<AppState>, m: Manager, Json(r): Json<CreateSp
                 &r.name,
                 r.role.as_deref(),
                 r.scope.as_deref(),
-                r.years.unwrap_or(1),
+                r.validity,
             )
             .await
             .map_err(auth_err)?,
@@ -260,21 +261,16 @@ async fn sp_credentials(
         .map_err(auth_err)?)
 }
 
-#[derive(Deserialize)]
-struct ResetSp {
-    years: Option<u32>,
-}
-
 async fn reset_sp(
     State(s): State<AppState>,
     m: Manager,
     Path(id): Path<String>,
-    body: Option<Json<ResetSp>>,
+    body: Option<Json<SecretValidity>>,
 ) -> ApiResult {
     m.require(Permission::ManageWrite)?;
-    let years = body.and_then(|b| b.0.years).unwrap_or(1);
+    let validity = body.map(|b| b.0).unwrap_or_default();
     ok(s.auth
-        .reset_sp_secret(&m.principal, &id, years)
+        .reset_sp_secret(&m.principal, &id, validity)
         .await
         .map_err(auth_err)?)
 }

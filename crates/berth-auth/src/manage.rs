@@ -197,6 +197,37 @@ async fn credential(
     ))
 }
 
+/// How long a service principal's secret lives: `years` from now, or until
+/// an explicit end date (RFC 3339), which must be in the future.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretValidity {
+    pub years: Option<u32>,
+    pub end_date: Option<String>,
+}
+
+impl SecretValidity {
+    fn expires_at(&self) -> Result<i64, AuthError> {
+        if let Some(end) = &self.end_date {
+            let at =
+                time::OffsetDateTime::parse(end, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                        AuthError::InvalidRequest(format!(
+                            "end date '{end}' is not RFC 3339 (e.g. 2027-01-31T00:00:00Z): {e}"
+                        ))
+                    })?
+                    .unix_timestamp();
+            if at <= now() {
+                return Err(AuthError::InvalidRequest(format!(
+                    "end date '{end}' is in the past"
+                )));
+            }
+            return Ok(at);
+        }
+        Ok(now() + i64::from(self.years.unwrap_or(1).max(1)) * YEAR)
+    }
+}
+
 fn validate_token_actions(rules: &[ScopeRule]) -> Result<(), AuthError> {
     if rules.is_empty() {
         return Err(AuthError::InvalidRequest(
@@ -424,7 +455,7 @@ impl AuthService {
         Ok(secret)
     }
 
-    /// Creates a service principal with a secret valid for `years`, and
+    /// Creates a service principal with a secret valid until `validity`, and
     /// optionally a registry-scope role assignment.
     pub async fn create_service_principal(
         &self,
@@ -432,7 +463,7 @@ impl AuthService {
         name: &str,
         role: Option<&str>,
         scope: Option<&str>,
-        years: u32,
+        validity: SecretValidity,
     ) -> Result<CreatedIdentity, AuthError> {
         if name.trim().is_empty() {
             return Err(AuthError::InvalidRequest(
@@ -443,7 +474,7 @@ impl AuthService {
             self.require_role(role).await?;
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let expires = now() + i64::from(years.max(1)) * YEAR;
+        let expires = validity.expires_at()?;
         let (cred, secret) = credential(&id, "secret", Some(expires)).await?;
         let sp = IdentityRecord {
             id: id.clone(),
@@ -553,10 +584,10 @@ impl AuthService {
         &self,
         actor: &Principal,
         key: &str,
-        years: u32,
+        validity: SecretValidity,
     ) -> Result<NewSecret, AuthError> {
         let sp = self.find_kind(key, IdentityKind::ServicePrincipal).await?;
-        let expires = now() + i64::from(years.max(1)) * YEAR;
+        let expires = validity.expires_at()?;
         let (cred, secret) = credential(&sp.id, "secret", Some(expires)).await?;
         self.store
             .put_credential(

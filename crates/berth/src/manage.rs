@@ -63,8 +63,11 @@ pub enum SpCommand {
         #[arg(long)]
         scope: Option<String>,
         /// Years until the secret expires.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "end_date")]
         years: u32,
+        /// Exact expiry of the secret (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        end_date: Option<String>,
     },
     /// List service principals.
     List,
@@ -92,8 +95,12 @@ pub enum SpCredentialCommand {
     Reset {
         #[arg(long)]
         id: String,
-        #[arg(long, default_value_t = 1)]
+        /// Years until the new secret expires.
+        #[arg(long, default_value_t = 1, conflicts_with = "end_date")]
         years: u32,
+        /// Exact expiry of the new secret (RFC 3339).
+        #[arg(long)]
+        end_date: Option<String>,
     },
 }
 
@@ -419,11 +426,12 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
             role,
             scope,
             years,
+            end_date,
         } => {
             let created = client
                 .post(
                     "/api/v1/service-principals",
-                    json!({ "name": name, "role": role, "scope": scope, "years": years }),
+                    json!({ "name": name, "role": role, "scope": scope, "years": years, "endDate": end_date }),
                 )
                 .await?;
             if args.output == Format::Json {
@@ -458,14 +466,18 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
                 CREDENTIAL,
                 args.output,
             ),
-            SpCredentialCommand::Reset { id, years } => {
+            SpCredentialCommand::Reset {
+                id,
+                years,
+                end_date,
+            } => {
                 let secret = client
                     .post(
                         &format!(
                             "/api/v1/service-principals/{}/credentials/reset",
                             query_value(id)
                         ),
-                        json!({ "years": years }),
+                        json!({ "years": years, "endDate": end_date }),
                     )
                     .await?;
                 print_secret("New secret:", &json!([secret]), args.output);
