@@ -21,10 +21,17 @@ use crate::error::ApiError;
 use crate::route::{Action, Endpoint, Route};
 use crate::AppState;
 
-/// The caller's address: the socket peer.
+/// The caller's address, as the network layer established it (socket
+/// peer, or X-Forwarded-For from a trusted proxy).
 pub fn client_ip(request: &Request) -> IpAddr {
-    request
-        .extensions()
+    address_of(request.extensions())
+}
+
+pub(crate) fn address_of(extensions: &http::Extensions) -> IpAddr {
+    if let Some(a) = extensions.get::<crate::network::ClientAddress>() {
+        return a.0;
+    }
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))

@@ -30,6 +30,7 @@ pub mod auth;
 pub mod distribution;
 pub mod error;
 pub mod manage;
+pub mod network;
 pub mod route;
 
 pub use error::ApiError;
@@ -41,11 +42,15 @@ pub struct AppState {
     pub auth: Arc<AuthService>,
     /// An upload body that sends nothing for this long is cut off.
     pub body_idle_timeout: std::time::Duration,
+    pub network: Arc<network::NetworkPolicy>,
+    /// Listeners and data hosts, for `berth show-endpoints`.
+    pub endpoints: Arc<serde_json::Value>,
 }
 
 /// The complete HTTP application. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`: access decisions
-/// need the client's address.
+/// `into_make_service_with_connect_info::<SocketAddr>()` (access decisions
+/// need the client's address), with an `Extension(berth_network::Endpoint)`
+/// layer saying which endpoint the listener is (public by default).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -56,6 +61,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(distribution::handle)
         .layer(middleware::from_fn_with_state(state.clone(), auth::access))
         .layer(middleware::from_fn(route))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            network::guard,
+        ))
         .with_state(state)
         .layer(SetResponseHeaderLayer::overriding(
             http::header::HeaderName::from_static("docker-distribution-api-version"),

@@ -3,9 +3,7 @@
 //! to look, `registries/manage/write` to change, `roleAssignments/write` to
 //! assign roles. The `berth` CLI is a client of this API.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -52,11 +50,7 @@ impl FromRequestParts<AppState> for Manager {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let ip = crate::auth::address_of(&parts.extensions);
         let caller = crate::auth::identify(state, &parts.headers, ip).await?;
         if caller.principal.is_anonymous() {
             return Err(ApiError::new(
@@ -136,6 +130,142 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/repositories/tags", get(repository_tags))
         .route("/api/v1/repositories/manifests", get(repository_manifests))
         .route("/api/v1/activity", get(activity))
+        .route("/api/v1/network", get(get_network).patch(update_network))
+        .route(
+            "/api/v1/network/rules",
+            get(get_network).post(add_rule).delete(remove_rule),
+        )
+        .route("/api/v1/endpoints", get(endpoints))
+}
+
+fn network_view(s: &AppState) -> Value {
+    let settings = s.network.settings();
+    json!({
+        "publicNetworkAccess": if settings.public_network_access { "Enabled" } else { "Disabled" },
+        "networkRuleSet": {
+            "defaultAction": settings.default_action,
+            "ipRules": settings.ip_rules.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            "subnetRules": settings.subnet_rules,
+        },
+        "networkRuleBypassOptions": settings.network_rule_bypass_options,
+        "dataEndpointEnabled": settings.data_endpoint_enabled,
+        "declaredSubnets": s.network.subnets,
+    })
+}
+
+async fn get_network(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    s.network.reload(&s.auth).await?;
+    ok(network_view(&s))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NetworkUpdate {
+    /// "Enabled" | "Disabled"
+    public_network_access: Option<String>,
+    default_action: Option<berth_network::DefaultAction>,
+    network_rule_bypass_options: Option<berth_network::Bypass>,
+    data_endpoint_enabled: Option<bool>,
+}
+
+async fn update_network(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(u): Json<NetworkUpdate>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    let public = match u.public_network_access.as_deref() {
+        None => None,
+        Some("Enabled") => Some(true),
+        Some("Disabled") => Some(false),
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::Unsupported,
+                format!("publicNetworkAccess '{other}' must be Enabled or Disabled"),
+            )
+            .with_status(StatusCode::BAD_REQUEST))
+        }
+    };
+    s.network
+        .update(&s.auth, &m.principal, "update network rule set", |n, _| {
+            if let Some(p) = public {
+                n.public_network_access = p;
+            }
+            if let Some(a) = u.default_action {
+                n.default_action = a;
+            }
+            if let Some(b) = u.network_rule_bypass_options {
+                n.network_rule_bypass_options = b;
+            }
+            if let Some(d) = u.data_endpoint_enabled {
+                n.data_endpoint_enabled = d;
+            }
+            Ok(())
+        })
+        .await?;
+    ok(network_view(&s))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RuleTarget {
+    ip_address: Option<String>,
+    subnet: Option<String>,
+}
+
+fn one_target(t: &RuleTarget) -> Result<(), ApiError> {
+    if t.ip_address.is_some() == t.subnet.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "give exactly one of ipAddress (an address or CIDR) or subnet (a declared subnet's name)",
+        )
+        .with_status(StatusCode::BAD_REQUEST));
+    }
+    Ok(())
+}
+
+async fn add_rule(State(s): State<AppState>, m: Manager, Json(t): Json<RuleTarget>) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    one_target(&t)?;
+    s.network
+        .update(
+            &s.auth,
+            &m.principal,
+            "add network rule",
+            |n, subnets| match (&t.ip_address, &t.subnet) {
+                (Some(ip), _) => n.add_ip_rule(ip).map(|_| ()),
+                (_, Some(subnet)) => n.add_subnet_rule(subnet, subnets),
+                _ => Ok(()),
+            },
+        )
+        .await?;
+    ok(network_view(&s))
+}
+
+async fn remove_rule(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(t): Query<RuleTarget>,
+) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    one_target(&t)?;
+    s.network
+        .update(&s.auth, &m.principal, "remove network rule", |n, _| match (
+            &t.ip_address,
+            &t.subnet,
+        ) {
+            (Some(ip), _) => n.remove_ip_rule(ip).map(|_| ()),
+            (_, Some(subnet)) => n.remove_subnet_rule(subnet),
+            _ => Ok(()),
+        })
+        .await?;
+    ok(network_view(&s))
+}
+
+async fn endpoints(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok((*s.endpoints).clone())
 }
 
 async fn get_registry(State(s): State<AppState>, m: Manager) -> ApiResult {

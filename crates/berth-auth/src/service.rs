@@ -196,6 +196,12 @@ impl AuthService {
         Ok(())
     }
 
+    /// The store, for other runtime settings (network rules) kept beside
+    /// identities and audited the same way.
+    pub fn store(&self) -> &Arc<dyn AuthStore> {
+        &self.store
+    }
+
     pub fn anonymous_pull_enabled(&self) -> bool {
         self.anonymous_pull.load(Ordering::Acquire)
     }

@@ -22,6 +22,44 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub auth: AuthSection,
+    /// Extra listeners on private addresses: requests arriving there are not
+    /// subject to IP rules and keep working when public access is disabled.
+    #[serde(default)]
+    pub private_endpoint: Vec<PrivateEndpointConfig>,
+    /// Subnets that network rules may name.
+    #[serde(default)]
+    pub subnet: Vec<SubnetConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivateEndpointConfig {
+    pub name: String,
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    pub name: String,
+    pub cidrs: Vec<String>,
+}
+
+/// One address or several.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Listen {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Listen {
+    pub fn addresses(&self) -> Vec<String> {
+        match self {
+            Listen::One(a) => vec![a.clone()],
+            Listen::Many(a) => a.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,8 +85,11 @@ pub struct AuthSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address of the public listener.
-    pub listen: String,
+    /// Address(es) of the public endpoint: "127.0.0.1:5000" or a list.
+    pub listen: Listen,
+    /// Proxies whose X-Forwarded-For is believed (addresses or CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// After SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace_seconds: u64,
     /// A request body that sends nothing for this long is cut off.
@@ -102,7 +143,8 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./berth-data"),
             server: ServerConfig {
-                listen: "127.0.0.1:5000".into(),
+                listen: Listen::One("127.0.0.1:5000".into()),
+                trusted_proxies: Vec::new(),
                 shutdown_grace_seconds: 30,
                 body_idle_timeout_seconds: 60,
             },
@@ -132,6 +174,8 @@ impl Default for Config {
                 activity_retention_days: 90,
                 initial_owner_password: None,
             },
+            private_endpoint: Vec::new(),
+            subnet: Vec::new(),
         }
     }
 }
@@ -149,7 +193,7 @@ pub struct Overrides {
 
 #[derive(Debug, Serialize)]
 pub struct ServerOverrides {
-    pub listen: String,
+    pub listen: Listen,
 }
 
 #[derive(Debug, Serialize)]
@@ -218,7 +262,7 @@ mod tests {
             let c = Config::load(Some(Path::new("berth.toml")), Overrides::default())
                 .map_err(|e| e.to_string())?;
             assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
-            assert_eq!(c.server.listen, "127.0.0.1:6000");
+            assert_eq!(c.server.listen.addresses(), vec!["127.0.0.1:6000"]);
             assert_eq!(c.gc.grace_seconds, 60);
             assert_eq!(c.gc.interval_seconds, 5);
             assert_eq!(c.metadata_url(), "sqlite:///srv/berth/berth.db");
@@ -226,13 +270,39 @@ mod tests {
                 None,
                 Overrides {
                     server: Some(ServerOverrides {
-                        listen: "127.0.0.1:7000".into(),
+                        listen: Listen::One("127.0.0.1:7000".into()),
                     }),
                     ..Overrides::default()
                 },
             )
             .map_err(|e| e.to_string())?;
-            assert_eq!(c.server.listen, "127.0.0.1:7000");
+            assert_eq!(c.server.listen.addresses(), vec!["127.0.0.1:7000"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn private_endpoints_subnets_and_listener_lists() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "berth.toml",
+                r#"
+                [server]
+                listen = ["127.0.0.1:5000", "[::1]:5000"]
+                trusted_proxies = ["127.0.0.10"]
+                [[private_endpoint]]
+                name = "pe1"
+                listen = "127.0.0.2:5000"
+                [[subnet]]
+                name = "build"
+                cidrs = ["127.0.1.0/24"]
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("berth.toml")), Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen.addresses().len(), 2);
+            assert_eq!(c.private_endpoint[0].name, "pe1");
+            assert_eq!(c.subnet[0].cidrs, vec!["127.0.1.0/24"]);
             Ok(())
         });
     }

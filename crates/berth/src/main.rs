@@ -93,12 +93,31 @@ enum Command {
         #[command(subcommand)]
         command: manage::RoleCommand,
     },
-    /// Change registry settings.
+    /// Change registry settings (anonymous pull, admin user, network access).
     Update {
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
         update: manage::UpdateArgs,
+    },
+    /// Network rules (IP ranges and subnets).
+    NetworkRule {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::NetworkRuleCommand,
+    },
+    /// The login server and endpoints with their addresses.
+    ShowEndpoints {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// All identities; marking trusted services.
+    Identity {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::IdentityCommand,
     },
     /// Repositories, their tags and manifests.
     Repository {
@@ -132,8 +151,18 @@ pub struct ServeArgs {
     log_format: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The whole chain of causes, without a backtrace: for people.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args);
     }
@@ -152,6 +181,11 @@ fn main() -> anyhow::Result<()> {
             Command::Token { client, command } => manage::token(&client, &command).await,
             Command::Role { client, command } => manage::role(&client, &command).await,
             Command::Update { client, update } => manage::update(&client, &update).await,
+            Command::NetworkRule { client, command } => {
+                manage::network_rule(&client, &command).await
+            }
+            Command::ShowEndpoints { client } => manage::show_endpoints(&client).await,
+            Command::Identity { client, command } => manage::identity(&client, &command).await,
             Command::Repository { client, command } => manage::repository(&client, &command).await,
             Command::Activity { client, command } => manage::activity(&client, &command).await,
         }

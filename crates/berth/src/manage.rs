@@ -252,6 +252,52 @@ pub struct UpdateArgs {
     /// Enable or disable the admin user.
     #[arg(long)]
     pub admin_enabled: Option<bool>,
+    /// Public network access (false: only private endpoints work).
+    #[arg(long)]
+    pub public_network_enabled: Option<bool>,
+    /// What happens to public requests no rule matches.
+    #[arg(long, value_parser = ["Allow", "Deny"])]
+    pub default_action: Option<String>,
+    /// Let identities marked as trusted services bypass network rules.
+    #[arg(long)]
+    pub allow_trusted_services: Option<bool>,
+    /// Redirect blob downloads to the dedicated data endpoint.
+    #[arg(long)]
+    pub data_endpoint_enabled: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+pub struct RuleTarget {
+    /// An IPv4/IPv6 address or CIDR range.
+    #[arg(long, conflicts_with = "subnet", required_unless_present = "subnet")]
+    pub ip_address: Option<String>,
+    /// A subnet declared in the server's configuration ([[subnet]]).
+    #[arg(long)]
+    pub subnet: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkRuleCommand {
+    /// Allow an IP range or a declared subnet.
+    Add(RuleTarget),
+    /// Remove a rule.
+    Remove(RuleTarget),
+    /// Show the rule set.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// List every identity (owner, admin user, service principals, tokens).
+    List,
+    /// Mark an identity as a trusted service (network-rule bypass).
+    Update {
+        /// App id, token name or login.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        trusted_service: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -691,6 +737,22 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
 
 pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
+    let network = json!({
+        "publicNetworkAccess": update.public_network_enabled.map(|e| if e { "Enabled" } else { "Disabled" }),
+        "defaultAction": update.default_action,
+        "networkRuleBypassOptions": update.allow_trusted_services.map(|t| if t { "TrustedServices" } else { "None" }),
+        "dataEndpointEnabled": update.data_endpoint_enabled,
+    });
+    if network
+        .as_object()
+        .is_some_and(|o| o.values().any(|v| !v.is_null()))
+    {
+        let answer = client.patch("/api/v1/network", network).await?;
+        print_network(&answer, args.output);
+    }
+    if update.anonymous_pull_enabled.is_none() && update.admin_enabled.is_none() {
+        return Ok(());
+    }
     let body = json!({
         "anonymousPullEnabled": update.anonymous_pull_enabled,
         "adminUserEnabled": update.admin_enabled,
@@ -711,6 +773,92 @@ pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()
         ],
         args.output,
     );
+    Ok(())
+}
+
+fn print_network(answer: &Value, format: Format) {
+    print(
+        answer,
+        &[
+            ("PUBLIC NETWORK ACCESS", "/publicNetworkAccess"),
+            ("DEFAULT ACTION", "/networkRuleSet/defaultAction"),
+            ("IP RULES", "/networkRuleSet/ipRules"),
+            ("SUBNET RULES", "/networkRuleSet/subnetRules"),
+            ("BYPASS", "/networkRuleBypassOptions"),
+            ("DATA ENDPOINT", "/dataEndpointEnabled"),
+        ],
+        format,
+    );
+}
+
+pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    let answer = match command {
+        NetworkRuleCommand::Add(t) => {
+            client
+                .post(
+                    "/api/v1/network/rules",
+                    json!({ "ipAddress": t.ip_address, "subnet": t.subnet }),
+                )
+                .await?
+        }
+        NetworkRuleCommand::Remove(t) => {
+            let query = match (&t.ip_address, &t.subnet) {
+                (Some(ip), _) => format!("ipAddress={}", query_value(ip)),
+                (_, Some(subnet)) => format!("subnet={}", query_value(subnet)),
+                _ => bail!("give --ip-address or --subnet"),
+            };
+            client
+                .delete(&format!("/api/v1/network/rules?{query}"))
+                .await?
+        }
+        NetworkRuleCommand::List => client.get("/api/v1/network").await?,
+    };
+    print_network(&answer, args.output);
+    Ok(())
+}
+
+pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    let answer = client.get("/api/v1/endpoints").await?;
+    if args.output == Format::Json {
+        print(&answer, &[], args.output);
+        return Ok(());
+    }
+    println!(
+        "login server: {}",
+        answer["loginServer"].as_str().unwrap_or("(none)")
+    );
+    print(
+        &answer["endpoints"],
+        &[("ENDPOINT", "/endpoint"), ("ADDRESS", "/address")],
+        args.output,
+    );
+    Ok(())
+}
+
+pub async fn identity(args: &ClientArgs, command: &IdentityCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        IdentityCommand::List => print(
+            &client.get("/api/v1/identities").await?,
+            IDENTITY,
+            args.output,
+        ),
+        IdentityCommand::Update {
+            id,
+            trusted_service,
+        } => print(
+            &client
+                .patch(
+                    &format!("/api/v1/identities/{}", query_value(id)),
+                    json!({ "trustedService": trusted_service }),
+                )
+                .await?,
+            IDENTITY,
+            args.output,
+        ),
+    }
     Ok(())
 }
 

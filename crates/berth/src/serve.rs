@@ -1,24 +1,33 @@
-//! `berth serve`: wires configuration, storage, metadata and the HTTP API
-//! together and runs until SIGTERM or Ctrl-C.
+//! `berth serve`: wires configuration, storage, metadata, authentication,
+//! network policy and the HTTP API together, serves every listener (public
+//! and private endpoints), and runs until SIGTERM or Ctrl-C.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Extension;
+use berth_api::network::NetworkPolicy;
 use berth_api::AppState;
 use berth_auth::{AuthConfig, AuthService};
 use berth_metadata::SqliteStore;
+use berth_network::{parse_cidr, Endpoint, Subnet};
 use berth_registry::{Registry, RegistryConfig};
 use berth_storage::FilesystemStore;
+use serde_json::json;
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogOverrides, Overrides, ServerOverrides};
+use crate::config::{Config, Listen, LogOverrides, Overrides, ServerOverrides};
 use crate::ServeArgs;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         data_dir: args.data,
-        server: args.listen.map(|listen| ServerOverrides { listen }),
+        server: args.listen.map(|listen| ServerOverrides {
+            listen: Listen::One(listen),
+        }),
         log: args.log_format.map(|format| LogOverrides { format }),
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
@@ -43,6 +52,39 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         other => anyhow::bail!("log.format '{other}' is not supported (use text or json)"),
     }
     Ok(())
+}
+
+/// The network policy's static part, from configuration.
+fn network_policy(config: &Config) -> anyhow::Result<NetworkPolicy> {
+    let mut subnets = Vec::new();
+    for s in &config.subnet {
+        let cidrs = s
+            .cidrs
+            .iter()
+            .map(|c| parse_cidr(c))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("subnet '{}'", s.name))?;
+        subnets.push(Subnet {
+            name: s.name.clone(),
+            cidrs,
+        });
+    }
+    let proxies = config
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|p| parse_cidr(p))
+        .collect::<Result<Vec<_>, _>>()
+        .context("server.trusted_proxies")?;
+    Ok(NetworkPolicy::new(subnets, proxies))
+}
+
+async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -81,6 +123,45 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot initialise authentication")?,
     );
+    let network = Arc::new(network_policy(&config)?);
+    network
+        .reload(&auth)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load network rules: {}", e.message))?;
+
+    // Bind everything first, so a bad address fails the start cleanly.
+    let mut listeners = Vec::new();
+    for address in config.server.listen.addresses() {
+        let (listener, local) = bind(&address).await?;
+        listeners.push((listener, local, Endpoint::Public));
+    }
+    for pe in &config.private_endpoint {
+        let (listener, local) = bind(&pe.listen)
+            .await
+            .with_context(|| format!("private endpoint '{}'", pe.name))?;
+        listeners.push((listener, local, Endpoint::Private(pe.name.clone())));
+    }
+    let endpoints = json!({
+        "loginServer": listeners.iter().find(|l| l.2 == Endpoint::Public).map(|l| l.1.to_string()),
+        "endpoints": listeners.iter().map(|(_, local, endpoint)| json!({
+            "endpoint": endpoint.to_string(),
+            "address": local.to_string(),
+        })).collect::<Vec<_>>(),
+    });
+    // On stdout, for people and for scripts waiting for the port: the
+    // public endpoint's line comes first.
+    for (_, local, endpoint) in &listeners {
+        match endpoint {
+            Endpoint::Public => println!(
+                "berth {} listening on http://{local}",
+                env!("CARGO_PKG_VERSION")
+            ),
+            Endpoint::Private(name) => {
+                println!("private endpoint '{name}' listening on http://{local}")
+            }
+        }
+    }
+
     if let Some(password) = auth
         .bootstrap_owner(config.auth.initial_owner_password.as_deref())
         .await
@@ -93,61 +174,50 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             file.display()
         );
     }
-    spawn_housekeeping(&config, auth.clone());
+    spawn_housekeeping(&config, auth.clone(), network.clone());
+    spawn_collector(&config, registry.clone());
+
     let app = berth_api::router(AppState {
         registry: registry.clone(),
         auth,
         body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
+        network,
+        endpoints: Arc::new(endpoints),
     });
+    tracing::info!(data = %config.data_dir.display(), "berth started");
 
-    let listener = tokio::net::TcpListener::bind(&config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
-    // On stdout, for people and for scripts waiting for the port.
-    println!(
-        "berth {} listening on http://{addr}",
-        env!("CARGO_PKG_VERSION")
-    );
-    tracing::info!(%addr, data = %config.data_dir.display(), "berth started");
-
-    if config.gc.interval_seconds > 0 {
-        let registry = registry.clone();
-        let every = Duration::from_secs(config.gc.interval_seconds);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match registry.collect_garbage().await {
-                    Ok(report) => tracing::info!(?report, "garbage collection finished"),
-                    Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
-                }
-            }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, _, endpoint) in listeners {
+        let app = app.clone().layer(Extension(endpoint));
+        let mut stop = stop_rx.clone();
+        servers.spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
         });
     }
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
-    let mut stopped = stop_rx.clone();
-    tokio::select! {
-        result = server => result.context("server failed")?,
-        _ = async {
-            let _ = stopped.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            // Uploads cut off here stay resumable: their durable length is
-            // recorded after every acknowledged chunk.
-            tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(e)) = result {
+                tracing::warn!(error = %e, "a listener failed");
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        // Uploads cut off here stay resumable: their durable length is
+        // recorded after every acknowledged chunk.
+        tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
     }
     metadata.close().await;
     tracing::info!("berth stopped");
@@ -168,8 +238,9 @@ fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Settings reload (other nodes may change them) and activity retention.
-fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>) {
+/// Runtime settings reload each second (another node may change them) and
+/// activity-log retention hourly.
+fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>, network: Arc<NetworkPolicy>) {
     let retention = config.auth.activity_retention_days;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -179,6 +250,9 @@ fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>) {
             if let Err(e) = auth.reload_settings().await {
                 tracing::warn!(error = %e, "reloading settings failed");
             }
+            if let Err(e) = network.reload(&auth).await {
+                tracing::warn!(error = %e.message, "reloading network rules failed");
+            }
             if n.is_multiple_of(3600) {
                 match auth.purge_activity(retention).await {
                     Ok(0) => {}
@@ -187,6 +261,24 @@ fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>) {
                 }
             }
             n += 1;
+        }
+    });
+}
+
+fn spawn_collector(config: &Config, registry: Arc<Registry>) {
+    if config.gc.interval_seconds == 0 {
+        return;
+    }
+    let every = Duration::from_secs(config.gc.interval_seconds);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match registry.collect_garbage().await {
+                Ok(report) => tracing::info!(?report, "garbage collection finished"),
+                Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+            }
         }
     });
 }

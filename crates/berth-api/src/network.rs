@@ -1,0 +1,153 @@
+//! The network layer: in front of everything but health checks, it works
+//! out the client address (socket peer, or `X-Forwarded-For` from a trusted
+//! proxy) and the endpoint the request arrived on, and applies the network
+//! rules (`berth-network`). Rules are runtime state in the metadata store;
+//! every node re-reads them each second, and a change made here applies to
+//! new requests at once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_auth::AuthService;
+use berth_metadata::Activity;
+use berth_network::{evaluate, Decision, Endpoint, NetworkSettings, RuleError, Subnet};
+use berth_types::ErrorCode;
+use ipnet::IpNet;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub const SETTING_KEY: &str = "networkRuleSet";
+
+/// The address a request is attributed to (after trusted-proxy handling).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub IpAddr);
+
+/// Network configuration and the current runtime rules.
+pub struct NetworkPolicy {
+    pub subnets: Vec<Subnet>,
+    pub trusted_proxies: Vec<IpNet>,
+    current: RwLock<Arc<NetworkSettings>>,
+}
+
+impl NetworkPolicy {
+    pub fn new(subnets: Vec<Subnet>, trusted_proxies: Vec<IpNet>) -> Self {
+        NetworkPolicy {
+            subnets,
+            trusted_proxies,
+            current: RwLock::new(Arc::new(NetworkSettings::default())),
+        }
+    }
+
+    pub fn settings(&self) -> Arc<NetworkSettings> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the rules from the store.
+    pub async fn reload(&self, auth: &AuthService) -> Result<(), ApiError> {
+        let stored = auth
+            .store()
+            .setting(SETTING_KEY)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+        let settings = match stored {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InternalError,
+                    format!("stored network rules are unreadable: {e}"),
+                )
+            })?,
+            None => NetworkSettings::default(),
+        };
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+        Ok(())
+    }
+
+    /// Applies `change` to the current rules, stores the result with an
+    /// activity entry, and makes it current.
+    pub async fn update(
+        &self,
+        auth: &AuthService,
+        actor: &berth_auth::Principal,
+        operation: &str,
+        change: impl FnOnce(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
+    ) -> Result<Arc<NetworkSettings>, ApiError> {
+        self.reload(auth).await?;
+        let before = self.settings();
+        let mut after = (*before).clone();
+        change(&mut after, &self.subnets).map_err(|e| {
+            ApiError::new(ErrorCode::Unsupported, e.to_string())
+                .with_status(http::StatusCode::BAD_REQUEST)
+        })?;
+        let json = serde_json::to_string(&after)
+            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+        auth.store()
+            .set_setting(
+                SETTING_KEY,
+                &json,
+                &Activity {
+                    actor: actor.describe(),
+                    operation: operation.into(),
+                    target: "networkRuleSet".into(),
+                    before: serde_json::to_string(&*before).ok(),
+                    after: Some(json.clone()),
+                },
+            )
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+        let after = Arc::new(after);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = after.clone();
+        Ok(after)
+    }
+
+    /// The decision for `ip` on `endpoint`, without knowing the caller.
+    pub fn decide(&self, endpoint: &Endpoint, ip: IpAddr, trusted: Option<bool>) -> Decision {
+        evaluate(&self.settings(), &self.subnets, endpoint, ip, trusted)
+    }
+}
+
+fn is_health_check(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The network middleware.
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let policy = &state.network;
+    let ip = berth_network::client_address(peer, forwarded, &policy.trusted_proxies);
+    request.extensions_mut().insert(ClientAddress(ip));
+    if is_health_check(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let endpoint = request
+        .extensions()
+        .get::<Endpoint>()
+        .cloned()
+        .unwrap_or(Endpoint::Public);
+    let mut decision = policy.decide(&endpoint, ip, None);
+    if !decision.allowed && decision.needs_trusted_caller {
+        // Only a trusted service can pass now: find out who is calling.
+        if let Ok(caller) = crate::auth::identify(&state, request.headers(), ip).await {
+            decision = policy.decide(&endpoint, ip, Some(caller.principal.trusted_service));
+        }
+    }
+    if !decision.allowed {
+        tracing::info!(%ip, %endpoint, rule = %decision.rule, "network rules denied the request");
+        return ApiError::new(ErrorCode::Denied, decision.message(ip)).into_response();
+    }
+    next.run(request).await
+}
