@@ -17,6 +17,7 @@ use berth_auth::{AuthError, Permission, Principal, RequestedScope};
 use berth_types::ErrorCode;
 use http::{header, HeaderMap, StatusCode};
 
+use crate::audit::AuditSlot;
 use crate::error::ApiError;
 use crate::route::{Action, Endpoint, Route};
 use crate::AppState;
@@ -116,12 +117,25 @@ fn basic_credentials(value: &str) -> Result<(String, String), AuthError> {
     Ok((user.to_string(), pass.to_string()))
 }
 
+/// Notes in the audit slot that credentials were presented (a login event).
+fn record_login(slot: Option<&AuditSlot>, who: &str, jwt_id: Option<String>) {
+    if let Some(slot) = slot {
+        slot.update(|i| {
+            i.login_attempt = true;
+            i.identity = Some(who.to_string());
+            i.jwt_id = jwt_id;
+        });
+    }
+}
+
 /// Establishes the caller from the `Authorization` header.
 pub async fn identify(
     state: &AppState,
     headers: &HeaderMap,
-    ip: IpAddr,
+    extensions: &http::Extensions,
 ) -> Result<Caller, ApiError> {
+    let ip = address_of(extensions);
+    let slot = extensions.get::<AuditSlot>();
     let auth = &state.auth;
     if let Some(retry_after) = auth.throttled(ip) {
         return Err(from_auth_error(
@@ -147,14 +161,19 @@ pub async fn identify(
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let result = match scheme.to_ascii_lowercase().as_str() {
         "basic" => match basic_credentials(rest) {
-            Ok((user, pass)) => auth
-                .authenticate(&user, &pass, ip)
-                .await
-                .map(|principal| Caller {
-                    principal,
-                    token: None,
-                }),
-            Err(e) => Err(e),
+            Ok((user, pass)) => {
+                record_login(slot, &user, None);
+                auth.authenticate(&user, &pass, ip)
+                    .await
+                    .map(|principal| Caller {
+                        principal,
+                        token: None,
+                    })
+            }
+            Err(e) => {
+                record_login(slot, "(malformed)", None);
+                Err(e)
+            }
         },
         "bearer" => auth.principal_from_token(rest.trim()).map(|t| Caller {
             principal: t.principal.clone(),
@@ -165,12 +184,23 @@ pub async fn identify(
             scheme.chars().take(20).collect::<String>()
         ))),
     };
+    if let (Ok(caller), Some(slot)) = (&result, slot) {
+        let jwt_id = caller.token.as_ref().map(|t| t.jwt_id.clone());
+        let who = caller.principal.describe();
+        slot.update(|i| {
+            i.identity = Some(who);
+            i.jwt_id = jwt_id;
+        });
+    }
     result.map_err(|e| {
         if matches!(
             e,
             AuthError::InvalidToken(_) | AuthError::MalformedAuthorization(_)
         ) {
             auth.record_failure(ip);
+            if let Some(slot) = slot {
+                slot.update(|i| i.login_attempt = true);
+            }
         }
         from_auth_error(e, headers)
     })
@@ -278,8 +308,7 @@ pub async fn access(State(state): State<AppState>, mut request: Request, next: N
     let Some(route) = request.extensions().get::<Route>().cloned() else {
         return next.run(request).await;
     };
-    let ip = client_ip(&request);
-    let caller = match identify(&state, request.headers(), ip).await {
+    let caller = match identify(&state, request.headers(), request.extensions()).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -326,7 +355,6 @@ pub async fn get_token(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(&request);
     let headers = request.headers().clone();
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(request.uri().query().unwrap_or("")).map_err(|e| {
@@ -334,7 +362,7 @@ pub async fn get_token(
                 .with_status(StatusCode::BAD_REQUEST)
         })?;
     let scopes = scopes_of(&pairs).map_err(|e| from_auth_error(e, &headers))?;
-    let caller = identify(&state, &headers, ip).await?;
+    let caller = identify(&state, &headers, request.extensions()).await?;
     if caller.token.is_some() {
         return Err(unauthorized(
             &headers,
@@ -360,8 +388,10 @@ pub async fn get_token(
     Ok(token_response(&response))
 }
 
-async fn form(request: Request) -> Result<(HeaderMap, IpAddr, Vec<(String, String)>), ApiError> {
-    let ip = client_ip(&request);
+type Form = (HeaderMap, http::Extensions, Vec<(String, String)>);
+
+async fn form(request: Request) -> Result<Form, ApiError> {
+    let extensions = request.extensions().clone();
     let headers = request.headers().clone();
     let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
         request.into_body(),
@@ -380,25 +410,30 @@ async fn form(request: Request) -> Result<(HeaderMap, IpAddr, Vec<(String, Strin
         ApiError::new(ErrorCode::Unsupported, format!("malformed form body: {e}"))
             .with_status(StatusCode::BAD_REQUEST)
     })?;
-    Ok((headers, ip, pairs))
+    Ok((headers, extensions, pairs))
 }
 
 /// Signs in from form fields, or from a Basic header if there are none.
 async fn form_principal(
     state: &AppState,
     headers: &HeaderMap,
-    ip: IpAddr,
+    extensions: &http::Extensions,
     pairs: &[(String, String)],
 ) -> Result<Principal, ApiError> {
+    let ip = address_of(extensions);
+    let slot = extensions.get::<AuditSlot>();
     match param(pairs, "grant_type") {
         Some("password") => {
             let user = param(pairs, "username").unwrap_or("");
             let pass = param(pairs, "password").unwrap_or("");
-            state
+            record_login(slot, user, None);
+            let principal = state
                 .auth
                 .authenticate(user, pass, ip)
                 .await
-                .map_err(|e| from_auth_error(e, headers))
+                .map_err(|e| from_auth_error(e, headers))?;
+            record_login(slot, &principal.describe(), None);
+            Ok(principal)
         }
         Some("refresh_token") => {
             let token = param(pairs, "refresh_token").unwrap_or("");
@@ -413,7 +448,7 @@ async fn form_principal(
         )
         .with_status(StatusCode::BAD_REQUEST)),
         None => {
-            let caller = identify(state, headers, ip).await?;
+            let caller = identify(state, headers, extensions).await?;
             if caller.principal.is_anonymous() {
                 return Err(unauthorized(headers, "grant_type is required".into(), None));
             }
@@ -427,9 +462,9 @@ pub async fn post_token(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (headers, ip, pairs) = form(request).await?;
+    let (headers, extensions, pairs) = form(request).await?;
     let scopes = scopes_of(&pairs).map_err(|e| from_auth_error(e, &headers))?;
-    let principal = form_principal(&state, &headers, ip, &pairs).await?;
+    let principal = form_principal(&state, &headers, &extensions, &pairs).await?;
     let service = param(&pairs, "service")
         .map(str::to_string)
         .unwrap_or_else(|| login_server(&headers));
@@ -451,8 +486,8 @@ pub async fn exchange(
     State(state): State<AppState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let (headers, ip, pairs) = form(request).await?;
-    let principal = form_principal(&state, &headers, ip, &pairs).await?;
+    let (headers, extensions, pairs) = form(request).await?;
+    let principal = form_principal(&state, &headers, &extensions, &pairs).await?;
     let service = param(&pairs, "service")
         .map(str::to_string)
         .unwrap_or_else(|| login_server(&headers));

@@ -72,11 +72,14 @@ impl IntoResponse for ApiError {
         let body = json!({
             "errors": [{
                 "code": self.code.as_str(),
-                "message": self.message,
+                "message": &self.message,
                 "detail": null,
             }]
         });
         let mut response = (self.status, axum::Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(crate::audit::ErrorMessage(self.message));
         for (name, value) in self.headers {
             response.headers_mut().insert(name, value);
         }

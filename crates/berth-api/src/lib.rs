@@ -26,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod audit;
 pub mod auth;
 pub mod distribution;
 pub mod error;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub network: Arc<network::NetworkPolicy>,
     /// Listeners and data hosts, for `berth show-endpoints`.
     pub endpoints: Arc<serde_json::Value>,
+    pub events: audit::EventSink,
+    pub event_store: Arc<dyn berth_metadata::EventStore>,
+    /// Renders `/metrics`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The complete HTTP application. Serve it with
@@ -55,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(render_metrics))
         .route("/oauth2/token", get(auth::get_token).post(auth::post_token))
         .route("/oauth2/exchange", post(auth::exchange))
         .merge(manage::router())
@@ -65,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             network::guard,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .with_state(state)
         .layer(SetResponseHeaderLayer::overriding(
             http::header::HeaderName::from_static("docker-distribution-api-version"),
@@ -72,6 +79,17 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::new())
+}
+
+async fn render_metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
@@ -90,8 +108,11 @@ async fn route(mut request: Request, next: Next) -> Response {
     }
     match route::parse(request.method(), path) {
         Ok(r) => {
-            request.extensions_mut().insert(r);
-            next.run(request).await
+            request.extensions_mut().insert(r.clone());
+            let mut response = next.run(request).await;
+            // For the audit layer, which sees only the response.
+            response.extensions_mut().insert(r);
+            response
         }
         Err(e) if request.method() == Method::HEAD => {
             let mut r = e.into_response();

@@ -50,8 +50,7 @@ impl FromRequestParts<AppState> for Manager {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let ip = crate::auth::address_of(&parts.extensions);
-        let caller = crate::auth::identify(state, &parts.headers, ip).await?;
+        let caller = crate::auth::identify(state, &parts.headers, &parts.extensions).await?;
         if caller.principal.is_anonymous() {
             return Err(ApiError::new(
                 ErrorCode::Unauthorized,
@@ -136,6 +135,55 @@ pub fn router() -> Router<AppState> {
             get(get_network).post(add_rule).delete(remove_rule),
         )
         .route("/api/v1/endpoints", get(endpoints))
+        .route("/api/v1/logs/login", get(login_logs))
+        .route("/api/v1/logs/repository", get(repository_logs))
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    /// Unix milliseconds.
+    since: Option<i64>,
+    #[serde(default)]
+    failed: bool,
+    identity: Option<String>,
+    repository: Option<String>,
+    limit: Option<u32>,
+}
+
+impl LogQuery {
+    fn filter(&self) -> berth_metadata::EventFilter {
+        berth_metadata::EventFilter {
+            since: self.since.unwrap_or(0),
+            failed_only: self.failed,
+            identity: self.identity.clone(),
+            repository: self.repository.clone(),
+            limit: self.limit.unwrap_or(1000).min(10_000),
+        }
+    }
+}
+
+fn store_err(e: berth_metadata::MetadataError) -> ApiError {
+    ApiError::new(ErrorCode::InternalError, e.to_string())
+}
+
+async fn login_logs(State(s): State<AppState>, m: Manager, Query(q): Query<LogQuery>) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.event_store
+        .login_events(&q.filter())
+        .await
+        .map_err(store_err)?)
+}
+
+async fn repository_logs(
+    State(s): State<AppState>,
+    m: Manager,
+    Query(q): Query<LogQuery>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    ok(s.event_store
+        .repository_events(&q.filter())
+        .await
+        .map_err(store_err)?)
 }
 
 fn network_view(s: &AppState) -> Value {

@@ -141,13 +141,22 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let mut decision = policy.decide(&endpoint, ip, None);
     if !decision.allowed && decision.needs_trusted_caller {
         // Only a trusted service can pass now: find out who is calling.
-        if let Ok(caller) = crate::auth::identify(&state, request.headers(), ip).await {
+        if let Ok(caller) =
+            crate::auth::identify(&state, request.headers(), request.extensions()).await
+        {
             decision = policy.decide(&endpoint, ip, Some(caller.principal.trusted_service));
         }
     }
     if !decision.allowed {
         tracing::info!(%ip, %endpoint, rule = %decision.rule, "network rules denied the request");
-        return ApiError::new(ErrorCode::Denied, decision.message(ip)).into_response();
+        if let Some(slot) = request.extensions().get::<crate::audit::AuditSlot>() {
+            slot.update(|i| i.network_denied = true);
+        }
+        let mut response = ApiError::new(ErrorCode::Denied, decision.message(ip)).into_response();
+        response.extensions_mut().insert(ClientAddress(ip));
+        return response;
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(ClientAddress(ip));
+    response
 }

@@ -9,12 +9,14 @@ use async_trait::async_trait;
 use berth_types::{Digest, Reference, RepositoryName, Tag};
 
 pub mod auth;
+pub mod events;
 pub mod sqlite;
 
 pub use auth::{
     Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord, RoleAssignmentRecord,
     RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
 };
+pub use events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]

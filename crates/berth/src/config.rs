@@ -22,6 +22,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub auth: AuthSection,
+    pub audit: AuditSection,
     /// Extra listeners on private addresses: requests arriving there are not
     /// subject to IP rules and keep working when public access is disabled.
     #[serde(default)]
@@ -29,6 +30,15 @@ pub struct Config {
     /// Subnets that network rules may name.
     #[serde(default)]
     pub subnet: Vec<SubnetConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Login and repository events older than this are purged.
+    pub retention_days: u32,
+    /// Also append every event as a JSON line to this file.
+    pub jsonl_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +183,10 @@ impl Default for Config {
                 failed_login_window_seconds: 60,
                 activity_retention_days: 90,
                 initial_owner_password: None,
+            },
+            audit: AuditSection {
+                retention_days: 90,
+                jsonl_path: None,
             },
             private_endpoint: Vec::new(),
             subnet: Vec::new(),

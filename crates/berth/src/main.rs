@@ -126,6 +126,13 @@ enum Command {
         #[command(subcommand)]
         command: manage::RepositoryCommand,
     },
+    /// Login and repository events.
+    Logs {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::LogsCommand,
+    },
     /// The activity log of management changes.
     Activity {
         #[command(flatten)]
@@ -187,6 +194,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::ShowEndpoints { client } => manage::show_endpoints(&client).await,
             Command::Identity { client, command } => manage::identity(&client, &command).await,
             Command::Repository { client, command } => manage::repository(&client, &command).await,
+            Command::Logs { client, command } => manage::logs(&client, &command).await,
             Command::Activity { client, command } => manage::activity(&client, &command).await,
         }
     })

@@ -324,6 +324,36 @@ pub enum RepositoryCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// How far back, e.g. 24h, 7d, 30m.
+    #[arg(long, default_value = "24h")]
+    pub since: String,
+    /// Only failures (status 400 and above).
+    #[arg(long)]
+    pub failed: bool,
+    /// Only this identity (as the events name it).
+    #[arg(long)]
+    pub identity: Option<String>,
+    /// At most this many events, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Login events: every token request, Basic login and network denial.
+    Login(LogArgs),
+    /// Repository events: push, pull, delete, untag.
+    Repository {
+        #[command(flatten)]
+        args: LogArgs,
+        /// Only this repository.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ActivityCommand {
     /// List management changes.
@@ -923,6 +953,84 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
                 &[
                     ("REPOSITORY", "/repository"),
                     ("MANIFESTS DELETED", "/manifestsDeleted"),
+                ],
+                args.output,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn log_query(args: &LogArgs, repository: Option<&str>) -> anyhow::Result<String> {
+    let since_ms = (now() - duration_seconds(&args.since)?) * 1000;
+    let mut q = format!("since={since_ms}&limit={}", args.limit);
+    if args.failed {
+        q.push_str("&failed=true");
+    }
+    if let Some(i) = &args.identity {
+        q.push_str(&format!("&identity={}", query_value(i)));
+    }
+    if let Some(r) = repository {
+        q.push_str(&format!("&repository={}", query_value(r)));
+    }
+    Ok(q)
+}
+
+/// Event times are unix milliseconds; people read RFC 3339.
+fn with_readable_times(mut events: Value) -> Value {
+    if let Some(list) = events.as_array_mut() {
+        for e in list {
+            if let Some(ms) = e["TimeGenerated"].as_i64() {
+                e["Time"] = json!(berth_auth::rfc3339(ms / 1000));
+            }
+        }
+    }
+    events
+}
+
+pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        LogsCommand::Login(a) => {
+            let events = client
+                .get(&format!("/api/v1/logs/login?{}", log_query(a, None)?))
+                .await?;
+            print(
+                &with_readable_times(events),
+                &[
+                    ("TIME", "/Time"),
+                    ("IDENTITY", "/Identity"),
+                    ("CALLER IP", "/CallerIpAddress"),
+                    ("OPERATION", "/OperationName"),
+                    ("RESULT", "/ResultType"),
+                    ("DESCRIPTION", "/ResultDescription"),
+                    ("CORRELATION ID", "/CorrelationId"),
+                ],
+                args.output,
+            );
+        }
+        LogsCommand::Repository {
+            args: a,
+            repository,
+        } => {
+            let events = client
+                .get(&format!(
+                    "/api/v1/logs/repository?{}",
+                    log_query(a, repository.as_deref())?
+                ))
+                .await?;
+            print(
+                &with_readable_times(events),
+                &[
+                    ("TIME", "/Time"),
+                    ("OPERATION", "/OperationName"),
+                    ("REPOSITORY", "/Repository"),
+                    ("TAG", "/Tag"),
+                    ("DIGEST", "/Digest"),
+                    ("IDENTITY", "/Identity"),
+                    ("CALLER IP", "/CallerIpAddress"),
+                    ("RESULT", "/ResultType"),
+                    ("DESCRIPTION", "/ResultDescription"),
                 ],
                 args.output,
             );

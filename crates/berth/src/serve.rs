@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Extension;
+use berth_api::audit::EventSink;
 use berth_api::network::NetworkPolicy;
 use berth_api::AppState;
 use berth_auth::{AuthConfig, AuthService};
-use berth_metadata::SqliteStore;
+use berth_metadata::{EventStore, SqliteStore};
 use berth_network::{parse_cidr, Endpoint, Subnet};
 use berth_registry::{Registry, RegistryConfig};
 use berth_storage::FilesystemStore;
@@ -174,15 +175,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             file.display()
         );
     }
-    spawn_housekeeping(&config, auth.clone(), network.clone());
+    spawn_housekeeping(
+        &config,
+        auth.clone(),
+        network.clone(),
+        Arc::new(metadata.clone()),
+    );
     spawn_collector(&config, registry.clone());
 
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
+        .ok();
+    let event_store: Arc<dyn EventStore> = Arc::new(metadata.clone());
     let app = berth_api::router(AppState {
         registry: registry.clone(),
         auth,
         body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
         network,
         endpoints: Arc::new(endpoints),
+        events: EventSink::start(event_store.clone(), config.audit.jsonl_path.clone()),
+        event_store,
+        metrics,
     });
     tracing::info!(data = %config.data_dir.display(), "berth started");
 
@@ -240,8 +254,14 @@ fn write_secret_file(path: &std::path::Path, secret: &str) -> anyhow::Result<()>
 
 /// Runtime settings reload each second (another node may change them) and
 /// activity-log retention hourly.
-fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>, network: Arc<NetworkPolicy>) {
+fn spawn_housekeeping(
+    config: &Config,
+    auth: Arc<AuthService>,
+    network: Arc<NetworkPolicy>,
+    events: Arc<dyn EventStore>,
+) {
     let retention = config.auth.activity_retention_days;
+    let event_retention = Duration::from_secs(u64::from(config.audit.retention_days) * 86400);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
@@ -259,6 +279,14 @@ fn spawn_housekeeping(config: &Config, auth: Arc<AuthService>, network: Arc<Netw
                     Ok(purged) => tracing::info!(purged, "purged old activity-log entries"),
                     Err(e) => tracing::warn!(error = %e, "purging the activity log failed"),
                 }
+                match events
+                    .purge_events(berth_api::audit::purge_before(event_retention))
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "purged old audit events"),
+                    Err(e) => tracing::warn!(error = %e, "purging audit events failed"),
+                }
             }
             n += 1;
         }
@@ -275,7 +303,11 @@ fn spawn_collector(config: &Config, registry: Arc<Registry>) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            match registry.collect_garbage().await {
+            let started = std::time::Instant::now();
+            let result = registry.collect_garbage().await;
+            metrics::histogram!("berth_gc_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match result {
                 Ok(report) => tracing::info!(?report, "garbage collection finished"),
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
             }

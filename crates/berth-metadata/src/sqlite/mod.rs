@@ -19,6 +19,7 @@ use crate::{
 };
 
 mod auth;
+mod events;
 
 const READERS: u32 = 8;
 

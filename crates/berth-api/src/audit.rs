@@ -1,0 +1,330 @@
+//! Login and repository events (PRODUCT.md §5), correlation ids, and
+//! Prometheus metrics — everything recorded about a request once it is
+//! answered.
+//!
+//! The audit middleware wraps every request: it assigns a correlation id
+//! (returned in `X-Correlation-Id`), puts an [`AuditSlot`] in the request
+//! for the inner layers to fill (who the caller was, whether a login was
+//! attempted, the network decision), and after the response builds the
+//! events from the slot, the route and the response. Events go through a
+//! bounded queue to a writer task that stores them in batches, so the
+//! request path never waits for the database; if the queue is full, events
+//! are counted as dropped rather than slowing requests.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use berth_metadata::{now, EventStore, LoginEvent, RepositoryEvent};
+use http::{HeaderValue, Method};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::route::{Endpoint, Route};
+use crate::AppState;
+
+const QUEUE: usize = 10_000;
+const BATCH: usize = 500;
+
+/// What inner layers learned about the request.
+#[derive(Debug, Default, Clone)]
+pub struct AuditInfo {
+    pub identity: Option<String>,
+    pub jwt_id: Option<String>,
+    /// Credentials were verified (not served from cache) or refused.
+    pub login_attempt: bool,
+    /// The network rules refused the request.
+    pub network_denied: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(pub Arc<Mutex<AuditInfo>>);
+
+impl AuditSlot {
+    pub fn update(&self, f: impl FnOnce(&mut AuditInfo)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn take(&self) -> AuditInfo {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The message of an error response, for the events' ResultDescription.
+#[derive(Debug, Clone)]
+pub struct ErrorMessage(pub String);
+
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+pub enum Event {
+    Login(LoginEvent),
+    Repository(RepositoryEvent),
+}
+
+/// Where events go: a bounded queue to the writer task.
+#[derive(Clone)]
+pub struct EventSink {
+    tx: mpsc::Sender<Event>,
+}
+
+impl EventSink {
+    /// Starts the writer task; `jsonl` additionally appends every event as
+    /// a JSON line to that file (for shipping elsewhere).
+    pub fn start(store: Arc<dyn EventStore>, jsonl: Option<std::path::PathBuf>) -> EventSink {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_events(store, rx, jsonl));
+        EventSink { tx }
+    }
+
+    pub fn emit(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            metrics::counter!("berth_audit_events_dropped_total").increment(1);
+        }
+    }
+}
+
+async fn write_events(
+    store: Arc<dyn EventStore>,
+    mut rx: mpsc::Receiver<Event>,
+    jsonl: Option<std::path::PathBuf>,
+) {
+    let mut file = match &jsonl {
+        Some(path) => match tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot open the event log file");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return;
+        }
+        let mut logins = Vec::new();
+        let mut repositories = Vec::new();
+        let mut lines = String::new();
+        for event in batch.drain(..) {
+            match event {
+                Event::Login(e) => {
+                    if file.is_some() {
+                        lines.push_str(&serde_json::json!({"category": "ContainerRegistryLoginEvents", "event": e}).to_string());
+                        lines.push('\n');
+                    }
+                    logins.push(e);
+                }
+                Event::Repository(e) => {
+                    if file.is_some() {
+                        lines.push_str(&serde_json::json!({"category": "ContainerRegistryRepositoryEvents", "event": e}).to_string());
+                        lines.push('\n');
+                    }
+                    repositories.push(e);
+                }
+            }
+        }
+        if let Err(e) = store.insert_events(&logins, &repositories).await {
+            tracing::warn!(error = %e, "storing audit events failed");
+        }
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_all(lines.as_bytes()).await {
+                tracing::warn!(error = %e, "writing the event log file failed");
+            }
+        }
+    }
+}
+
+fn header(request: &Request, name: http::header::HeaderName) -> String {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(512)
+        .collect()
+}
+
+/// A label for metrics that does not explode in cardinality.
+fn route_label(path: &str, route: Option<&Route>) -> &'static str {
+    match route.map(|r| &r.endpoint) {
+        Some(Endpoint::Base) => "base",
+        Some(Endpoint::Catalog) => "catalog",
+        Some(Endpoint::Manifest { .. }) => "manifest",
+        Some(Endpoint::Blob { .. }) => "blob",
+        Some(Endpoint::UploadStart) | Some(Endpoint::Upload { .. }) => "upload",
+        Some(Endpoint::Tags) => "tags",
+        Some(Endpoint::Referrers { .. }) => "referrers",
+        None if path.starts_with("/oauth2/") => "token",
+        None if path.starts_with("/api/") => "management",
+        None if path.starts_with("/data/") => "data",
+        None => "other",
+    }
+}
+
+/// The audit middleware (outermost).
+pub async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let correlation = uuid::Uuid::new_v4().to_string();
+    let slot = AuditSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    request
+        .extensions_mut()
+        .insert(CorrelationId(correlation.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let user_agent = header(&request, http::header::USER_AGENT);
+    let login_server = header(&request, http::header::HOST);
+    let request_type = header(&request, http::header::CONTENT_TYPE);
+    let request_length: u64 = header(&request, http::header::CONTENT_LENGTH)
+        .parse()
+        .unwrap_or(0);
+
+    let mut response = next.run(request).await;
+
+    let elapsed = started.elapsed();
+    if let Ok(v) = HeaderValue::from_str(&correlation) {
+        response.headers_mut().insert("x-correlation-id", v);
+    }
+    let status = response.status().as_u16();
+    let route = response.extensions().get::<Route>().cloned();
+    let label = route_label(&path, route.as_ref());
+    let response_length: u64 = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| http_body::Body::size_hint(response.body()).exact())
+        .unwrap_or(0);
+    metrics::counter!("berth_http_requests_total", "route" => label, "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("berth_http_request_duration_seconds", "route" => label)
+        .record(elapsed.as_secs_f64());
+    metrics::counter!("berth_http_bytes_received_total", "route" => label)
+        .increment(request_length);
+    metrics::counter!("berth_http_bytes_sent_total", "route" => label).increment(response_length);
+
+    let info = slot.take();
+    let description = if status < 400 {
+        "success".to_string()
+    } else {
+        response
+            .extensions()
+            .get::<ErrorMessage>()
+            .map(|m| m.0.clone())
+            .unwrap_or_else(|| format!("HTTP {status}"))
+    };
+    if status == 401 || status == 429 {
+        metrics::counter!("berth_auth_failures_total", "status" => status.to_string()).increment(1);
+    }
+    if info.network_denied {
+        metrics::counter!("berth_network_denials_total").increment(1);
+    }
+    let caller_ip = response
+        .extensions()
+        .get::<crate::network::ClientAddress>()
+        .map(|a| a.0.to_string())
+        .unwrap_or_default();
+    let identity = info.identity.clone().unwrap_or_else(|| "anonymous".into());
+    let is_token = label == "token";
+    if is_token || info.login_attempt || info.network_denied {
+        let operation = if info.network_denied {
+            "NetworkAccess"
+        } else if is_token {
+            "Token"
+        } else {
+            "Login"
+        };
+        state.events.emit(Event::Login(LoginEvent {
+            time_generated: now_ms(),
+            login_server: login_server.clone(),
+            identity: identity.clone(),
+            caller_ip_address: caller_ip.clone(),
+            user_agent: user_agent.clone(),
+            operation_name: operation.into(),
+            result_type: status,
+            result_description: description.clone(),
+            duration_ms: elapsed.as_millis() as u64,
+            correlation_id: correlation.clone(),
+            jwt_id: info.jwt_id.clone(),
+        }));
+    }
+    if let Some(Route {
+        repository: Some(repository),
+        endpoint: Endpoint::Manifest { reference },
+        ..
+    }) = &route
+    {
+        let operation = match (&method, reference.contains(':')) {
+            (&Method::GET, _) | (&Method::HEAD, _) => "Pull",
+            (&Method::PUT, _) => "Push",
+            (&Method::DELETE, true) => "Delete",
+            (&Method::DELETE, false) => "Untag",
+            _ => return response,
+        };
+        // HEAD is how clients check for a manifest; only GETs are pulls.
+        if method == Method::HEAD {
+            return response;
+        }
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| reference.contains(':').then(|| reference.clone()));
+        let media_type = if method == Method::PUT {
+            Some(request_type).filter(|t| !t.is_empty())
+        } else {
+            response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .filter(|_| status < 400)
+                .map(str::to_string)
+        };
+        let size = if method == Method::PUT {
+            Some(request_length)
+        } else {
+            Some(response_length).filter(|_| status < 400)
+        };
+        state.events.emit(Event::Repository(RepositoryEvent {
+            time_generated: now_ms(),
+            login_server,
+            operation_name: operation.into(),
+            repository: repository.to_string(),
+            tag: (!reference.contains(':')).then(|| reference.clone()),
+            digest,
+            media_type,
+            artifact_type: None,
+            size,
+            identity,
+            caller_ip_address: caller_ip,
+            user_agent,
+            result_type: status,
+            result_description: description,
+            duration_ms: elapsed.as_millis() as u64,
+            correlation_id: correlation,
+        }));
+    }
+    response
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_else(|_| now() * 1000)
+}
+
+/// How long audit events are kept.
+pub fn purge_before(retention: Duration) -> i64 {
+    now_ms() - retention.as_millis() as i64
+}

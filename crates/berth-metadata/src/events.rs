@@ -1,0 +1,71 @@
+//! Audit events (PRODUCT.md §5): login events and repository events.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::MetadataError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoginEvent {
+    /// Unix milliseconds.
+    pub time_generated: i64,
+    pub login_server: String,
+    pub identity: String,
+    pub caller_ip_address: String,
+    pub user_agent: String,
+    pub operation_name: String,
+    pub result_type: u16,
+    pub result_description: String,
+    pub duration_ms: u64,
+    pub correlation_id: String,
+    pub jwt_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RepositoryEvent {
+    pub time_generated: i64,
+    pub login_server: String,
+    pub operation_name: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+    pub media_type: Option<String>,
+    pub artifact_type: Option<String>,
+    pub size: Option<u64>,
+    pub identity: String,
+    pub caller_ip_address: String,
+    pub user_agent: String,
+    pub result_type: u16,
+    pub result_description: String,
+    pub duration_ms: u64,
+    pub correlation_id: String,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Unix milliseconds.
+    pub since: i64,
+    pub failed_only: bool,
+    pub identity: Option<String>,
+    pub repository: Option<String>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    async fn insert_events(
+        &self,
+        logins: &[LoginEvent],
+        repositories: &[RepositoryEvent],
+    ) -> Result<(), MetadataError>;
+    async fn login_events(&self, filter: &EventFilter) -> Result<Vec<LoginEvent>, MetadataError>;
+    async fn repository_events(
+        &self,
+        filter: &EventFilter,
+    ) -> Result<Vec<RepositoryEvent>, MetadataError>;
+    /// Removes events older than `before` (unix milliseconds).
+    async fn purge_events(&self, before: i64) -> Result<u64, MetadataError>;
+}

@@ -1,0 +1,158 @@
+//! SQLite implementation of [`EventStore`].
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::SqliteStore;
+use crate::events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
+use crate::MetadataError;
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn insert_events(
+        &self,
+        logins: &[LoginEvent],
+        repositories: &[RepositoryEvent],
+    ) -> Result<(), MetadataError> {
+        let mut tx = self.writer.begin().await?;
+        for e in logins {
+            sqlx::query(
+                "INSERT INTO login_events (time, login_server, identity, caller_ip, user_agent, operation,
+                   result_type, result_description, duration_ms, correlation_id, jwt_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(e.time_generated)
+            .bind(&e.login_server)
+            .bind(&e.identity)
+            .bind(&e.caller_ip_address)
+            .bind(&e.user_agent)
+            .bind(&e.operation_name)
+            .bind(i64::from(e.result_type))
+            .bind(&e.result_description)
+            .bind(e.duration_ms as i64)
+            .bind(&e.correlation_id)
+            .bind(&e.jwt_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for e in repositories {
+            sqlx::query(
+                "INSERT INTO repository_events (time, login_server, operation, repository, tag, digest,
+                   media_type, artifact_type, size, identity, caller_ip, user_agent, result_type,
+                   result_description, duration_ms, correlation_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(e.time_generated)
+            .bind(&e.login_server)
+            .bind(&e.operation_name)
+            .bind(&e.repository)
+            .bind(&e.tag)
+            .bind(&e.digest)
+            .bind(&e.media_type)
+            .bind(&e.artifact_type)
+            .bind(e.size.map(|s| s as i64))
+            .bind(&e.identity)
+            .bind(&e.caller_ip_address)
+            .bind(&e.user_agent)
+            .bind(i64::from(e.result_type))
+            .bind(&e.result_description)
+            .bind(e.duration_ms as i64)
+            .bind(&e.correlation_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn login_events(&self, f: &EventFilter) -> Result<Vec<LoginEvent>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT * FROM login_events WHERE time >= ?
+               AND (? = 0 OR result_type >= 400)
+               AND (? IS NULL OR identity = ?)
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(f.since)
+        .bind(f.failed_only)
+        .bind(&f.identity)
+        .bind(&f.identity)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LoginEvent {
+                    time_generated: r.try_get("time")?,
+                    login_server: r.try_get("login_server")?,
+                    identity: r.try_get("identity")?,
+                    caller_ip_address: r.try_get("caller_ip")?,
+                    user_agent: r.try_get("user_agent")?,
+                    operation_name: r.try_get("operation")?,
+                    result_type: r.try_get::<i64, _>("result_type")? as u16,
+                    result_description: r.try_get("result_description")?,
+                    duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                    correlation_id: r.try_get("correlation_id")?,
+                    jwt_id: r.try_get("jwt_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn repository_events(
+        &self,
+        f: &EventFilter,
+    ) -> Result<Vec<RepositoryEvent>, MetadataError> {
+        let rows = sqlx::query(
+            "SELECT * FROM repository_events WHERE time >= ?
+               AND (? = 0 OR result_type >= 400)
+               AND (? IS NULL OR identity = ?)
+               AND (? IS NULL OR repository = ?)
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(f.since)
+        .bind(f.failed_only)
+        .bind(&f.identity)
+        .bind(&f.identity)
+        .bind(&f.repository)
+        .bind(&f.repository)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RepositoryEvent {
+                    time_generated: r.try_get("time")?,
+                    login_server: r.try_get("login_server")?,
+                    operation_name: r.try_get("operation")?,
+                    repository: r.try_get("repository")?,
+                    tag: r.try_get("tag")?,
+                    digest: r.try_get("digest")?,
+                    media_type: r.try_get("media_type")?,
+                    artifact_type: r.try_get("artifact_type")?,
+                    size: r.try_get::<Option<i64>, _>("size")?.map(|s| s as u64),
+                    identity: r.try_get("identity")?,
+                    caller_ip_address: r.try_get("caller_ip")?,
+                    user_agent: r.try_get("user_agent")?,
+                    result_type: r.try_get::<i64, _>("result_type")? as u16,
+                    result_description: r.try_get("result_description")?,
+                    duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                    correlation_id: r.try_get("correlation_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_events(&self, before: i64) -> Result<u64, MetadataError> {
+        let a = sqlx::query("DELETE FROM login_events WHERE time < ?")
+            .bind(before)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        let b = sqlx::query("DELETE FROM repository_events WHERE time < ?")
+            .bind(before)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(a + b)
+    }
+}
