@@ -11,25 +11,42 @@ Select the registry with E2E_REGISTRY:
   * ``reference``: Debian's ``docker-registry`` (distribution 2.8) with a
     generated config, used to prove the suite itself is correct.
 
+berth requires authentication: it is started with a random
+``BERTH_AUTH__INITIAL_OWNER_PASSWORD`` and every client the fixtures hand out
+is bound to the owner's credentials (``registry.owner``); the reference
+registry runs without auth and the clients pass no credentials to it.  Client
+wrappers (``Skopeo``, ``Containerd``, ``StorageTool``) have ``as_user(creds)``
+to act as another identity or anonymously (``None``); for Docker,
+``dockerd.with_config(dir)`` + ``.login(host, creds)`` (the ``docker`` fixture
+is logged in as the owner).  ``registry_from_new_ip`` reaches the registry from
+another client address, for tests that provoke failed logins (see SourceProxy).
+
 Helpers meant for the test modules (import them with ``from conftest import
 ...``): ``run``, ``run_fail``, ``sha256_digest``, ``requires_referrers_api``,
-``referrers_api_expected``, ``E2E_REGISTRY`` and the media-type constants.
+``referrers_api_expected``, ``requires_auth``, ``auth_expected``, ``Creds``,
+``make_oras_client``, ``registry_argv``, ``E2E_REGISTRY`` and the media-type
+constants.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import requests
@@ -71,6 +88,33 @@ requires_referrers_api = pytest.mark.skipif(
     not referrers_api_expected(),
     reason="the reference registry (distribution 2.8) does not implement the OCI referrers API",
 )
+
+
+def auth_expected() -> bool:
+    """True when the registry under test enforces authentication (berth).
+
+    The reference registry is started without auth, so the identity, token
+    and permission tests (test_auth.py) only run against berth.
+    """
+    return E2E_REGISTRY != "reference"
+
+
+requires_auth = pytest.mark.skipif(
+    not auth_expected(),
+    reason="the reference registry is run without authentication",
+)
+
+
+class Creds(NamedTuple):
+    """A login and secret for the registry under test."""
+
+    user: str
+    password: str
+
+    @property
+    def arg(self) -> str:
+        """``user:password`` as skopeo/podman/buildah ``--creds`` and ``ctr --user`` take it."""
+        return f"{self.user}:{self.password}"
 
 
 # --------------------------------------------------------------------------
@@ -295,6 +339,26 @@ def client_env(client_home) -> dict:
     return env
 
 
+@pytest.fixture(autouse=True)
+def _shared_auth_files_stay_empty(client_home):
+    """No test may leave credentials in the shared client auth files.
+
+    Clients get credentials only on their command line (or log in with a
+    DOCKER_CONFIG of their own), so the shared REGISTRY_AUTH_FILE stays ``{}``
+    and the shared DOCKER_CONFIG/HOME hold no credentials; checked after every test.
+    """
+    yield
+    auth = client_home["auth"]
+    assert json.loads(auth.read_text()) == {}, f"credentials were written to the shared {auth}: {auth.read_text()}"
+    leaked = [
+        p
+        for base in (client_home["docker_config"], client_home["home"])
+        for p in base.rglob("*")
+        if p.name in ("config.json", "auth.json") and p.is_file() and "auths" in p.read_text()
+    ]
+    assert not leaked, f"credentials were written to shared client files: {leaked}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_proxy_in_process():
     """In-process HTTP (requests, oras-py) must never go through a proxy."""
@@ -319,10 +383,17 @@ class Registry:
     host: str  # "127.0.0.1:PORT"
     data_dir: Path
     daemon: Daemon
+    # berth: the owner's credentials; the reference registry: None (no auth).
+    owner: Creds | None = None
+    # The address berth sees this view's connections come from (see SourceProxy).
+    source_ip: str = "127.0.0.1"
+    # The session sends the owner's Basic credentials (when there are any).
     session: requests.Session = field(default_factory=requests.Session)
 
     def __post_init__(self):
         self.session.trust_env = False  # never use proxies or netrc
+        if self.owner is not None:
+            self.session.auth = requests.auth.HTTPBasicAuth(*self.owner)
 
     @property
     def url(self) -> str:
@@ -335,6 +406,10 @@ class Registry:
 
     def docker_ref(self, repo: str, tag_or_digest: str) -> str:
         return "docker://" + self.ref(repo, tag_or_digest)
+
+    def via(self, host: str, source_ip: str) -> "Registry":
+        """The same registry reached at another ``host`` (a SourceProxy), with a new session."""
+        return replace(self, host=host, source_ip=source_ip, session=requests.Session())
 
     def get_manifest(self, repo: str, reference: str, accept: Iterable[str] = ALL_MANIFEST_TYPES) -> requests.Response:
         return self.session.get(
@@ -361,7 +436,7 @@ class Registry:
         return r.content
 
 
-def _registry_argv(kind: str, port: int, data_dir: Path, work: Path) -> list[str]:
+def registry_argv(kind: str, port: int, data_dir: Path, work: Path) -> list[str]:
     if kind == "reference":
         exe = require_tool("docker-registry")
         config = work / "registry-config.yml"
@@ -396,18 +471,24 @@ def registry(tmp_path_factory, client_env) -> Registry:
     data_dir = work / "data"
     data_dir.mkdir()
     port = free_port()
-    argv = _registry_argv(E2E_REGISTRY, port, data_dir, work)
+    argv = registry_argv(E2E_REGISTRY, port, data_dir, work)
     # distribution reads REGISTRY_* variables as config overrides (e.g. the
     # clients' REGISTRY_AUTH_FILE would become `auth.file`): drop them all.
     env = {k: v for k, v in client_env.items() if not k.startswith("REGISTRY_")}
     env.setdefault("RUST_BACKTRACE", "1")
+    owner = None
+    if E2E_REGISTRY == "berth":
+        # berth requires authentication: choose the owner's password for this run.
+        env = {k: v for k, v in env.items() if not k.startswith("BERTH_AUTH__")}
+        owner = Creds("owner", secrets.token_urlsafe(24))
+        env["BERTH_AUTH__INITIAL_OWNER_PASSWORD"] = owner.password
     daemon = Daemon(f"registry-{E2E_REGISTRY}", argv, work, env=env, cwd=work)
-    reg = Registry(kind=E2E_REGISTRY, host=f"127.0.0.1:{port}", data_dir=data_dir, daemon=daemon)
+    reg = Registry(kind=E2E_REGISTRY, host=f"127.0.0.1:{port}", data_dir=data_dir, daemon=daemon, owner=owner)
     try:
         wait_for(
             lambda: reg.session.get(f"{reg.url}/v2/", timeout=2).status_code == 200,
             READY_TIMEOUT,
-            f"GET {reg.url}/v2/ to return 200",
+            f"GET {reg.url}/v2/ to return 200" + (" with the owner's credentials" if owner else ""),
             proc=daemon,
         )
     except Exception:
@@ -417,6 +498,127 @@ def registry(tmp_path_factory, client_env) -> Registry:
     daemon.stop()
     if daemon.popen.returncode not in (0, -signal.SIGTERM):
         print(f"registry exited with status {daemon.popen.returncode}\n{daemon.log_tail()}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------
+# Other client addresses (failed-login throttling is per client IP)
+# --------------------------------------------------------------------------
+
+
+class SourceProxy:
+    """A TCP relay on 127.0.0.1:PORT whose connections to the registry come from ``source_ip``.
+
+    berth throttles failed logins per client address (10 in 60 s -> 429 for
+    every request from that address).  Every loopback connection comes from
+    127.0.0.1, whatever 127/8 address it goes to, and real clients cannot
+    choose their source address; so tests that provoke authentication failures
+    send their clients through one of these relays, which makes berth see
+    another address and keeps 127.0.0.1 (all the other tests) unthrottled.
+    The relay is byte-transparent: the Host header is the relay's address,
+    so berth's Bearer realm points back at the relay as well.
+    """
+
+    def __init__(self, target: tuple[str, int], source_ip: str):
+        self.target = target
+        self.source_ip = source_ip
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.5)
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._closed = threading.Event()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, name=f"proxy-{source_ip}", daemon=True)
+        self._thread.start()
+
+    def _track(self, sock: socket.socket):
+        with self._lock:
+            self._sockets.add(sock)
+
+    def _accept_loop(self):
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket):
+        client.settimeout(None)
+        self._track(client)
+        try:
+            upstream = socket.create_connection(self.target, timeout=10, source_address=(self.source_ip, 0))
+        except OSError as exc:
+            print(f"proxy {self.source_ip}: cannot connect to {self.target}: {exc}", file=sys.stderr)
+            client.close()
+            return
+        upstream.settimeout(None)
+        self._track(upstream)
+        back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+        back.start()
+        self._pump(client, upstream)
+        back.join(timeout=COMMAND_TIMEOUT)
+        for sock in (client, upstream):
+            sock.close()
+            with self._lock:
+                self._sockets.discard(sock)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self._closed.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() on Linux
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            socks = list(self._sockets)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(timeout=5)
+
+
+# 127.0.0.1 is the default address of every other test; hand out others.
+_source_ips = (f"127.0.{b}.{c}" for b in itertools.count(10) for c in range(2, 255))
+
+
+def next_source_ip() -> str:
+    return next(_source_ips)
+
+
+@pytest.fixture
+def registry_from_new_ip(registry) -> Callable[[], Registry]:
+    """Factory: a view of ``registry`` reached through a SourceProxy with a fresh client IP.
+
+    Use it for every client call that is expected to fail authentication, so
+    failed logins never throttle 127.0.0.1.  Each call gives a new address.
+    """
+    proxies: list[SourceProxy] = []
+
+    def make() -> Registry:
+        host, port = registry.host.rsplit(":", 1)
+        proxy = SourceProxy((host, int(port)), next_source_ip())
+        proxies.append(proxy)
+        return registry.via(proxy.host, proxy.source_ip)
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
 
 
 # --------------------------------------------------------------------------
@@ -568,16 +770,40 @@ def oci_images(tmp_path_factory) -> TestImages:
 
 
 class Skopeo:
-    def __init__(self, env: Mapping[str, str], policy: Path):
+    """skopeo with a private policy; bound to ``creds`` (``None``: anonymous).
+
+    The credentials are added per subcommand: ``--src-creds``/``--dest-creds``
+    for ``copy`` (ignored by skopeo for non-registry transports), ``--creds``
+    for ``inspect``, ``list-tags`` and ``delete``.
+    """
+
+    CREDS_SUBCOMMANDS = ("inspect", "list-tags", "delete")
+
+    def __init__(self, env: Mapping[str, str], policy: Path, creds: Creds | None = None):
         self.exe = require_tool("skopeo")
         self.env = dict(env)
         self.policy = policy
+        self.creds = creds
+
+    def as_user(self, creds: Creds | None) -> "Skopeo":
+        other = copy.copy(self)
+        other.creds = creds
+        return other
+
+    def argv(self, *args) -> list[str]:
+        args = [str(a) for a in args]
+        if self.creds is not None and args:
+            if args[0] == "copy":
+                args[1:1] = ["--src-creds", self.creds.arg, "--dest-creds", self.creds.arg]
+            elif args[0] in self.CREDS_SUBCOMMANDS:
+                args[1:1] = ["--creds", self.creds.arg]
+        return [self.exe, "--policy", str(self.policy), *args]
 
     def __call__(self, *args, **kw) -> subprocess.CompletedProcess:
-        return run([self.exe, "--policy", self.policy, *args], self.env, **kw)
+        return run(self.argv(*args), self.env, **kw)
 
     def fail(self, *args, **kw) -> subprocess.CompletedProcess:
-        return run_fail([self.exe, "--policy", self.policy, *args], self.env, **kw)
+        return run_fail(self.argv(*args), self.env, **kw)
 
     def copy(self, src: str, dst: str, *extra: str) -> subprocess.CompletedProcess:
         return self("copy", "--src-tls-verify=false", "--dest-tls-verify=false", *extra, src, dst)
@@ -593,8 +819,9 @@ class Skopeo:
 
 
 @pytest.fixture(scope="session")
-def skopeo(client_env, client_home) -> Skopeo:
-    return Skopeo(client_env, client_home["policy"])
+def skopeo(client_env, client_home, registry) -> Skopeo:
+    """skopeo acting as the registry owner (no credentials for the reference registry)."""
+    return Skopeo(client_env, client_home["policy"], registry.owner)
 
 
 @dataclass
@@ -620,18 +847,79 @@ def seeded(registry, skopeo, oci_images) -> Seeded:
 
 
 # --------------------------------------------------------------------------
+# oras-py (a library: used in-process)
+# --------------------------------------------------------------------------
+
+
+def make_oras_client(host: str, creds: Creds | None = None):
+    """An oras-py client for ``host`` sending Basic credentials ``creds`` when challenged.
+
+    ``auth_backend="basic"``: oras-py 0.2's default token backend caches one
+    bearer token and, when berth answers a request for another repository
+    with 401 ``error="insufficient_scope"``, retries with the same token
+    instead of asking for a new one.  The basic backend answers every
+    challenge with the Basic credentials, which berth accepts on /v2/.
+    Without ``creds`` it must never meet a challenge (oras-py would retry
+    for minutes).  Use it with the ``oras_home`` fixture so no host
+    credentials are loaded.
+    """
+    import oras.client  # noqa: PLC0415 - only the oras tests need it
+
+    client = oras.client.OrasClient(hostname=host, insecure=True, auth_backend="basic")
+    if creds is not None:
+        client.auth.set_basic_auth(creds.user, creds.password)
+    client.session.trust_env = False
+    # oras-py sends requests without a timeout: bound every one of them.
+    send = client.session.request
+
+    def request_with_timeout(method, url, **kw):
+        kw.setdefault("timeout", 60)
+        return send(method, url, **kw)
+
+    client.session.request = request_with_timeout
+    return client
+
+
+@pytest.fixture(scope="session")
+def oras_home(tmp_path_factory):
+    """HOME/DOCKER_CONFIG at empty dirs while oras-py runs, so no host credentials load."""
+    home = tmp_path_factory.mktemp("oras-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("DOCKER_CONFIG", str(home / ".docker"))
+        yield home
+
+
+# --------------------------------------------------------------------------
 # containerd
 # --------------------------------------------------------------------------
 
 
 class Containerd:
-    def __init__(self, daemon: Daemon, address: str, env: Mapping[str, str]):
+    """containerd plus ``ctr`` bound to its socket; registry commands use ``creds``.
+
+    ``--user user:password`` is added to ``images pull|push`` and ``content
+    fetch`` when ``creds`` is set (``None``: anonymous).
+    """
+
+    CREDS_SUBCOMMANDS = {("images", "pull"), ("images", "push"), ("content", "fetch")}
+
+    def __init__(self, daemon: Daemon, address: str, env: Mapping[str, str], creds: Creds | None = None):
         self.daemon = daemon
         self.address = address
         self.env = dict(env)
         self.ctr_exe = require_tool("ctr")
+        self.creds = creds
+
+    def as_user(self, creds: Creds | None) -> "Containerd":
+        other = copy.copy(self)
+        other.creds = creds
+        return other
 
     def ctr_argv(self, *args, namespace: str = "e2e") -> list[str]:
+        args = [str(a) for a in args]
+        if self.creds is not None and tuple(args[:2]) in self.CREDS_SUBCOMMANDS:
+            args[2:2] = ["--user", self.creds.arg]
         return [self.ctr_exe, "--address", self.address, "--namespace", namespace, *args]
 
     def ctr(self, *args, namespace: str = "e2e", **kw) -> subprocess.CompletedProcess:
@@ -642,8 +930,11 @@ class Containerd:
 
 
 @pytest.fixture(scope="session")
-def containerd(tmp_path_factory, client_env) -> Containerd:
-    """A private containerd (CRI plugin disabled), everything under a temp dir."""
+def containerd(tmp_path_factory, client_env, registry) -> Containerd:
+    """A private containerd (CRI plugin disabled), everything under a temp dir.
+
+    Its ``ctr`` acts as the registry owner (no credentials for the reference registry).
+    """
     exe = require_tool("containerd")
     require_tool("ctr")
     # Short directory names: unix socket paths must stay under 108 bytes.
@@ -680,7 +971,7 @@ def containerd(tmp_path_factory, client_env) -> Containerd:
     except Exception:
         daemon.stop()
         raise
-    yield ctd
+    yield ctd.as_user(registry.owner)
     daemon.stop()
 
 
@@ -690,11 +981,45 @@ def containerd(tmp_path_factory, client_env) -> Containerd:
 
 
 class Dockerd:
+    """dockerd plus the docker CLI bound to it.
+
+    The CLI keeps registry logins in ``$DOCKER_CONFIG/config.json`` and hands
+    them to the daemon per request: ``with_config(dir)`` gives a CLI with its
+    own (initially empty) config dir, ``login(host, creds)`` logs it in.
+    """
+
     def __init__(self, daemon: Daemon, host: str, env: Mapping[str, str], docker_exe: str):
         self.daemon = daemon
         self.host = host
         self.env = dict(env, DOCKER_HOST=host)
         self.exe = docker_exe
+
+    def with_config(self, config_dir: Path) -> "Dockerd":
+        """A CLI using ``config_dir`` (created, with an empty ``auths``) as DOCKER_CONFIG."""
+        config_dir.mkdir(parents=True, exist_ok=True)
+        config = config_dir / "config.json"
+        if not config.exists():
+            config.write_text('{"auths": {}}\n')
+        other = copy.copy(self)
+        other.env = dict(self.env, DOCKER_CONFIG=str(config_dir))
+        return other
+
+    @property
+    def config_dir(self) -> Path:
+        return Path(self.env["DOCKER_CONFIG"])
+
+    def login_argv(self, registry_host: str, user: str) -> list[str]:
+        return [self.exe, "login", "--username", user, "--password-stdin", registry_host]
+
+    def login(self, registry_host: str, creds: Creds) -> subprocess.CompletedProcess:
+        """``docker login --password-stdin``; asserts "Login Succeeded"."""
+        res = run(self.login_argv(registry_host, creds.user), self.env, input=creds.password + "\n")
+        assert "Login Succeeded" in res.stdout, f"docker login said:\n{res.stdout}\n{res.stderr}"
+        return res
+
+    def login_fail(self, registry_host: str, creds: Creds) -> subprocess.CompletedProcess:
+        """``docker login`` expected to fail; returns the result for output checks."""
+        return run_fail(self.login_argv(registry_host, creds.user), self.env, input=creds.password + "\n")
 
     def __call__(self, *args, **kw) -> subprocess.CompletedProcess:
         return run([self.exe, *args], self.env, **kw)
@@ -758,15 +1083,32 @@ def dockerd(tmp_path_factory, client_env, containerd) -> Dockerd:
     daemon.stop(timeout=30)
 
 
+@pytest.fixture
+def docker(dockerd, registry, tmp_path) -> Dockerd:
+    """The docker CLI with a per-test DOCKER_CONFIG, logged in as the owner (berth).
+
+    Against the reference registry it is not logged in (no auth there).
+    """
+    client = dockerd.with_config(tmp_path / "docker-config")
+    if registry.owner is not None:
+        client.login(registry.host, registry.owner)
+    return client
+
+
 # --------------------------------------------------------------------------
 # podman / buildah (daemonless; private storage per tool)
 # --------------------------------------------------------------------------
 
 
 class StorageTool:
-    """podman or buildah bound to a private containers-storage under tmp."""
+    """podman or buildah bound to a private containers-storage under tmp.
 
-    def __init__(self, name: str, work: Path, env: Mapping[str, str]):
+    ``--creds user:password`` is added to ``pull``, ``push`` and ``manifest
+    push`` when ``creds`` is set (``None``: anonymous).
+    """
+
+    def __init__(self, name: str, work: Path, env: Mapping[str, str], creds: Creds | None = None):
+        self.creds = creds
         self.exe = require_tool(name)
         root, runroot, tmp = work / "root", work / "runroot", work / "tmp"
         for d in (root, runroot, tmp):
@@ -783,18 +1125,34 @@ class StorageTool:
                 "--events-backend=file",
             ]
 
+    def as_user(self, creds: Creds | None) -> "StorageTool":
+        other = copy.copy(self)
+        other.creds = creds
+        return other
+
+    def argv(self, *args) -> list[str]:
+        args = [str(a) for a in args]
+        if self.creds is not None:
+            if args[:1] in (["pull"], ["push"]):
+                args[1:1] = ["--creds", self.creds.arg]
+            elif args[:2] == ["manifest", "push"]:
+                args[2:2] = ["--creds", self.creds.arg]
+        return [self.exe, *self.global_args, *args]
+
     def __call__(self, *args, **kw) -> subprocess.CompletedProcess:
-        return run([self.exe, *self.global_args, *args], self.env, **kw)
+        return run(self.argv(*args), self.env, **kw)
 
     def fail(self, *args, **kw) -> subprocess.CompletedProcess:
-        return run_fail([self.exe, *self.global_args, *args], self.env, **kw)
+        return run_fail(self.argv(*args), self.env, **kw)
 
 
 @pytest.fixture(scope="session")
-def podman(tmp_path_factory, client_env) -> StorageTool:
-    return StorageTool("podman", tmp_path_factory.mktemp("podman"), client_env)
+def podman(tmp_path_factory, client_env, registry) -> StorageTool:
+    """podman acting as the registry owner (no credentials for the reference registry)."""
+    return StorageTool("podman", tmp_path_factory.mktemp("podman"), client_env, registry.owner)
 
 
 @pytest.fixture(scope="session")
-def buildah(tmp_path_factory, client_env) -> StorageTool:
-    return StorageTool("buildah", tmp_path_factory.mktemp("buildah"), client_env)
+def buildah(tmp_path_factory, client_env, registry) -> StorageTool:
+    """buildah acting as the registry owner (no credentials for the reference registry)."""
+    return StorageTool("buildah", tmp_path_factory.mktemp("buildah"), client_env, registry.owner)

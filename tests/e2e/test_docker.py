@@ -1,6 +1,9 @@
 """The Docker engine (dockerd started by a fixture) pushing to and pulling from the registry.
 
 127.0.0.0/8 registries are plain-HTTP ("insecure") for dockerd by default.
+Every test gets the ``docker`` fixture: the CLI with its own DOCKER_CONFIG,
+logged in (``docker login --password-stdin``) as the owner when the registry
+requires authentication.
 """
 
 import gzip
@@ -26,14 +29,13 @@ def assert_gone(docker, ref: str):
     assert "no such image" in (res.stderr + res.stdout).lower()
 
 
-def test_load_tag_push_rmi_pull(registry, dockerd, skopeo, oci_images, tmp_path):
+def test_load_tag_push_rmi_pull(registry, docker, skopeo, oci_images, tmp_path):
     """docker load (archive made offline by skopeo) -> tag -> push -> rmi -> pull.
 
     Uses the "big" image (8 MiB random layer), which no other test loads into
     dockerd, so `rmi` really removes it and `pull` really downloads it.
     """
     lay = oci_images.layout
-    docker = dockerd
     archive = tmp_path / "big.tar"
     skopeo.copy(lay.transport("big"), f"docker-archive:{archive}:e2e-local/big:v1")
     assert "Loaded image: e2e-local/big:v1" in docker("load", "-i", archive).stdout
@@ -85,9 +87,8 @@ def _rootfs_tar(path, payload: bytes):
         tar.addfile(info, io.BytesIO(payload))
 
 
-def test_import_big_push_rmi_pull(registry, dockerd, tmp_path):
+def test_import_big_push_rmi_pull(registry, docker, tmp_path):
     """docker import of a rootfs tar with a 6 MiB random file; the pushed layer holds it byte for byte."""
-    docker = dockerd
     payload = os.urandom(6 * 1024 * 1024)
     rootfs = tmp_path / "rootfs.tar"
     _rootfs_tar(rootfs, payload)
@@ -121,9 +122,8 @@ def test_import_big_push_rmi_pull(registry, dockerd, tmp_path):
             assert layer_tar.extractfile("data/random.bin").read() == payload
 
 
-def test_pull_oci_images_pushed_by_skopeo(registry, dockerd, oci_images, seeded):
+def test_pull_oci_images_pushed_by_skopeo(registry, docker, oci_images, seeded):
     """dockerd pulls OCI manifests and OCI indexes (selecting linux/amd64)."""
-    docker = dockerd
     lay = oci_images.layout
     app = registry.ref(seeded.app, seeded.tag)
     docker("pull", app)
@@ -140,6 +140,6 @@ def test_pull_oci_images_pushed_by_skopeo(registry, dockerd, oci_images, seeded)
     assert f"{registry.host}/{seeded.multi}@{lay.manifest_digest('multi')}" in info["RepoDigests"]
 
 
-def test_pull_unknown_tag_fails(registry, dockerd, seeded):
-    res = dockerd.fail("pull", registry.ref(seeded.app, "does-not-exist"))
+def test_pull_unknown_tag_fails(registry, docker, seeded):
+    res = docker.fail("pull", registry.ref(seeded.app, "does-not-exist"))
     assert "manifest unknown" in (res.stderr + res.stdout).lower() or "not found" in (res.stderr + res.stdout).lower()

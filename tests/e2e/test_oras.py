@@ -14,7 +14,7 @@ import oras.oci
 import pytest
 import requests
 
-from conftest import OCI_INDEX, OCI_MANIFEST, requires_referrers_api, sha256_digest
+from conftest import OCI_INDEX, OCI_MANIFEST, make_oras_client, requires_referrers_api, sha256_digest
 
 CONFIG_TYPE = "application/vnd.berth.e2e.config.v1+json"
 PAYLOAD_TYPE = "application/vnd.berth.e2e.payload.v1"
@@ -28,23 +28,9 @@ REPO = "oras/artifact"
 
 
 @pytest.fixture(scope="module")
-def oras_client(registry, tmp_path_factory):
-    """An oras-py client; HOME/DOCKER_CONFIG point at empty dirs so no host credentials load."""
-    home = tmp_path_factory.mktemp("oras-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("DOCKER_CONFIG", str(home / ".docker"))
-        client = oras.client.OrasClient(hostname=registry.host, insecure=True)
-        client.session.trust_env = False
-        # oras-py sends requests without a timeout: bound every one of them.
-        send = client.session.request
-
-        def request_with_timeout(method, url, **kw):
-            kw.setdefault("timeout", 60)
-            return send(method, url, **kw)
-
-        client.session.request = request_with_timeout
-        yield client
+def oras_client(registry, oras_home):
+    """An oras-py client acting as the owner (no credentials for the reference registry)."""
+    return make_oras_client(registry.host, registry.owner)
 
 
 def upload_blob(registry, repo: str, data: bytes) -> str:

@@ -62,14 +62,21 @@ pub async fn handle(
             Ok(StatusCode::ACCEPTED.into_response())
         }
         (Endpoint::Blob { digest }, "GET" | "HEAD") => {
-            get_blob(
-                &registry,
-                route.repository()?,
-                digest,
-                &method,
-                request.headers(),
-            )
-            .await
+            let repo = route.repository()?;
+            let digest = parse_digest(digest)?;
+            let identity = request
+                .extensions()
+                .get::<crate::auth::Caller>()
+                .map(|c| c.principal.describe())
+                .unwrap_or_else(|| "anonymous".into());
+            // Existence is checked here, so a redirect never points at nothing.
+            registry.blob_size(repo, &digest).await?;
+            if let Some(redirect) =
+                crate::data::redirect(&state, &method, request.headers(), repo, &digest, &identity)
+            {
+                return Ok(redirect);
+            }
+            serve_blob(&registry, repo, &digest, &method, request.headers()).await
         }
         (Endpoint::Blob { digest }, "DELETE") => {
             let digest = parse_digest(digest)?;
@@ -339,15 +346,15 @@ impl RegistryErrorTooLarge {
     }
 }
 
-async fn get_blob(
+/// Streams a blob (or a `Range` of it), or answers HEAD.
+pub(crate) async fn serve_blob(
     registry: &Registry,
     repo: &RepositoryName,
-    digest: &str,
+    digest: &Digest,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let digest = parse_digest(digest)?;
-    let size = registry.blob_size(repo, &digest).await?;
+    let size = registry.blob_size(repo, digest).await?;
     let range = match header_str(headers, header::RANGE) {
         None => None,
         Some(raw) => {

@@ -28,6 +28,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod audit;
 pub mod auth;
+pub mod data;
 pub mod distribution;
 pub mod error;
 pub mod manage;
@@ -48,6 +49,7 @@ pub struct AppState {
     pub endpoints: Arc<serde_json::Value>,
     pub events: audit::EventSink,
     pub event_store: Arc<dyn berth_metadata::EventStore>,
+    pub data: Arc<data::DataEndpoints>,
     /// Renders `/metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -67,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(distribution::handle)
         .layer(middleware::from_fn_with_state(state.clone(), auth::access))
         .layer(middleware::from_fn(route))
+        .layer(middleware::from_fn_with_state(state.clone(), data::serve))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             network::guard,

@@ -269,6 +269,7 @@ impl AuthService {
                 .identity_by_id(&claims.sub)
                 .await?
                 .ok_or_else(|| AuthError::UnknownIdentity(claims.login.clone()))?;
+            self.ensure_enabled(&identity)?;
             return self.principal_of(&identity).await;
         }
         let Some(identity) = self.store.identity_by_login(login).await? else {
@@ -302,14 +303,22 @@ impl AuthService {
                 });
             }
         }
-        let disabled = !identity.enabled || (kind == IdentityKind::Admin && !self.admin_enabled());
-        if disabled {
+        self.ensure_enabled(&identity)?;
+        self.principal_of(&identity).await
+    }
+
+    /// A disabled identity (or the admin user while it is switched off)
+    /// gets nothing, however it presents itself.
+    fn ensure_enabled(&self, identity: &IdentityRecord) -> Result<(), AuthError> {
+        let kind = IdentityKind::parse(&identity.kind)
+            .ok_or_else(|| AuthError::Internal(format!("identity kind '{}'", identity.kind)))?;
+        if !identity.enabled || (kind == IdentityKind::Admin && !self.admin_enabled()) {
             return Err(AuthError::Disabled {
                 kind: kind.describe(),
-                login: login.to_string(),
+                login: identity.login.clone(),
             });
         }
-        self.principal_of(&identity).await
+        Ok(())
     }
 
     /// The identity with everything it may do.

@@ -30,6 +30,18 @@ pub struct Config {
     /// Subnets that network rules may name.
     #[serde(default)]
     pub subnet: Vec<SubnetConfig>,
+    /// Dedicated data endpoints: host names (`<registry>.<region>.data.<domain>`
+    /// style, with the port clients use) served by this process by `Host`.
+    #[serde(default)]
+    pub data_endpoint: Vec<DataEndpointConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataEndpointConfig {
+    pub region: String,
+    /// host[:port] as clients address it.
+    pub host: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +116,8 @@ pub struct ServerConfig {
     pub shutdown_grace_seconds: u64,
     /// A request body that sends nothing for this long is cut off.
     pub body_idle_timeout_seconds: u64,
+    /// Lifetime of signed data-endpoint URLs.
+    pub data_url_ttl_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +171,7 @@ impl Default for Config {
                 trusted_proxies: Vec::new(),
                 shutdown_grace_seconds: 30,
                 body_idle_timeout_seconds: 60,
+                data_url_ttl_seconds: 300,
             },
             storage: StorageConfig {
                 kind: "filesystem".into(),
@@ -190,6 +205,7 @@ impl Default for Config {
             },
             private_endpoint: Vec::new(),
             subnet: Vec::new(),
+            data_endpoint: Vec::new(),
         }
     }
 }

@@ -864,6 +864,16 @@ pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
         &[("ENDPOINT", "/endpoint"), ("ADDRESS", "/address")],
         args.output,
     );
+    if answer["dataEndpoints"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        print(
+            &answer["dataEndpoints"],
+            &[("DATA ENDPOINT REGION", "/region"), ("HOST", "/host")],
+            args.output,
+        );
+    }
     Ok(())
 }
 

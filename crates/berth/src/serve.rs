@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Extension;
 use berth_api::audit::EventSink;
+use berth_api::data::DataEndpoints;
 use berth_api::network::NetworkPolicy;
 use berth_api::AppState;
 use berth_auth::{AuthConfig, AuthService};
@@ -143,6 +144,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listeners.push((listener, local, Endpoint::Private(pe.name.clone())));
     }
     let endpoints = json!({
+        "dataEndpoints": config.data_endpoint.iter().map(|d| json!({
+            "region": d.region,
+            "host": d.host,
+        })).collect::<Vec<_>>(),
         "loginServer": listeners.iter().find(|l| l.2 == Endpoint::Public).map(|l| l.1.to_string()),
         "endpoints": listeners.iter().map(|(_, local, endpoint)| json!({
             "endpoint": endpoint.to_string(),
@@ -188,6 +193,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
     let event_store: Arc<dyn EventStore> = Arc::new(metadata.clone());
+    let data = DataEndpoints::new(
+        config
+            .data_endpoint
+            .iter()
+            .map(|d| d.host.clone())
+            .collect(),
+        data_key(&auth).await?.as_bytes(),
+        Duration::from_secs(config.server.data_url_ttl_seconds),
+    );
     let app = berth_api::router(AppState {
         registry: registry.clone(),
         auth,
@@ -197,6 +211,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         events: EventSink::start(event_store.clone(), config.audit.jsonl_path.clone()),
         event_store,
         metrics,
+        data: Arc::new(data),
     });
     tracing::info!(data = %config.data_dir.display(), "berth started");
 
@@ -236,6 +251,30 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     metadata.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// The key that signs data-endpoint URLs: made once, shared by all nodes
+/// through the metadata store.
+async fn data_key(auth: &AuthService) -> anyhow::Result<String> {
+    const KEY: &str = "dataEndpointKey";
+    if let Some(key) = auth.store().setting(KEY).await? {
+        return Ok(key);
+    }
+    let key = berth_auth::secret::generate();
+    auth.store()
+        .set_setting(
+            KEY,
+            &key,
+            &berth_metadata::Activity {
+                actor: "system".into(),
+                operation: "create data endpoint signing key".into(),
+                target: KEY.into(),
+                before: None,
+                after: None,
+            },
+        )
+        .await?;
+    Ok(key)
 }
 
 /// Writes a secret to a file only its owner can read.
