@@ -97,7 +97,7 @@ impl DataEndpoints {
             return false;
         };
         let host = host.to_ascii_lowercase();
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 }
 

@@ -381,7 +381,7 @@ pub(crate) async fn serve_blob(
     } else {
         let byte_range = range.as_ref().map(|r| *r.start()..*r.end() + 1);
         match registry
-            .read_blob(repo, &digest, byte_range.clone())
+            .read_blob(repo, digest, byte_range.clone())
             .await?
         {
             BlobContent::Stored(read) => Body::from_stream(read.stream),
