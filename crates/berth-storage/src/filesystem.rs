@@ -1,8 +1,9 @@
 //! Filesystem backend: `<root>/<alg>/<first two hex>/<hex>` for blobs and
 //! `<root>/_uploads/<uuid>` for uploads, on the same filesystem so a commit
-//! is one `rename`. Data is fsync'd before a commit and the directory after,
-//! so an acknowledged blob survives a crash and a partial one is never
-//! visible under a digest.
+//! is one `rename`. Upload chunks are handed to the OS when acknowledged
+//! (they survive a process crash); the commit fsyncs the data, renames, and
+//! fsyncs the directory, so a committed blob survives a power loss and a
+//! partial one is never visible under a digest.
 
 use std::io::{Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -22,9 +23,9 @@ use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
 /// few thousand reads, small enough to keep memory flat under concurrency.
 const READ_CHUNK: usize = 256 * 1024;
 /// Chunks queued between the request and the writer thread.
-const WRITE_QUEUE: usize = 32;
+const WRITE_QUEUE: usize = 8;
 /// Buffer of the writer thread's file writes.
-const WRITE_BUFFER: usize = 1024 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct FilesystemStore {
@@ -171,6 +172,7 @@ impl BlobStore for FilesystemStore {
             if to.exists() {
                 return std::fs::remove_file(&from);
             }
+            std::fs::File::open(&from)?.sync_all()?;
             std::fs::rename(&from, &to)?;
             sync_dir(parent)
         })
@@ -211,8 +213,9 @@ impl FileUploadWriter {
             while let Some(chunk) = receiver.blocking_recv() {
                 out.write_all(&chunk)?;
             }
+            // Handed to the OS, not fsync'd: survives a process crash; the
+            // commit fsyncs before the blob becomes visible.
             let mut file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_data()?;
             file.stream_position()
         });
         FileUploadWriter {

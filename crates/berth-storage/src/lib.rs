@@ -55,8 +55,10 @@ pub struct BlobRead {
 #[async_trait]
 pub trait UploadWriter: Send {
     async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError>;
-    /// Makes everything written durable (fsync) and returns the upload's
-    /// total length. Only after this may the caller acknowledge the bytes.
+    /// Hands everything written to the storage (it survives a crash of this
+    /// process) and returns the upload's total length. Only after this may
+    /// the caller acknowledge the bytes. Power-loss durability comes with
+    /// [`BlobStore::commit_upload`].
     async fn finish(self: Box<Self>) -> Result<u64, StorageError>;
 }
 
@@ -88,7 +90,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn read_upload(&self, id: Uuid, len: u64) -> Result<ByteStream, StorageError>;
 
     /// Atomically turns an upload into the blob `digest`. The caller has
-    /// verified the digest; after this returns the blob is durable.
+    /// verified the digest; after this returns the blob is durable, power
+    /// loss included.
     async fn commit_upload(&self, id: Uuid, digest: &Digest) -> Result<(), StorageError>;
 
     /// Discards an upload's data; `false` if it had none.
