@@ -188,6 +188,10 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
     let request_length: u64 = header(&request, http::header::CONTENT_LENGTH)
         .parse()
         .unwrap_or(0);
+    let has_body = request_length > 0
+        || request
+            .headers()
+            .contains_key(http::header::TRANSFER_ENCODING);
 
     let mut response = next.run(request).await;
 
@@ -196,6 +200,13 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         response.headers_mut().insert("x-correlation-id", v);
     }
     let status = response.status().as_u16();
+    // A refusal may come before the body was read; the connection then
+    // cannot carry another request, and the client must be told so.
+    if has_body && status >= 400 {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let route = response.extensions().get::<Route>().cloned();
     let label = route_label(&path, route.as_ref());
     let response_length: u64 = response

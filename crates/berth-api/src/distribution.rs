@@ -40,7 +40,7 @@ pub async fn handle(
     let m = method.as_str();
     match (&route.endpoint, m) {
         (Endpoint::Base, "GET" | "HEAD") => Ok(base()),
-        (Endpoint::Catalog, "GET") => catalog(&registry, &params).await,
+        (Endpoint::Catalog, "GET" | "HEAD") => catalog(&registry, &params).await,
         (Endpoint::Manifest { reference }, "GET" | "HEAD") => {
             get_manifest(
                 &registry,
@@ -128,7 +128,7 @@ pub async fn handle(
             registry.cancel_upload(route.repository()?, id).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        (Endpoint::Tags, "GET") => tags(&registry, route.repository()?, &params).await,
+        (Endpoint::Tags, "GET" | "HEAD") => tags(&registry, route.repository()?, &params).await,
         (Endpoint::Referrers { digest }, "GET") => {
             let digest = parse_digest(digest)?;
             let artifact_type = params.get("artifactType").filter(|t| !t.is_empty());
@@ -380,10 +380,7 @@ pub(crate) async fn serve_blob(
         Body::empty()
     } else {
         let byte_range = range.as_ref().map(|r| *r.start()..*r.end() + 1);
-        match registry
-            .read_blob(repo, digest, byte_range.clone())
-            .await?
-        {
+        match registry.read_blob(repo, digest, byte_range.clone()).await? {
             BlobContent::Stored(read) => Body::from_stream(read.stream),
             BlobContent::Inline(bytes) => match byte_range {
                 Some(r) => Body::from(bytes.slice(r.start as usize..r.end as usize)),

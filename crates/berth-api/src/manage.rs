@@ -135,6 +135,7 @@ pub fn router() -> Router<AppState> {
             get(get_network).post(add_rule).delete(remove_rule),
         )
         .route("/api/v1/endpoints", get(endpoints))
+        .route("/api/v1/explain", post(explain))
         .route("/api/v1/logs/login", get(login_logs))
         .route("/api/v1/logs/repository", get(repository_logs))
 }
@@ -812,4 +813,102 @@ async fn activity(
         .activity(q.since.unwrap_or(0), q.limit.unwrap_or(1000).min(10_000))
         .await
         .map_err(auth_err)?)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExplainRequest {
+    ip: String,
+    /// "public" (default) or "private:NAME".
+    endpoint: Option<String>,
+    identity: Option<String>,
+    /// pull | push | delete | catalog
+    action: String,
+    repository: Option<String>,
+}
+
+/// The decision trace for a hypothetical request: which network rule
+/// allows or denies it, and which role assignment grants the action or
+/// what is missing.
+async fn explain(
+    State(s): State<AppState>,
+    m: Manager,
+    Json(r): Json<ExplainRequest>,
+) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    let bad = |msg: String| {
+        ApiError::new(ErrorCode::Unsupported, msg).with_status(StatusCode::BAD_REQUEST)
+    };
+    let ip: std::net::IpAddr =
+        r.ip.parse()
+            .map_err(|_| bad(format!("'{}' is not an IP address", r.ip)))?;
+    let endpoint = match r.endpoint.as_deref() {
+        None | Some("public") => berth_network::Endpoint::Public,
+        Some(e) => match e.strip_prefix("private:") {
+            Some(name) => berth_network::Endpoint::Private(name.to_string()),
+            None => {
+                return Err(bad(format!(
+                    "endpoint '{e}' must be 'public' or 'private:NAME'"
+                )))
+            }
+        },
+    };
+    let permission = match r.action.as_str() {
+        "pull" => Permission::Pull,
+        "push" => Permission::Push,
+        "delete" => Permission::Delete,
+        "catalog" => Permission::CatalogRead,
+        other => {
+            return Err(bad(format!(
+                "action '{other}' must be pull, push, delete or catalog"
+            )))
+        }
+    };
+    if let Some(repo) = &r.repository {
+        repo.parse::<RepositoryName>()?;
+    }
+    s.network.reload(&s.auth).await?;
+    let trusted = match r.identity.as_deref() {
+        Some(i) if !i.is_empty() && i != "anonymous" => s
+            .auth
+            .find_identity(i)
+            .await
+            .map(|id| id.trusted_service)
+            .unwrap_or(false),
+        _ => false,
+    };
+    let network = s.network.decide(&endpoint, ip, Some(trusted));
+    let access = s
+        .auth
+        .explain(r.identity.as_deref(), permission, r.repository.as_deref())
+        .await
+        .map_err(auth_err)?;
+    let verdict = if !network.allowed {
+        format!("denied by the network rules: {}", network.message(ip))
+    } else if let Some(problem) = &access.identity_problem {
+        format!("refused at authentication: {problem}")
+    } else if !access.allowed {
+        format!(
+            "denied by permissions: missing {}",
+            access.missing.clone().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "allowed: network ({}) and {}",
+            network.rule,
+            access.granted_by.join(", ")
+        )
+    };
+    ok(json!({
+        "verdict": verdict,
+        "allowed": network.allowed && access.allowed,
+        "network": {
+            "endpoint": endpoint.to_string(),
+            "ip": ip.to_string(),
+            "allowed": network.allowed,
+            "rule": network.rule,
+            "reason": if network.allowed { None } else { Some(network.message(ip)) },
+        },
+        "access": access,
+    }))
 }

@@ -309,7 +309,7 @@ impl AuthService {
 
     /// A disabled identity (or the admin user while it is switched off)
     /// gets nothing, however it presents itself.
-    fn ensure_enabled(&self, identity: &IdentityRecord) -> Result<(), AuthError> {
+    pub(crate) fn ensure_enabled(&self, identity: &IdentityRecord) -> Result<(), AuthError> {
         let kind = IdentityKind::parse(&identity.kind)
             .ok_or_else(|| AuthError::Internal(format!("identity kind '{}'", identity.kind)))?;
         if !identity.enabled || (kind == IdentityKind::Admin && !self.admin_enabled()) {

@@ -64,6 +64,9 @@ pub struct NewManifest<'a> {
     pub content: &'a [u8],
     /// Config and layers that must be linked in the repository.
     pub blobs: Vec<Digest>,
+    /// Every blob it names (required ones and non-distributable layers
+    /// that happen to be stored): each is kept alive by this manifest.
+    pub references: Vec<Digest>,
     /// Manifests (of an index) that must exist in the repository.
     pub children: Vec<Digest>,
     pub tag: Option<&'a Tag>,

@@ -65,6 +65,14 @@ impl Registry {
             Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
+        // Non-distributable layers need not be here, but when they are,
+        // this manifest keeps them alive like any other layer.
+        let references = parsed
+            .config
+            .iter()
+            .chain(&parsed.layers)
+            .map(|d| d.digest.clone())
+            .collect();
         let (blobs, children) = match parsed.kind {
             ManifestKind::Image => (
                 parsed.required_blobs().map(|d| d.digest.clone()).collect(),
@@ -93,6 +101,7 @@ impl Registry {
                 annotations_json,
                 content: &body,
                 blobs,
+                references,
                 children,
                 tag,
             })

@@ -126,6 +126,15 @@ enum Command {
         #[command(subcommand)]
         command: manage::RepositoryCommand,
     },
+    /// Ask the registry why a request from an address, as an identity,
+    /// would be allowed or denied (network rule, role assignment, what is
+    /// missing). Exit status 2 when it would be denied.
+    Explain {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        explain: manage::ExplainArgs,
+    },
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -195,6 +204,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Identity { client, command } => manage::identity(&client, &command).await,
             Command::Repository { client, command } => manage::repository(&client, &command).await,
             Command::Logs { client, command } => manage::logs(&client, &command).await,
+            Command::Explain { client, explain } => manage::explain(&client, &explain).await,
             Command::Activity { client, command } => manage::activity(&client, &command).await,
         }
     })

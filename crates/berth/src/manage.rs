@@ -1086,3 +1086,114 @@ mod tests {
         assert!(duration_seconds("5w").is_err());
     }
 }
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The client address to evaluate.
+    #[arg(long)]
+    pub ip: String,
+    /// `public` or `private:NAME`.
+    #[arg(long, default_value = "public")]
+    pub endpoint: String,
+    /// App id, token name or login (omit for anonymous).
+    #[arg(long)]
+    pub identity: Option<String>,
+    #[arg(long, value_parser = ["pull", "push", "delete", "catalog"])]
+    pub action: String,
+    #[arg(long)]
+    pub repository: Option<String>,
+}
+
+/// Asks the registry for its decision trace.
+pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    let answer = client
+        .post(
+            "/api/v1/explain",
+            json!({
+                "ip": e.ip,
+                "endpoint": e.endpoint,
+                "identity": e.identity,
+                "action": e.action,
+                "repository": e.repository,
+            }),
+        )
+        .await?;
+    if args.output == Format::Json {
+        print(&answer, &[], args.output);
+    } else {
+        let a = &answer["access"];
+        let list = |v: &Value| {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default()
+        };
+        println!("verdict:   {}", answer["verdict"].as_str().unwrap_or(""));
+        println!(
+            "network:   {} on {} endpoint: {}",
+            if answer["network"]["allowed"] == json!(true) {
+                "allowed"
+            } else {
+                "DENIED"
+            },
+            answer["network"]["endpoint"].as_str().unwrap_or(""),
+            answer["network"]["reason"]
+                .as_str()
+                .or(answer["network"]["rule"].as_str())
+                .unwrap_or("")
+        );
+        match a["identity"].as_object() {
+            Some(i) => println!(
+                "identity:  {} '{}' ({}){}",
+                i.get("kind").and_then(Value::as_str).unwrap_or(""),
+                i.get("name").and_then(Value::as_str).unwrap_or(""),
+                i.get("id").and_then(Value::as_str).unwrap_or(""),
+                a["identityProblem"]
+                    .as_str()
+                    .map(|p| format!(" — {p}"))
+                    .unwrap_or_default()
+            ),
+            None => println!(
+                "identity:  {}",
+                a["identityProblem"].as_str().unwrap_or("anonymous")
+            ),
+        }
+        println!("granted by: {}", list(&a["grantedBy"]));
+        if a["otherAssignments"]
+            .as_array()
+            .is_some_and(|x| !x.is_empty())
+        {
+            println!(
+                "other grants (not covering this): {}",
+                list(&a["otherAssignments"])
+            );
+        }
+        if let Some(missing) = a["missing"].as_str() {
+            println!("missing:   {missing}");
+        }
+        if let Some(orphans) = a["orphanedAssignments"]
+            .as_array()
+            .filter(|o| !o.is_empty())
+        {
+            println!("orphaned assignments (principal deleted; they grant nothing):");
+            for o in orphans {
+                println!(
+                    "  {} role {} at {} for deleted principal {}",
+                    o["id"].as_str().unwrap_or(""),
+                    o["role"].as_str().unwrap_or(""),
+                    o["scope"].as_str().unwrap_or(""),
+                    o["principalId"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    if answer["allowed"] != json!(true) {
+        std::process::exit(2);
+    }
+    Ok(())
+}

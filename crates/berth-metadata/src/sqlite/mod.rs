@@ -217,7 +217,7 @@ impl MetadataStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for blob in &m.blobs {
+        for blob in m.blobs.iter().chain(&m.references) {
             sqlx::query(
                 "INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest)
                  VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
