@@ -1124,13 +1124,9 @@ impl AuthService {
                 let principal = self.principal_of(&record).await?;
                 match principal.kind {
                     IdentityKind::Owner => trace.granted_by.push("owner: every action".into()),
-                    IdentityKind::Admin => {
-                        if principal.allows(permission, repository) {
-                            trace
-                                .granted_by
-                                .push("admin user: push, pull, delete".into());
-                        }
-                    }
+                    IdentityKind::Admin if principal.allows(permission, repository) => trace
+                        .granted_by
+                        .push("admin user: push, pull, delete".into()),
                     IdentityKind::Token => {
                         for g in &principal.grants {
                             let line = format!(
