@@ -28,14 +28,14 @@ pub enum AuthError {
     UnknownIdentity(String),
     #[error("wrong password or secret for '{0}'")]
     WrongSecret(String),
-    #[error("{kind} '{login}': {credential} expired at {at}; reset the credential and update the clients that use it")]
+    #[error("{kind} {login}: {credential} expired at {at}; reset the credential and update the clients that use it")]
     Expired {
         kind: &'static str,
         login: String,
         credential: String,
         at: String,
     },
-    #[error("{kind} '{login}' is disabled")]
+    #[error("{kind} {login} is disabled")]
     Disabled { kind: &'static str, login: String },
     #[error("invalid token: {0}")]
     InvalidToken(String),

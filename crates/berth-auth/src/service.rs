@@ -126,6 +126,8 @@ pub struct AuthService {
     pub(crate) config: AuthConfig,
     /// sha256(login, secret) → principal, so repeated Basic requests do not
     /// pay an argon2 verification each.
+    /// Each entry is trusted until its deadline: the cache lifetime, or the
+    /// credential's expiry if that comes first.
     basic_cache: Cache<[u8; 32], (Principal, Instant)>,
     /// Verified access tokens by signature, until they expire: an ES256
     /// verification costs more than serving a cached manifest.
@@ -141,6 +143,16 @@ fn cache_key(login: &str, secret: &str) -> [u8; 32] {
     h.update([0]);
     h.update(secret.as_bytes());
     h.finalize().into()
+}
+
+/// `'name'`, or `'name' (app id ...)` for service principals, whose login
+/// is an opaque id.
+fn quoted_name(identity: &IdentityRecord) -> String {
+    if identity.kind == "sp" {
+        format!("'{}' (app id {})", identity.display_name, identity.login)
+    } else {
+        format!("'{}'", identity.login)
+    }
 }
 
 /// A valid argon2id hash of nothing in particular: unknown logins are
@@ -234,29 +246,40 @@ impl AuthService {
             });
         }
         let key = cache_key(login, secret);
-        if let Some((principal, at)) = self.basic_cache.get(&key) {
-            if at.elapsed() < self.config.basic_cache_ttl {
+        if let Some((principal, deadline)) = self.basic_cache.get(&key) {
+            if Instant::now() < deadline {
                 return Ok(principal);
             }
         }
         let result = self.authenticate_uncached(login, secret).await;
-        match &result {
-            Ok(principal) => {
+        match result {
+            Ok((principal, expires_at)) => {
                 self.throttle.record_success(ip);
+                let mut ttl = self.config.basic_cache_ttl;
+                if let Some(expires) = expires_at {
+                    let left = Duration::from_secs((expires - now()).max(0) as u64);
+                    ttl = ttl.min(left);
+                }
                 self.basic_cache
-                    .insert(key, (principal.clone(), Instant::now()));
+                    .insert(key, (principal.clone(), Instant::now() + ttl));
+                Ok(principal)
             }
-            Err(e) if e.is_authentication_failure() => self.throttle.record_failure(ip),
-            Err(_) => {}
+            Err(e) => {
+                if e.is_authentication_failure() {
+                    self.throttle.record_failure(ip);
+                }
+                Err(e)
+            }
         }
-        result
     }
 
+    /// Verifies credentials; also returns when the matched credential
+    /// expires, so a cached verification never outlives it.
     async fn authenticate_uncached(
         &self,
         login: &str,
         secret: &str,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<(Principal, Option<i64>), AuthError> {
         if login == REFRESH_TOKEN_USER {
             let claims = self.keys.verify(secret)?;
             if claims.typ != "refresh" {
@@ -270,7 +293,7 @@ impl AuthService {
                 .await?
                 .ok_or_else(|| AuthError::UnknownIdentity(claims.login.clone()))?;
             self.ensure_enabled(&identity)?;
-            return self.principal_of(&identity).await;
+            return Ok((self.principal_of(&identity).await?, Some(claims.exp)));
         }
         let Some(identity) = self.store.identity_by_login(login).await? else {
             // Same cost as a real check, so timing does not reveal logins.
@@ -294,7 +317,7 @@ impl AuthService {
             if expires <= now() {
                 return Err(AuthError::Expired {
                     kind: kind.describe(),
-                    login: login.to_string(),
+                    login: quoted_name(&identity),
                     credential: match kind {
                         IdentityKind::ServicePrincipal => "client secret".to_string(),
                         _ => credential.name.clone(),
@@ -304,7 +327,7 @@ impl AuthService {
             }
         }
         self.ensure_enabled(&identity)?;
-        self.principal_of(&identity).await
+        Ok((self.principal_of(&identity).await?, credential.expires_at))
     }
 
     /// A disabled identity (or the admin user while it is switched off)
@@ -315,7 +338,7 @@ impl AuthService {
         if !identity.enabled || (kind == IdentityKind::Admin && !self.admin_enabled()) {
             return Err(AuthError::Disabled {
                 kind: kind.describe(),
-                login: identity.login.clone(),
+                login: quoted_name(identity),
             });
         }
         Ok(())
@@ -624,7 +647,9 @@ impl AuthService {
     /// Verifies a refresh token (`grant_type=refresh_token`) and returns its
     /// identity as it is now: a deleted or disabled identity gets nothing.
     pub async fn principal_from_refresh(&self, token: &str) -> Result<Principal, AuthError> {
-        self.authenticate_uncached(REFRESH_TOKEN_USER, token).await
+        self.authenticate_uncached(REFRESH_TOKEN_USER, token)
+            .await
+            .map(|(principal, _)| principal)
     }
 
     /// Records an authentication failure that happened outside
