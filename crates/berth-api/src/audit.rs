@@ -174,6 +174,15 @@ fn route_label(path: &str, route: Option<&Route>) -> &'static str {
 /// The audit middleware (outermost).
 pub async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // HTTP/2 carries the host in `:authority`; downstream code (token realm,
+    // data-host routing, events) reads `Host`.
+    if !request.headers().contains_key(http::header::HOST) {
+        if let Some(authority) = request.uri().authority().cloned() {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                request.headers_mut().insert(http::header::HOST, v);
+            }
+        }
+    }
     let correlation = uuid::Uuid::new_v4().to_string();
     let slot = AuditSlot::default();
     request.extensions_mut().insert(slot.clone());

@@ -53,7 +53,8 @@ fn login_server(headers: &HeaderMap) -> String {
 
 fn challenge(headers: &HeaderMap, scope: Option<String>, insufficient: bool) -> String {
     let host = login_server(headers);
-    let mut c = format!("Bearer realm=\"http://{host}/oauth2/token\",service=\"{host}\"");
+    let scheme = crate::scheme();
+    let mut c = format!("Bearer realm=\"{scheme}://{host}/oauth2/token\",service=\"{host}\"");
     if let Some(scope) = scope {
         c.push_str(&format!(",scope=\"{scope}\""));
     }

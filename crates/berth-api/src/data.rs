@@ -133,7 +133,8 @@ pub fn redirect(
         return None;
     }
     let location = format!(
-        "http://{}{}",
+        "{}://{}{}",
+        crate::scheme(),
         data.hosts[0],
         data.signed_path(repo, digest, identity)
     );

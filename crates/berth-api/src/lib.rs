@@ -38,6 +38,20 @@ pub mod route;
 pub use error::ApiError;
 pub use route::{Action, Endpoint, Route};
 
+static SCHEME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Records that every listener speaks HTTPS, for the URLs berth hands out
+/// (token realm, data-endpoint redirects). Process-wide: all listeners
+/// share one TLS configuration.
+pub fn set_tls(enabled: bool) {
+    let _ = SCHEME.set(if enabled { "https" } else { "http" });
+}
+
+/// `http` or `https`.
+pub fn scheme() -> &'static str {
+    SCHEME.get().copied().unwrap_or("http")
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,

@@ -118,6 +118,12 @@ pub struct ServerConfig {
     pub body_idle_timeout_seconds: u64,
     /// Lifetime of signed data-endpoint URLs.
     pub data_url_ttl_seconds: u64,
+    /// PEM certificate chain: with `tls_key`, every listener speaks HTTPS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +178,8 @@ impl Default for Config {
                 shutdown_grace_seconds: 30,
                 body_idle_timeout_seconds: 60,
                 data_url_ttl_seconds: 300,
+                tls_cert: None,
+                tls_key: None,
             },
             storage: StorageConfig {
                 kind: "filesystem".into(),

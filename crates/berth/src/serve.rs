@@ -131,6 +131,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot load network rules: {}", e.message))?;
 
+    let tls = tls_config(&config)?;
+    berth_api::set_tls(tls.is_some());
+    let scheme = berth_api::scheme();
+
     // Bind everything first, so a bad address fails the start cleanly.
     let mut listeners = Vec::new();
     for address in config.server.listen.addresses() {
@@ -159,11 +163,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for (_, local, endpoint) in &listeners {
         match endpoint {
             Endpoint::Public => println!(
-                "berth {} listening on http://{local}",
+                "berth {} listening on {scheme}://{local}",
                 env!("CARGO_PKG_VERSION")
             ),
             Endpoint::Private(name) => {
-                println!("private endpoint '{name}' listening on http://{local}")
+                println!("private endpoint '{name}' listening on {scheme}://{local}")
             }
         }
     }
@@ -218,18 +222,33 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (listener, _, endpoint) in listeners {
-        let app = app.clone().layer(Extension(endpoint));
+        let app = app
+            .clone()
+            .layer(Extension(endpoint))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = stop_rx.clone();
-        servers.spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-        });
+        match &tls {
+            None => {
+                servers.spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                });
+            }
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                    stopper.graceful_shutdown(None);
+                });
+                let server =
+                    axum_server::from_tcp_rustls(listener.into_std()?, tls.clone())?.handle(handle);
+                servers.spawn(async move { server.serve(app).await });
+            }
+        }
     }
 
     shutdown_signal().await;
@@ -251,6 +270,41 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     metadata.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// rustls configuration from `[server] tls_cert` / `tls_key`, if given.
+fn tls_config(config: &Config) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        _ => anyhow::bail!("give both server.tls_cert and server.tls_key, or neither"),
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read certificates from {}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{} holds an unreadable certificate", cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{} holds no PEM certificate",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read a private key from {}", key.display()))?;
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS protocol versions")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not fit together")?;
+    let mut server = server;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(axum_server::tls_rustls::RustlsConfig::from_config(
+        Arc::new(server),
+    )))
 }
 
 /// The key that signs data-endpoint URLs: made once, shared by all nodes
