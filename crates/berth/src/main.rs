@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod config;
+mod diagnose;
 mod manage;
 mod output;
 mod serve;
@@ -135,6 +136,13 @@ enum Command {
         #[command(flatten)]
         explain: manage::ExplainArgs,
     },
+    /// Do what a kubelet does to pull IMAGE and name the cause of any
+    /// failure with its fix. Exit status per cause (docs/diagnostics.md):
+    /// 10 no credentials for the host, 11 DNS, 12 connect timeout, 13
+    /// refused, 14 TLS, 15 proxy, 16 network rule, 17 unauthorized, 18
+    /// permission, 19 not found, 20 no matching platform, 21 data endpoint,
+    /// 22 throttled.
+    CheckPull(diagnose::CheckPullArgs),
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -182,12 +190,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args);
     }
+    if let Command::CheckPull(args) = &cli.command {
+        let code = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(diagnose::check_pull(args))?;
+        std::process::exit(i32::from(code));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) => Ok(()),
+            Command::Serve(_) | Command::CheckPull(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,

@@ -1,0 +1,131 @@
+//! Client-side diagnostics. `check-pull` does what a kubelet does to pull
+//! an image — find credentials for the registry host, resolve it, connect
+//! (through a proxy if one is configured), negotiate TLS, follow the Bearer
+//! challenge, fetch a token, fetch the manifest, pick the platform, fetch a
+//! layer (following a data-endpoint redirect) — and stops at the first
+//! failure with one [`Cause`]: a stable code, the evidence, and the fix.
+//! Each cause has its own exit status, documented in docs/diagnostics.md.
+
+pub mod credentials;
+pub mod pull;
+pub mod transport;
+
+use serde::Serialize;
+
+/// Why a pull fails, in the seed documents' terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Cause {
+    /// The pull secret / config has no credentials for this registry host,
+    /// so the pull went anonymous and was refused.
+    NoCredentialsForHost,
+    DnsError,
+    ConnectTimeout,
+    ConnectRefused,
+    TlsError,
+    ProxyError,
+    /// 403 from the registry's network rules.
+    NetworkDenied,
+    /// 401: unknown identity, wrong secret, expired secret, disabled identity.
+    Unauthorized,
+    /// 403: authenticated but not permitted.
+    PermissionDenied,
+    /// 404: repository, tag or registry name wrong.
+    NotFound,
+    NoMatchingPlatform,
+    DataEndpointError,
+    Throttled,
+    /// Something the checker does not recognise.
+    Unexpected,
+}
+
+impl Cause {
+    /// The process exit status for this cause.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Cause::NoCredentialsForHost => 10,
+            Cause::DnsError => 11,
+            Cause::ConnectTimeout => 12,
+            Cause::ConnectRefused => 13,
+            Cause::TlsError => 14,
+            Cause::ProxyError => 15,
+            Cause::NetworkDenied => 16,
+            Cause::Unauthorized => 17,
+            Cause::PermissionDenied => 18,
+            Cause::NotFound => 19,
+            Cause::NoMatchingPlatform => 20,
+            Cause::DataEndpointError => 21,
+            Cause::Throttled => 22,
+            Cause::Unexpected => 1,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Cause::NoCredentialsForHost => "NO_CREDENTIALS_FOR_HOST",
+            Cause::DnsError => "CONNECTIVITY_DNS_ERROR",
+            Cause::ConnectTimeout => "CONNECTIVITY_TIMEOUT_ERROR",
+            Cause::ConnectRefused => "CONNECTIVITY_REFUSED_ERROR",
+            Cause::TlsError => "CONNECTIVITY_SSL_ERROR",
+            Cause::ProxyError => "CONNECTIVITY_PROXY_ERROR",
+            Cause::NetworkDenied => "CONNECTIVITY_FORBIDDEN_ERROR",
+            Cause::Unauthorized => "UNAUTHORIZED",
+            Cause::PermissionDenied => "PERMISSION_DENIED",
+            Cause::NotFound => "IMAGE_NOT_FOUND",
+            Cause::NoMatchingPlatform => "NO_MATCHING_PLATFORM",
+            Cause::DataEndpointError => "CONNECTIVITY_DATA_ENDPOINT_ERROR",
+            Cause::Throttled => "CONNECTIVITY_TOOMANYREQUESTS_ERROR",
+            Cause::Unexpected => "UNEXPECTED",
+        }
+    }
+}
+
+/// One step that passed, for the transcript.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub detail: String,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub ok: bool,
+    pub steps: Vec<Step>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Cause>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// What the registry or the network said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    pub exit_code: u8,
+}
+
+impl Verdict {
+    pub fn failed(steps: Vec<Step>, cause: Cause, evidence: String, fix: String) -> Verdict {
+        Verdict {
+            ok: false,
+            steps,
+            cause: Some(cause),
+            code: Some(cause.code()),
+            evidence: Some(evidence),
+            fix: Some(fix),
+            exit_code: cause.exit_code(),
+        }
+    }
+
+    pub fn passed(steps: Vec<Step>) -> Verdict {
+        Verdict {
+            ok: true,
+            steps,
+            cause: None,
+            code: None,
+            evidence: None,
+            fix: None,
+            exit_code: 0,
+        }
+    }
+}

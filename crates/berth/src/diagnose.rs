@@ -1,0 +1,111 @@
+//! `berth check-pull`: the client side of the diagnostics.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_diagnostics::credentials::{self, Credentials};
+use berth_diagnostics::pull::{local_platform, CredentialSource, ImageRef, PullCheck};
+use berth_diagnostics::transport::Options;
+use clap::Args;
+
+use crate::output::Format;
+
+#[derive(Debug, Args)]
+pub struct CheckPullArgs {
+    /// The image, as a pod spec names it: host[:port]/repository[:tag|@digest].
+    pub image: String,
+    /// A kubernetes.io/dockerconfigjson Secret (JSON, e.g. `kubectl get
+    /// secret -o json`) or its .dockerconfigjson content.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["docker_config", "username"])]
+    pub pull_secret: Option<PathBuf>,
+    /// A Docker config.json (or the directory holding it).
+    #[arg(long, value_name = "PATH", conflicts_with = "username")]
+    pub docker_config: Option<PathBuf>,
+    #[arg(long, requires = "password")]
+    pub username: Option<String>,
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
+    /// The node's platform, os/arch[/variant]; default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Speak plain HTTP to the registry (as for an insecure registry).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Resolve names with this DNS server (IP:PORT) instead of the system's.
+    #[arg(long, value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
+    /// Extra CA certificates (PEM) to trust.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds to wait for each connection and answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<CredentialSource> {
+    if let (Some(u), Some(p)) = (&args.username, &args.password) {
+        return Ok(CredentialSource::Explicit(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }));
+    }
+    let file = match (&args.pull_secret, &args.docker_config) {
+        (Some(f), _) => f.clone(),
+        (None, Some(p)) if p.is_dir() => p.join("config.json"),
+        (None, Some(p)) => p.clone(),
+        (None, None) => return Ok(CredentialSource::None),
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let what = file.display().to_string();
+    let lookup = credentials::lookup(&text, host, &what)?;
+    Ok(CredentialSource::File { what, lookup })
+}
+
+/// Runs the check; returns the process exit status.
+pub async fn check_pull(args: &CheckPullArgs) -> anyhow::Result<u8> {
+    let image = ImageRef::parse(&args.image).map_err(|e| anyhow::anyhow!(e))?;
+    let mut options = Options {
+        dns_server: args.dns_server,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        ca_file: args.ca_file.clone(),
+        proxy: None,
+        no_proxy: Vec::new(),
+    };
+    options.proxy_from_env(!args.plain_http);
+    let check = PullCheck {
+        credentials: credential_source(args, &image.host)?,
+        image,
+        platform: args.platform.clone().unwrap_or_else(local_platform),
+        plain_http: args.plain_http,
+        options,
+    };
+    let verdict = check.run().await;
+    if args.output == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&verdict)?);
+        return Ok(verdict.exit_code);
+    }
+    for step in &verdict.steps {
+        println!("  ok  {:<11} {}", step.name, step.detail);
+    }
+    if verdict.ok {
+        println!("PASS  {} can be pulled", args.image);
+    } else {
+        println!(
+            "FAIL  {} (exit status {})",
+            verdict.code.unwrap_or(""),
+            verdict.exit_code
+        );
+        if let Some(e) = &verdict.evidence {
+            println!("  cause: {e}");
+        }
+        if let Some(f) = &verdict.fix {
+            println!("  fix:   {f}");
+        }
+    }
+    Ok(verdict.exit_code)
+}
