@@ -14,4 +14,4 @@ cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
 
 echo "== end-to-end suite with real clients"
-BERTH_BIN="$PWD/target/debug/berth" python3 -m pytest tests/e2e -q
+BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth" python3 -m pytest tests/e2e -q
