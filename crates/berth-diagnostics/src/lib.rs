@@ -7,6 +7,7 @@
 //! Each cause has its own exit status, documented in docs/diagnostics.md.
 
 pub mod credentials;
+pub mod health;
 pub mod pull;
 pub mod transport;
 

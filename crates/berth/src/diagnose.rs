@@ -109,3 +109,111 @@ pub async fn check_pull(args: &CheckPullArgs) -> anyhow::Result<u8> {
     }
     Ok(verdict.exit_code)
 }
+
+#[derive(Debug, Args)]
+pub struct CheckHealthArgs {
+    /// The login server, host[:port].
+    #[arg(long, env = "BERTH_REGISTRY_HOST")]
+    pub registry: String,
+    #[arg(long, requires = "password")]
+    pub username: Option<String>,
+    #[arg(long, requires = "username")]
+    pub password: Option<String>,
+    /// With --image: also fetch this repository's manifest and smallest layer.
+    #[arg(long, requires = "image")]
+    pub repository: Option<String>,
+    /// The tag to check in --repository.
+    #[arg(long, requires = "repository")]
+    pub image: Option<String>,
+    /// Every name (login server, data endpoints) must resolve to a private
+    /// endpoint's address.
+    #[arg(long)]
+    pub expect_private_ip: bool,
+    /// Go on after a failed step.
+    #[arg(long)]
+    pub ignore_errors: bool,
+    /// Do not ask before running (there is nothing to confirm; accepted for
+    /// scripts written for other health checks).
+    #[arg(long)]
+    pub yes: bool,
+    /// Speak plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+    #[arg(long, value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// Runs the health check; exit status 1 when any step failed.
+pub async fn check_health(args: &CheckHealthArgs) -> anyhow::Result<u8> {
+    use berth_diagnostics::health::HealthCheck;
+    let registry = args
+        .registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut options = Options {
+        dns_server: args.dns_server,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        ca_file: args.ca_file.clone(),
+        proxy: None,
+        no_proxy: Vec::new(),
+    };
+    options.proxy_from_env(!args.plain_http);
+    let check = HealthCheck {
+        registry,
+        credentials: match (&args.username, &args.password) {
+            (Some(u), Some(p)) => Some(Credentials {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            _ => None,
+        },
+        plain_http: args.plain_http,
+        options,
+        expect_private_ip: args.expect_private_ip,
+        image: args.repository.clone().zip(args.image.clone()),
+        ignore_errors: args.ignore_errors,
+    };
+    let json = args.output == Format::Json;
+    let findings = check
+        .run(|f| {
+            if json {
+                return;
+            }
+            if f.ok {
+                println!("  ok    {:<22} {}", f.step, f.detail);
+            } else {
+                println!(
+                    "  FAIL  {:<22} {} {}",
+                    f.step,
+                    f.code.as_deref().unwrap_or(""),
+                    f.detail
+                );
+                if let Some(fix) = &f.fix {
+                    println!("        fix: {fix}");
+                }
+            }
+        })
+        .await;
+    let failed = findings.iter().any(|f| !f.ok);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "ok": !failed, "findings": findings })
+            )?
+        );
+    } else if failed {
+        println!("FAIL  the registry is not healthy from here");
+    } else {
+        println!("PASS  every check passed");
+    }
+    Ok(u8::from(failed))
+}

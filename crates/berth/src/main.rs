@@ -143,6 +143,11 @@ enum Command {
     /// permission, 19 not found, 20 no matching platform, 21 data endpoint,
     /// 22 throttled.
     CheckPull(diagnose::CheckPullArgs),
+    /// Check this machine's environment (container clients, proxy) and its
+    /// path to a registry step by step: DNS, connect, TLS, challenge,
+    /// tokens, data endpoints, private DNS, optionally an image. Every
+    /// failure has a code and a fix (docs/diagnostics.md); exit status 1.
+    CheckHealth(diagnose::CheckHealthArgs),
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -190,6 +195,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args);
     }
+    if let Command::CheckHealth(args) = &cli.command {
+        let code = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(diagnose::check_health(args))?;
+        std::process::exit(i32::from(code));
+    }
     if let Command::CheckPull(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -202,7 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) | Command::CheckPull(_) => Ok(()),
+            Command::Serve(_) | Command::CheckPull(_) | Command::CheckHealth(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,
