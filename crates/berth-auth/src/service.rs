@@ -158,7 +158,7 @@ fn quoted_name(identity: &IdentityRecord) -> String {
 /// A valid argon2id hash of nothing in particular: unknown logins are
 /// verified against it so they take as long as known ones.
 const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$6ZtGLEAo0WmFu4TdbKBH2eBw2SMFzKpxq9ffI0M8NnI";
+    "$argon2id$v=19$m=7168,t=5,p=1$c29tZXNhbHRzb21lc2FsdA$6ZtGLEAo0WmFu4TdbKBH2eBw2SMFzKpxq9ffI0M8NnI";
 
 impl AuthService {
     /// Loads (or on first start creates) the token signing key and the
