@@ -25,7 +25,10 @@ Helpers meant for the test modules (import them with ``from conftest import
 ...``): ``run``, ``run_fail``, ``sha256_digest``, ``requires_referrers_api``,
 ``referrers_api_expected``, ``requires_auth``, ``auth_expected``, ``Creds``,
 ``make_oras_client``, ``registry_argv``, ``E2E_REGISTRY`` and the media-type
-constants.
+constants; for dedicated servers and chosen client addresses (test_network.py):
+``berth_binary``, ``free_port(host)``, ``http_session``, ``SourceAddressAdapter``,
+``SourceProxy``, ``host_port``, ``toml_dumps``, ``BerthServer`` and the
+``berth_servers`` factory fixture.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from typing import NamedTuple
 
 import pytest
 import requests
+import requests.adapters
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,10 +209,11 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` (any 127/8 address or ``::1``) that is free right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -454,6 +459,11 @@ def registry_argv(kind: str, port: int, data_dir: Path, work: Path) -> list[str]
             f"  addr: 127.0.0.1:{port}\n"
         )
         return [exe, "serve", str(config)]
+    return [berth_binary(), "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data_dir)]
+
+
+def berth_binary() -> str:
+    """The berth binary under test ($BERTH_BIN or target/debug/berth); fails when missing."""
     berth = Path(os.environ.get("BERTH_BIN") or REPO_ROOT / "target" / "debug" / "berth")
     if not (berth.is_file() and os.access(berth, os.X_OK)):
         pytest.fail(
@@ -461,7 +471,7 @@ def registry_argv(kind: str, port: int, data_dir: Path, work: Path) -> list[str]
             "or run the suite against the reference registry with E2E_REGISTRY=reference",
             pytrace=False,
         )
-    return [str(berth), "serve", "--listen", f"127.0.0.1:{port}", "--data", str(data_dir)]
+    return str(berth)
 
 
 @pytest.fixture(scope="session")
@@ -619,6 +629,179 @@ def registry_from_new_ip(registry) -> Callable[[], Registry]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+# --------------------------------------------------------------------------
+# Requests from a chosen source address; dedicated berth servers
+# --------------------------------------------------------------------------
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose connections come from ``source_ip`` (a 127/8 address or ``::1``).
+
+    On Linux any 127.0.0.0/8 address can be the source of a loopback
+    connection, so in-process HTTP can appear to berth as any client address
+    without a relay.  (Real clients cannot choose: use a SourceProxy.)
+    """
+
+    def __init__(self, source_ip: str, **kw):
+        self.source_ip = source_ip
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.source_ip, 0)
+        super().init_poolmanager(*args, **kw)
+
+
+def http_session(source_ip: str | None = None, creds: Creds | None = None) -> requests.Session:
+    """A requests session (no proxies, no netrc) from ``source_ip``, sending ``creds`` as Basic auth."""
+    s = requests.Session()
+    s.trust_env = False
+    if source_ip is not None:
+        adapter = SourceAddressAdapter(source_ip)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+    if creds is not None:
+        s.auth = requests.auth.HTTPBasicAuth(*creds)
+    return s
+
+
+def host_port(address: str, port: int) -> str:
+    """``127.0.0.1:5000`` or ``[::1]:5000``."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, (str, Path)):
+        return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"no TOML form for {v!r}")
+
+
+def toml_dumps(config: Mapping) -> str:
+    """Enough TOML for berth's config: scalars, lists, ``[tables]`` and ``[[arrays of tables]]``."""
+
+    def is_table_array(v) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+    lines = [f"{k} = {_toml_value(v)}" for k, v in config.items() if not isinstance(v, dict) and not is_table_array(v)]
+    for k, v in config.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items()]
+        elif is_table_array(v):
+            for item in v:
+                lines.append(f"\n[[{k}]]")
+                lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class BerthServer:
+    """A berth started by ``berth_servers`` with a config file of its own.
+
+    ``public`` are the ``[server] listen`` addresses (``host:port``), ``private``
+    the private endpoints by name.  Management calls (``api``) and the CLI
+    (``cli``) go to the first private endpoint when there is one — it stays
+    reachable whatever the network rules say — else to the first public one.
+    """
+
+    name: str
+    daemon: Daemon
+    work: Path
+    config_path: Path
+    config: dict
+    owner: Creds
+    public: list[str]
+    private: dict[str, str]
+    cli_base_env: dict
+
+    @property
+    def host(self) -> str:
+        return self.public[0]
+
+    @property
+    def admin_host(self) -> str:
+        return next(iter(self.private.values()), self.host)
+
+    def session(self, source_ip: str | None = None, creds: Creds | None | str = "owner") -> requests.Session:
+        """requests from ``source_ip``, as the owner by default (``creds=None``: anonymous)."""
+        return http_session(source_ip, self.owner if creds == "owner" else creds)
+
+    def api(self, method: str, path: str, body=None, *, expect=(200, 201, 204), params=None, host=None):
+        """``/api/v1`` as the owner; asserts the status; returns the JSON body (or None)."""
+        r = self.session().request(
+            method, f"http://{host or self.admin_host}/api/v1{path}", json=body, params=params, timeout=30
+        )
+        assert r.status_code in expect, f"{method} /api/v1{path} {params or ''} {body} -> {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+    def cli_env(self, host: str | None = None) -> dict:
+        return dict(
+            self.cli_base_env,
+            BERTH_REGISTRY=f"http://{host or self.admin_host}",
+            BERTH_USERNAME=self.owner.user,
+            BERTH_PASSWORD=self.owner.password,
+        )
+
+    def cli(self, *args, host: str | None = None, **kw) -> subprocess.CompletedProcess:
+        """The berth CLI (``berth <args>``) against this server as the owner."""
+        return run([berth_binary(), *args], self.cli_env(host), **kw)
+
+    def cli_fail(self, *args, host: str | None = None, **kw) -> subprocess.CompletedProcess:
+        return run_fail([berth_binary(), *args], self.cli_env(host), **kw)
+
+    def stop(self):
+        self.daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def berth_servers(tmp_path_factory, client_env) -> Callable[..., BerthServer]:
+    """Factory: ``start(name, config)`` runs a berth with ``config`` (a dict written as TOML).
+
+    ``data_dir`` and ``[auth] initial_owner_password`` are filled in (a random
+    password per server); everything else — ``[server] listen`` (required),
+    ``[[private_endpoint]]``, ``[[subnet]]``, ``[[data_endpoint]]``,
+    ``[audit]`` — comes from ``config``.  No ``BERTH_*`` variable of the caller
+    reaches the server.  Ready when ``GET /v2/`` answers 200 with the owner's
+    credentials on the management host; every server is stopped at the end of
+    the module (or earlier with ``.stop()``).
+    """
+    servers: list[BerthServer] = []
+    env = {k: v for k, v in client_env.items() if not k.startswith(("REGISTRY_", "BERTH_"))}
+    env.setdefault("RUST_BACKTRACE", "1")
+
+    def start(name: str, config: dict) -> BerthServer:
+        work = tmp_path_factory.mktemp(f"berth-{name}")
+        owner = Creds("owner", secrets.token_urlsafe(24))
+        cfg = copy.deepcopy(config)
+        cfg["data_dir"] = str(work / "data")
+        cfg.setdefault("auth", {})["initial_owner_password"] = owner.password
+        listen = cfg["server"]["listen"]
+        public = [listen] if isinstance(listen, str) else list(listen)
+        private = {pe["name"]: pe["listen"] for pe in cfg.get("private_endpoint", [])}
+        config_path = work / "berth.toml"
+        config_path.write_text(toml_dumps(cfg))
+        daemon = Daemon(name, [berth_binary(), "serve", "--config", config_path], work, env=env, cwd=work)
+        server = BerthServer(name, daemon, work, config_path, cfg, owner, public, private, env)
+        servers.append(server)
+        probe = server.session()
+        wait_for(
+            lambda: probe.get(f"http://{server.admin_host}/v2/", timeout=2).status_code == 200,
+            READY_TIMEOUT,
+            f"{name}: GET http://{server.admin_host}/v2/ to return 200 with the owner's credentials",
+            proc=daemon,
+        )
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 # --------------------------------------------------------------------------
@@ -1110,7 +1293,10 @@ class StorageTool:
     def __init__(self, name: str, work: Path, env: Mapping[str, str], creds: Creds | None = None):
         self.creds = creds
         self.exe = require_tool(name)
-        root, runroot, tmp = work / "root", work / "runroot", work / "tmp"
+        # podman refuses a runroot longer than 50 characters; "rr" keeps
+        # /tmp/pytest-of-root/pytest-NNN/podman-auth0/rr under it.
+        root, runroot, tmp = work / "root", work / "rr", work / "tmp"
+        assert len(str(runroot)) <= 50, f"podman runroot {runroot} is longer than 50 characters"
         for d in (root, runroot, tmp):
             d.mkdir(parents=True, exist_ok=True)
         storage_conf = work / "storage.conf"

@@ -37,6 +37,9 @@ pub struct AuditInfo {
     pub login_attempt: bool,
     /// The network rules refused the request.
     pub network_denied: bool,
+    /// The credentials were accepted: the login succeeded whatever the
+    /// request's own outcome (a 404 after a good login is not a failed login).
+    pub login_succeeded: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -167,6 +170,8 @@ fn route_label(path: &str, route: Option<&Route>) -> &'static str {
         None if path.starts_with("/oauth2/") => "token",
         None if path.starts_with("/api/") => "management",
         None if path.starts_with("/data/") => "data",
+        // Refused before routing (network rules, bad names).
+        None if path.starts_with("/v2") => "v2",
         None => "other",
     }
 }
@@ -263,6 +268,12 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         } else {
             "Login"
         };
+        let (login_status, login_description) =
+            if info.login_succeeded && !info.network_denied && !is_token {
+                (200, "success".to_string())
+            } else {
+                (status, description.clone())
+            };
         state.events.emit(Event::Login(LoginEvent {
             time_generated: now_ms(),
             login_server: login_server.clone(),
@@ -270,8 +281,8 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
             caller_ip_address: caller_ip.clone(),
             user_agent: user_agent.clone(),
             operation_name: operation.into(),
-            result_type: status,
-            result_description: description.clone(),
+            result_type: login_status,
+            result_description: login_description,
             duration_ms: elapsed.as_millis() as u64,
             correlation_id: correlation.clone(),
             jwt_id: info.jwt_id.clone(),

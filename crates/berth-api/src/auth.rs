@@ -64,6 +64,11 @@ fn challenge(headers: &HeaderMap, scope: Option<String>, insufficient: bool) -> 
     c
 }
 
+/// The plain Bearer challenge for this request's host.
+pub fn bearer_challenge(headers: &HeaderMap) -> String {
+    challenge(headers, None, false)
+}
+
 fn unauthorized(headers: &HeaderMap, message: String, scope: Option<String>) -> ApiError {
     ApiError::new(ErrorCode::Unauthorized, message)
         .with_header("www-authenticate", &challenge(headers, scope, false))
@@ -191,6 +196,7 @@ pub async fn identify(
         slot.update(|i| {
             i.identity = Some(who);
             i.jwt_id = jwt_id;
+            i.login_succeeded = true;
         });
     }
     result.map_err(|e| {
@@ -320,6 +326,20 @@ pub async fn access(State(state): State<AppState>, mut request: Request, next: N
     next.run(request).await
 }
 
+/// For token requests that only a trusted service may make (see
+/// `network::BypassPending`): refuse everyone else with the network denial.
+fn check_bypass(extensions: &http::Extensions, principal: &Principal) -> Result<(), ApiError> {
+    match extensions.get::<crate::network::BypassPending>() {
+        Some(pending) if !principal.trusted_service => {
+            if let Some(slot) = extensions.get::<AuditSlot>() {
+                slot.update(|i| i.network_denied = true);
+            }
+            Err(ApiError::new(ErrorCode::Denied, pending.0.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn scopes_of(pairs: &[(String, String)]) -> Result<Vec<RequestedScope>, AuthError> {
     pairs
         .iter()
@@ -364,6 +384,7 @@ pub async fn get_token(
         })?;
     let scopes = scopes_of(&pairs).map_err(|e| from_auth_error(e, &headers))?;
     let caller = identify(&state, &headers, request.extensions()).await?;
+    check_bypass(request.extensions(), &caller.principal)?;
     if caller.token.is_some() {
         return Err(unauthorized(
             &headers,
@@ -466,6 +487,7 @@ pub async fn post_token(
     let (headers, extensions, pairs) = form(request).await?;
     let scopes = scopes_of(&pairs).map_err(|e| from_auth_error(e, &headers))?;
     let principal = form_principal(&state, &headers, &extensions, &pairs).await?;
+    check_bypass(&extensions, &principal)?;
     let service = param(&pairs, "service")
         .map(str::to_string)
         .unwrap_or_else(|| login_server(&headers));
@@ -489,6 +511,7 @@ pub async fn exchange(
 ) -> Result<Response, ApiError> {
     let (headers, extensions, pairs) = form(request).await?;
     let principal = form_principal(&state, &headers, &extensions, &pairs).await?;
+    check_bypass(&extensions, &principal)?;
     let service = param(&pairs, "service")
         .map(str::to_string)
         .unwrap_or_else(|| login_server(&headers));

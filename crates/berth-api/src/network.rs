@@ -22,6 +22,11 @@ use crate::AppState;
 
 pub const SETTING_KEY: &str = "networkRuleSet";
 
+/// A request the network rules deny unless its caller turns out to be a
+/// trusted service; carries the denial message.
+#[derive(Debug, Clone)]
+pub struct BypassPending(pub String);
+
 /// The address a request is attributed to (after trusted-proxy handling).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddress(pub IpAddr);
@@ -31,6 +36,7 @@ pub struct NetworkPolicy {
     pub subnets: Vec<Subnet>,
     pub trusted_proxies: Vec<IpNet>,
     current: RwLock<Arc<NetworkSettings>>,
+    updates: tokio::sync::Mutex<()>,
 }
 
 impl NetworkPolicy {
@@ -39,6 +45,7 @@ impl NetworkPolicy {
             subnets,
             trusted_proxies,
             current: RwLock::new(Arc::new(NetworkSettings::default())),
+            updates: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -78,6 +85,10 @@ impl NetworkPolicy {
         operation: &str,
         change: impl FnOnce(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
     ) -> Result<Arc<NetworkSettings>, ApiError> {
+        // One change at a time, each on the latest stored rules, so
+        // concurrent changes are all kept. (Across nodes the store itself
+        // must serialise; see docs/network.md.)
+        let _serial = self.updates.lock().await;
         self.reload(auth).await?;
         let before = self.settings();
         let mut after = (*before).clone();
@@ -139,13 +150,45 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         .cloned()
         .unwrap_or(Endpoint::Public);
     let mut decision = policy.decide(&endpoint, ip, None);
+    let has_credentials = request.headers().contains_key(http::header::AUTHORIZATION);
     if !decision.allowed && decision.needs_trusted_caller {
+        if request.uri().path().starts_with("/oauth2/") {
+            // Token requests may carry their credentials in the form body:
+            // the token service decides once it knows who is asking.
+            request
+                .extensions_mut()
+                .insert(BypassPending(decision.message(ip)));
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(ClientAddress(ip));
+            return response;
+        }
+        if !has_credentials && request.uri().path().starts_with("/v2") {
+            // Only a trusted service can pass, and clients send credentials
+            // only when challenged: challenge, and decide on the retry.
+            let mut response = ApiError::new(
+                ErrorCode::Unauthorized,
+                format!(
+                    "{}; only a trusted service may bypass the rules: authenticate",
+                    decision.message(ip)
+                ),
+            )
+            .with_header(
+                "www-authenticate",
+                &crate::auth::bearer_challenge(request.headers()),
+            )
+            .into_response();
+            response.extensions_mut().insert(ClientAddress(ip));
+            return response;
+        }
         // Only a trusted service can pass now: find out who is calling.
         if let Ok(caller) =
             crate::auth::identify(&state, request.headers(), request.extensions()).await
         {
             decision = policy.decide(&endpoint, ip, Some(caller.principal.trusted_service));
         }
+    } else if !decision.allowed && has_credentials {
+        // Name the caller in the login event of the denial.
+        let _ = crate::auth::identify(&state, request.headers(), request.extensions()).await;
     }
     if !decision.allowed {
         tracing::info!(%ip, %endpoint, rule = %decision.rule, "network rules denied the request");

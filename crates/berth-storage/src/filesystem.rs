@@ -5,14 +5,14 @@
 //! fsyncs the directory, so a committed blob survives a power loss and a
 //! partial one is never visible under a digest.
 
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_types::Digest;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 use uuid::Uuid;
@@ -21,7 +21,9 @@ use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
 
 /// Read buffer for streaming blobs out: large enough that a 1 GiB pull is a
 /// few thousand reads, small enough to keep memory flat under concurrency.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 512 * 1024;
+/// Chunks read ahead of the client per stream.
+const READ_QUEUE: usize = 2;
 /// Chunks queued between the request and the writer thread.
 const WRITE_QUEUE: usize = 8;
 /// Buffer of the writer thread's file writes.
@@ -81,36 +83,34 @@ impl BlobStore for FilesystemStore {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<BlobRead, StorageError> {
-        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+        let path = self.blob_path(digest);
+        let opened =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+                let file = std::fs::File::open(path)?;
+                let size = file.metadata()?.len();
+                Ok((file, size))
+            })
+            .await
+            .map_err(|e| {
+                StorageError::io(format!("open blob {digest}"))(std::io::Error::other(e))
+            })?;
+        let (file, size) = match opened {
             Ok(f) => f,
             Err(e) if not_found(&e) => return Err(StorageError::BlobNotFound(digest.clone())),
             Err(e) => return Err(StorageError::io(format!("open blob {digest}"))(e)),
         };
-        let size = file
-            .metadata()
-            .await
-            .map_err(StorageError::io(format!("stat blob {digest}")))?
-            .len();
-        let stream: ByteStream = match range {
-            None => Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)),
-            Some(r) => {
-                if r.start > r.end || r.end > size {
-                    return Err(StorageError::RangeNotSatisfiable {
-                        start: r.start,
-                        end: r.end,
-                        size,
-                    });
-                }
-                file.seek(SeekFrom::Start(r.start))
-                    .await
-                    .map_err(StorageError::io(format!("seek blob {digest}")))?;
-                Box::pin(ReaderStream::with_capacity(
-                    file.take(r.end - r.start),
-                    READ_CHUNK,
-                ))
-            }
-        };
-        Ok(BlobRead { size, stream })
+        let range = range.unwrap_or(0..size);
+        if range.start > range.end || range.end > size {
+            return Err(StorageError::RangeNotSatisfiable {
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        Ok(BlobRead {
+            size,
+            stream: spawn_reader(file, range),
+        })
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<bool, StorageError> {
@@ -194,6 +194,48 @@ impl BlobStore for FilesystemStore {
             Err(e) => Err(StorageError::io(format!("delete upload {id}"))(e)),
         }
     }
+}
+
+/// Reads `range` of `file` on a blocking thread straight into the buffers
+/// that go to the socket (one copy fewer than `tokio::fs`, which reads into
+/// its own buffer first), at most `READ_QUEUE` chunks ahead of the client.
+fn spawn_reader(file: std::fs::File, range: Range<u64>) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = range.end - range.start;
+        while left > 0 {
+            let want = left.min(READ_CHUNK as u64);
+            let mut chunk = Vec::with_capacity(want as usize);
+            match (&mut file).take(want).read_to_end(&mut chunk) {
+                Ok(0) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob is shorter than its recorded size",
+                    )));
+                    return;
+                }
+                Ok(n) => {
+                    left -= n as u64;
+                    // The client went away: stop reading.
+                    if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }
 
 /// Writes on a blocking thread fed through a bounded queue, so receiving and
