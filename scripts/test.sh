@@ -11,7 +11,8 @@ bash scripts/install-test-deps.sh
 
 echo "== cargo test"
 cargo build --workspace --bins
+export BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth"
 cargo test --workspace --no-fail-fast
 
 echo "== end-to-end suite with real clients"
-BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth" python3 -m pytest tests/e2e -q
+python3 -m pytest tests/e2e -q

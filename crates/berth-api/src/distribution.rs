@@ -227,18 +227,30 @@ fn page(params: &Params) -> Result<(Option<u32>, Option<&str>), ApiError> {
 }
 
 /// `Link` to the next page, when this one was full.
-fn next_link(base: &str, n: Option<u32>, items: &[String]) -> Option<String> {
+/// Page size to ask the store for: one more than `n`, to know whether a
+/// next page exists without an empty round trip at the end.
+fn probe(n: Option<u32>) -> u32 {
+    n.map(|n| n.saturating_add(1)).unwrap_or(u32::MAX)
+}
+
+/// Trims the probe item and returns the `Link` to the next page, if any.
+fn next_link(base: &str, n: Option<u32>, items: &mut Vec<String>) -> Option<String> {
     let n = n?;
+    if items.len() as u32 <= n {
+        return None;
+    }
+    items.truncate(n as usize);
     let last = items.last()?;
-    (items.len() as u32 == n).then(|| format!("<{base}?n={n}&last={last}>; rel=\"next\""))
+    Some(format!("<{base}?n={n}&last={last}>; rel=\"next\""))
 }
 
 async fn catalog(registry: &Registry, params: &Params) -> Result<Response, ApiError> {
     let (n, last) = page(params)?;
-    let repositories = registry.catalog(n.unwrap_or(u32::MAX), last).await?;
+    let mut repositories = registry.catalog(probe(n), last).await?;
+    let link = next_link("/v2/_catalog", n, &mut repositories);
     let mut response =
         axum::Json(serde_json::json!({ "repositories": repositories })).into_response();
-    if let Some(link) = next_link("/v2/_catalog", n, &repositories) {
+    if let Some(link) = link {
         set(response.headers_mut(), "link", &link);
     }
     Ok(response)
@@ -250,12 +262,11 @@ async fn tags(
     params: &Params,
 ) -> Result<Response, ApiError> {
     let (n, last) = page(params)?;
-    let tags = registry
-        .list_tags(repo, n.unwrap_or(u32::MAX), last)
-        .await?;
+    let mut tags = registry.list_tags(repo, probe(n), last).await?;
+    let link = next_link(&format!("/v2/{repo}/tags/list"), n, &mut tags);
     let mut response =
         axum::Json(serde_json::json!({ "name": repo.as_str(), "tags": tags })).into_response();
-    if let Some(link) = next_link(&format!("/v2/{repo}/tags/list"), n, &tags) {
+    if let Some(link) = link {
         set(response.headers_mut(), "link", &link);
     }
     Ok(response)

@@ -185,8 +185,8 @@ impl AuthService {
             keys: ring,
             throttle: Throttle::new(config.throttle_limit, config.throttle_window),
             config,
-            basic_cache: Cache::new(10_000),
-            token_cache: Cache::new(10_000),
+            basic_cache: Cache::new(2_000),
+            token_cache: Cache::new(2_000),
             anonymous_pull: AtomicBool::new(false),
             admin_enabled: AtomicBool::new(false),
         };

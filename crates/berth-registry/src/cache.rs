@@ -18,8 +18,8 @@ use quick_cache::Weighter;
 
 use crate::manifests::StoredManifest;
 
-const TAG_ENTRIES: usize = 100_000;
-const LINK_ENTRIES: usize = 100_000;
+const TAG_ENTRIES: usize = 20_000;
+const LINK_ENTRIES: usize = 20_000;
 /// Manifest bytes kept in memory at most.
 const MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -51,7 +51,7 @@ impl MetadataCache {
         MetadataCache {
             generation: AtomicU64::new(0),
             tags: Cache::new(TAG_ENTRIES),
-            manifests: Cache::with_weighter(10_000, MANIFEST_BYTES, ManifestWeight),
+            manifests: Cache::with_weighter(2_000, MANIFEST_BYTES, ManifestWeight),
             links: Cache::new(LINK_ENTRIES),
         }
     }

@@ -12,6 +12,61 @@ use uuid::Uuid;
 
 use crate::{hash_stream, Registry, RegistryError, Result};
 
+/// Below this announced length a body is hashed inline; above (or when the
+/// length is unknown) on its own thread, overlapping receiving and writing.
+const PIPELINE_FROM: u64 = 1024 * 1024;
+
+/// Hashing of one request body, inline or pipelined.
+enum Hashing {
+    Inline(Box<DigestHasher>),
+    Pipelined {
+        chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+        thread: tokio::task::JoinHandle<DigestHasher>,
+    },
+}
+
+impl Hashing {
+    fn start(hasher: DigestHasher, length: Option<u64>) -> Hashing {
+        if length.is_some_and(|l| l < PIPELINE_FROM) {
+            return Hashing::Inline(Box::new(hasher));
+        }
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let thread = tokio::task::spawn_blocking(move || {
+            let mut hasher = hasher;
+            while let Some(chunk) = rx.blocking_recv() {
+                hasher.update(&chunk);
+            }
+            hasher
+        });
+        Hashing::Pipelined { chunks, thread }
+    }
+
+    async fn update(&mut self, chunk: bytes::Bytes) -> Result<()> {
+        match self {
+            Hashing::Inline(h) => {
+                h.update(&chunk);
+                Ok(())
+            }
+            Hashing::Pipelined { chunks, .. } => chunks
+                .send(chunk)
+                .await
+                .map_err(|_| RegistryError::UploadInvalid("the hashing thread stopped".into())),
+        }
+    }
+
+    async fn finish(self) -> Result<DigestHasher> {
+        match self {
+            Hashing::Inline(h) => Ok(*h),
+            Hashing::Pipelined { chunks, thread } => {
+                drop(chunks);
+                thread
+                    .await
+                    .map_err(|e| RegistryError::UploadInvalid(format!("hashing failed: {e}")))
+            }
+        }
+    }
+}
+
 /// sha256 state of the bytes an upload holds so far.
 pub(crate) struct HashState {
     offset: u64,
@@ -213,6 +268,7 @@ impl Registry {
         mut body: ByteStream,
     ) -> Result<HashState> {
         let mut writer = self.blobs.upload_writer(id, state.offset).await?;
+        let mut hasher = Hashing::start(state.hasher, length);
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -228,9 +284,10 @@ impl Registry {
                     )));
                 }
             }
-            state.hasher.update(&chunk);
+            hasher.update(chunk.clone()).await?;
             writer.write(chunk).await?;
         }
+        state.hasher = hasher.finish().await?;
         if let Some(expected) = length {
             if received != expected {
                 return Err(RegistryError::UploadInvalid(format!(

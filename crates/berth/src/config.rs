@@ -251,7 +251,8 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment
-            .merge(Env::prefixed("BERTH_").split("__"))
+            // BERTH_LOG is the log filter, not the [log] section.
+            .merge(Env::prefixed("BERTH_").split("__").ignore(&["log"]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
         anyhow::ensure!(

@@ -24,6 +24,15 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{Config, Listen, LogOverrides, Overrides, ServerOverrides};
 use crate::ServeArgs;
 
+/// Prints a line on stdout for people and scripts; a closed stdout (the
+/// reader went away) must not stop the server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides {
         data_dir: args.data,
@@ -162,12 +171,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // public endpoint's line comes first.
     for (_, local, endpoint) in &listeners {
         match endpoint {
-            Endpoint::Public => println!(
+            Endpoint::Public => say!(
                 "berth {} listening on {scheme}://{local}",
                 env!("CARGO_PKG_VERSION")
             ),
             Endpoint::Private(name) => {
-                println!("private endpoint '{name}' listening on {scheme}://{local}")
+                say!("private endpoint '{name}' listening on {scheme}://{local}")
             }
         }
     }
@@ -179,7 +188,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         let file = config.data_dir.join("initial-owner-password");
         write_secret_file(&file, &password)?;
-        println!(
+        say!(
             "created the owner identity: user 'owner', password {password}\n  (also in {}, mode 0600; shown only this once)",
             file.display()
         );

@@ -1,0 +1,201 @@
+//! The `berth-bench` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::compare::{Comparison, Runs};
+use crate::params::ParamArgs;
+use crate::report::{write_json, Report};
+use crate::{Mode, RunOptions, Workload};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth-bench",
+    version,
+    about = "Benchmark any OCI distribution registry: throughput, p50/p99 latency and server memory per workload"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the workloads against one server and print a table.
+    ///
+    /// Workloads: push, push-chunked, pull, pull-range, manifest-get,
+    /// layers, concurrent-push, tags-list (see docs/performance.md).
+    /// Exits 1 if any operation failed.
+    Run(Box<RunArgs>),
+    /// Join the reports of berth, Distribution and nginx into one table
+    /// with the ratio berth / Distribution and berth's targets.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Base URL of the registry (or static server), e.g. http://127.0.0.1:5000.
+    url: String,
+    /// What serves the URL: a registry, or a static file server holding the
+    /// same bytes at the same paths (see --static-dir); only the GET
+    /// workloads run against a static server.
+    #[arg(long, value_enum, default_value = "registry")]
+    mode: Mode,
+    /// Comma-separated workloads to run [all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    workloads: Vec<Workload>,
+    /// Pid of the server process, for its idle/peak RSS and CPU time.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Name of the server in the report.
+    #[arg(long)]
+    label: Option<String>,
+    /// Repositories are created under this prefix.
+    #[arg(long, default_value = "bench")]
+    repo_prefix: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// First measure the fsync'd write speed of the filesystem of this
+    /// directory (a reference row).
+    #[arg(long, value_name = "DIR")]
+    disk_dir: Option<PathBuf>,
+    /// With --mode static: first write the files to serve into this
+    /// directory (the static server's root).
+    #[arg(long, value_name = "DIR")]
+    static_dir: Option<PathBuf>,
+    /// Login for HTTP Basic authentication on every request.
+    #[arg(long, requires = "password_source")]
+    user: Option<String>,
+    /// Password for --user.
+    #[arg(
+        long,
+        env = "BERTH_BENCH_PASSWORD",
+        hide_env_values = true,
+        group = "password_source"
+    )]
+    password: Option<String>,
+    /// File holding the password for --user (e.g. berth's
+    /// <data>/initial-owner-password).
+    #[arg(long, value_name = "FILE", group = "password_source")]
+    password_file: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    params: ParamArgs,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// berth's report.
+    #[arg(long, value_name = "FILE", required_unless_present = "from")]
+    berth: Option<PathBuf>,
+    /// Distribution's report.
+    #[arg(long, value_name = "FILE")]
+    distribution: Option<PathBuf>,
+    /// The static-file ceiling's report.
+    #[arg(long, value_name = "FILE")]
+    nginx: Option<PathBuf>,
+    /// Recompute the table from the reports inside an earlier comparison's
+    /// JSON (bench/results/*.json) instead of --berth/--distribution/--nginx.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["berth", "distribution", "nginx"])]
+    from: Option<PathBuf>,
+    /// Write the reports and the comparison as one JSON file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the table as Markdown to this file.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("berth-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run(*args),
+        Command::Compare(args) => compare(args),
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let params = args.params.resolve()?;
+    let mut options = RunOptions::new(&args.url, params);
+    options.mode = args.mode;
+    if !args.workloads.is_empty() {
+        options.workloads = args.workloads;
+    }
+    options.pid = args.pid;
+    options.label = args.label;
+    options.repo_prefix = args.repo_prefix;
+    options.disk_dir = args.disk_dir;
+    options.static_dir = args.static_dir;
+    options.progress = !args.quiet;
+    if let Some(user) = args.user {
+        let password = match (args.password, args.password_file) {
+            (Some(p), _) => p,
+            (None, Some(file)) => std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => anyhow::bail!("--user needs --password or --password-file"),
+        };
+        options.credentials = Some(crate::Credentials { user, password });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(crate::run(&options))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        report.write(path)?;
+    }
+    Ok(if report.total_errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let read = |p: &Option<PathBuf>| p.as_deref().map(Report::read).transpose();
+    let runs = match (&args.from, &args.berth) {
+        (Some(from), _) => {
+            let text = std::fs::read_to_string(from)
+                .with_context(|| format!("cannot read {}", from.display()))?;
+            serde_json::from_str::<Comparison>(&text)
+                .with_context(|| format!("{} is not a comparison", from.display()))?
+                .runs
+        }
+        (None, Some(berth)) => Runs {
+            berth: Report::read(berth)?,
+            distribution: read(&args.distribution)?,
+            nginx: read(&args.nginx)?,
+        },
+        (None, None) => anyhow::bail!("give --berth FILE or --from FILE"),
+    };
+    let comparison = runs.compare();
+    print!("{}", comparison.table());
+    if let Some(path) = &args.json {
+        write_json(path, &comparison)?;
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, comparison.markdown())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

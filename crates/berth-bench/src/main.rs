@@ -1,0 +1,5 @@
+//! `berth-bench`: see the library's documentation and docs/performance.md.
+
+fn main() -> std::process::ExitCode {
+    berth_bench::cli::main()
+}

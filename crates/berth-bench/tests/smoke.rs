@@ -1,0 +1,225 @@
+//! Runs every workload in `--smoke` mode against the real berth binary, so
+//! the benchmark cannot rot: each workload must complete operations without
+//! errors (times are never asserted). The binary is
+//! `<workspace>/target/debug/berth` (or `$BERTH_BIN`), built beforehand with
+//! `cargo build -p berth` (scripts/test.sh builds every binary first).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use berth_bench::compare::Runs;
+use berth_bench::{Credentials, Mode, Params, RunOptions, Workload};
+
+/// The server process, killed when the test ends however it ends.
+struct Server {
+    child: Child,
+    url: String,
+    data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn berth_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("BERTH_BIN") {
+        return PathBuf::from(bin);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/berth")
+}
+
+fn start_berth() -> Server {
+    let bin = berth_binary();
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build -p berth` first (or set BERTH_BIN)",
+        bin.display()
+    );
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    let read = stdout.read_line(&mut line);
+    // Keep reading: a server that prints more must not die of a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let mut server = Server {
+        child,
+        url: String::new(),
+        data,
+    };
+    read.expect("read berth's stdout");
+    server.url = line
+        .trim()
+        .split_once(" listening on ")
+        .map(|(_, url)| url.to_string())
+        .unwrap_or_else(|| panic!("berth did not say where it listens: {line:?}"));
+    server
+}
+
+impl Server {
+    /// Waits until the server answers, then returns the owner's credentials
+    /// if berth created them (a berth with authentication writes them to
+    /// `<data>/initial-owner-password` before it serves).
+    async fn credentials(&self) -> Option<Credentials> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        for _ in 0..200 {
+            if client.get(format!("{}/v2/", self.url)).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let file = self.data.path().join("initial-owner-password");
+        let password = std::fs::read_to_string(file).ok()?;
+        Some(Credentials {
+            user: "owner".into(),
+            password: password.trim().to_string(),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_completes_against_berth() {
+    let server = start_berth();
+    let disk = tempfile::tempdir().expect("temp dir");
+    let mut options = RunOptions::new(&server.url, Params::smoke());
+    options.pid = Some(server.child.id());
+    options.label = Some("berth".into());
+    options.disk_dir = Some(disk.path().to_path_buf());
+    options.credentials = server.credentials().await;
+    let report = berth_bench::run(&options).await.expect("run");
+    print!("{}", report.table());
+
+    let names: Vec<&str> = report.workloads.iter().map(|w| w.name.as_str()).collect();
+    let mut expected = vec!["disk-write"];
+    expected.extend(Workload::ALL.iter().map(|w| w.name()));
+    assert_eq!(names, expected);
+    for w in &report.workloads {
+        assert!(w.ops > 0, "{}: no operations completed", w.name);
+        assert_eq!(w.errors, 0, "{}: errors {:?}", w.name, w.error_samples);
+    }
+    let tags = report.workload("tags-list").expect("tags-list");
+    assert_eq!(tags.details["tags_listed"], Params::smoke().tags as f64);
+    assert!(
+        tags.details["pages_per_walk"] > 1.0,
+        "the tag list was not paged"
+    );
+    assert!(report.idle_rss_kib.is_some_and(|k| k > 0));
+    assert!(report.peak_rss_kib.is_some_and(|k| k > 0));
+
+    // The JSON round-trips and the comparison renders every row.
+    let json = serde_json::to_string(&report).expect("json");
+    let back: berth_bench::Report = serde_json::from_str(&json).expect("parse");
+    let comparison = Runs {
+        berth: report,
+        distribution: Some(back),
+        nginx: None,
+    }
+    .compare();
+    assert!(comparison.rows.iter().any(|r| r.ratio == Some(1.0)));
+    assert!(comparison.table().contains("manifest-get"));
+}
+
+/// A minimal static file server (GET/HEAD, one `Range`, keep-alive) over
+/// `root`, standing in for nginx.
+async fn serve_files(listener: tokio::net::TcpListener, root: PathBuf) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let root = root.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            loop {
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let mut chunk = [0u8; 4096];
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let end = buf
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .expect("found")
+                    + 4;
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                buf.drain(..end);
+                let mut lines = head.lines();
+                let request: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
+                let (method, path) = (request[0], request.get(1).copied().unwrap_or("/"));
+                let range = lines.find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    let (a, b) = k
+                        .eq_ignore_ascii_case("range")
+                        .then(|| v.trim().strip_prefix("bytes="))??
+                        .split_once('-')?;
+                    Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+                });
+                let file = std::fs::read(root.join(path.trim_start_matches('/')));
+                let response = match (file, range) {
+                    (Err(_), _) => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
+                    (Ok(bytes), None) => {
+                        let mut r =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", bytes.len())
+                                .into_bytes();
+                        if method != "HEAD" {
+                            r.extend_from_slice(&bytes);
+                        }
+                        r
+                    }
+                    (Ok(bytes), Some((a, b))) => {
+                        let body = &bytes[a..=b.min(bytes.len() - 1)];
+                        let mut r = format!(
+                            "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        r.extend_from_slice(body);
+                        r
+                    }
+                };
+                if socket.write_all(&response).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_mode_reads_the_files_it_wrote() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve_files(listener, root.path().to_path_buf()));
+
+    let mut options = RunOptions::new(&url, Params::smoke());
+    options.mode = Mode::Static;
+    options.static_dir = Some(root.path().to_path_buf());
+    options.label = Some("static".into());
+    let report = berth_bench::run(&options).await.expect("run");
+    print!("{}", report.table());
+    let names: Vec<&str> = report.workloads.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(names, ["pull", "pull-range", "manifest-get"]);
+    for w in &report.workloads {
+        assert!(w.ops > 0, "{}: no operations completed", w.name);
+        assert_eq!(w.errors, 0, "{}: errors {:?}", w.name, w.error_samples);
+    }
+}
