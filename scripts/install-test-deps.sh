@@ -28,6 +28,7 @@ APT_PACKAGES=(
   fuse-overlayfs
   curl
   jq
+  openssl         # certificates for the TLS diagnostics scenarios
   ca-certificates
 )
 

@@ -1,13 +1,13 @@
 //! Secrets: generated random, stored as argon2id hashes, verified in
 //! constant time (argon2's comparison), off the async threads.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use rand::RngCore;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::AuthError;
 
@@ -18,11 +18,46 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// At most two hashes at once: bounds memory and keeps a burst of logins
-/// from starving the rest of the server of CPU.
-fn permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| Semaphore::new(2))
+/// Threads that run argon2. Two, and always the same two: bounds the CPU a
+/// burst of logins can take, and the memory — each verification needs
+/// 7 MiB, and the allocator keeps what a thread used for that thread.
+const HASH_THREADS: usize = 2;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn hash_pool() -> &'static mpsc::UnboundedSender<Job> {
+    static POOL: OnceLock<mpsc::UnboundedSender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for n in 0..HASH_THREADS {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("berth-argon2-{n}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                    match job {
+                        Some(job) => job(),
+                        None => return,
+                    }
+                });
+        }
+        tx
+    })
+}
+
+/// Runs `work` on the argon2 threads and waits for its result.
+async fn on_hash_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, AuthError> {
+    let (tx, rx) = oneshot::channel();
+    hash_pool()
+        .send(Box::new(move || {
+            let _ = tx.send(work());
+        }))
+        .map_err(|_| AuthError::Internal("the hashing threads stopped".into()))?;
+    rx.await
+        .map_err(|_| AuthError::Internal("a hashing job was dropped".into()))?
 }
 
 /// A new random secret: 32 bytes, URL-safe base64 (43 characters).
@@ -34,11 +69,7 @@ pub fn generate() -> String {
 
 /// argon2id hash (PHC string) of a secret.
 pub async fn hash(secret: String) -> Result<String, AuthError> {
-    let _permit = permits()
-        .acquire()
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
+    on_hash_thread(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         argon2()
             .hash_password(secret.as_bytes(), &salt)
@@ -46,16 +77,11 @@ pub async fn hash(secret: String) -> Result<String, AuthError> {
             .map_err(|e| AuthError::Internal(format!("hashing a secret failed: {e}")))
     })
     .await
-    .map_err(|e| AuthError::Internal(format!("hashing task failed: {e}")))?
 }
 
 /// Whether `secret` matches the PHC string `hash`.
 pub async fn verify(secret: String, hash: String) -> Result<bool, AuthError> {
-    let _permit = permits()
-        .acquire()
-        .await
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || {
+    on_hash_thread(move || {
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| AuthError::Internal(format!("stored hash is unreadable: {e}")))?;
         // The parameters come from the stored hash itself.
@@ -64,7 +90,6 @@ pub async fn verify(secret: String, hash: String) -> Result<bool, AuthError> {
             .is_ok())
     })
     .await
-    .map_err(|e| AuthError::Internal(format!("verification task failed: {e}")))?
 }
 
 #[cfg(test)]

@@ -130,7 +130,12 @@ impl HealthCheck {
         }
         let host = self.host();
         let proxy = self.options.proxy.as_ref().map(|p| p.to_string());
-        let bypass = !self.options.proxied(&host);
+        let port = self
+            .registry
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(if self.plain_http { 80 } else { 443 });
+        let bypass = !self.options.proxied(&host, port);
         emit!(
             "proxy",
             true,

@@ -280,14 +280,16 @@ impl PullCheck {
                 ),
             ),
         }
-        let host = self
-            .image
-            .host
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(&self.image.host)
-            .to_string();
-        if self.options.proxied(&host) {
+        let (host, port) = match self.image.host.rsplit_once(':') {
+            Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
+                (h.to_string(), p.parse().unwrap_or(443))
+            }
+            _ => (
+                self.image.host.clone(),
+                if self.plain_http { 80 } else { 443 },
+            ),
+        };
+        if self.options.proxied(&host, port) {
             run.pass(
                 "proxy",
                 format!(

@@ -67,14 +67,39 @@ impl Options {
             .unwrap_or_default();
     }
 
-    /// Whether `host` goes through the proxy.
-    pub fn proxied(&self, host: &str) -> bool {
+    /// Whether `host:port` goes through the proxy. `NO_PROXY` entries are
+    /// read as Go's HTTP stack (and so containerd and docker) reads them:
+    /// `*`, a domain (`.example.com` for subdomains only, `example.com` for
+    /// it and its subdomains), `host:port`, an IP address or a CIDR range.
+    pub fn proxied(&self, host: &str, port: u16) -> bool {
         if self.proxy.is_none() {
             return false;
         }
-        !self.no_proxy.iter().any(|n| {
-            let n = n.trim_start_matches('.');
-            n == "*" || host == n || host.ends_with(&format!(".{n}"))
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = bare.parse::<IpAddr>().ok();
+        !self.no_proxy.iter().any(|entry| {
+            let entry = entry.trim();
+            if entry == "*" {
+                return true;
+            }
+            if let Ok(net) = entry.parse::<ipnet::IpNet>() {
+                return ip.is_some_and(|ip| net.contains(&ip));
+            }
+            if let Ok(addr) = entry.parse::<IpAddr>() {
+                return ip == Some(addr);
+            }
+            let (name, entry_port) = match entry.rsplit_once(':') {
+                Some((n, p)) if p.chars().all(|c| c.is_ascii_digit()) => (n, p.parse::<u16>().ok()),
+                _ => (entry, None),
+            };
+            if entry_port.is_some_and(|p| p != port) {
+                return false;
+            }
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            match name.strip_prefix('.') {
+                Some(domain) => bare.ends_with(&format!(".{domain}")),
+                None => bare == name || bare.ends_with(&format!(".{name}")),
+            }
         })
     }
 }
@@ -133,10 +158,18 @@ pub async fn resolve(host: &str, options: &Options) -> Result<Vec<IpAddr>, Failu
                 ResolverConfig::from_parts(None, vec![], group),
                 opts,
             );
-            let found = resolver
-                .lookup_ip(format!("{bare}."))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+            let found = resolver.lookup_ip(format!("{bare}.")).await.map_err(|e| {
+                use hickory_resolver::error::ResolveErrorKind;
+                match e.kind() {
+                    ResolveErrorKind::NoRecordsFound { .. } => fail(format!(
+                        "no such host (the DNS server {server} has no address for it)"
+                    )),
+                    ResolveErrorKind::Timeout => {
+                        fail(format!("the DNS server {server} did not answer"))
+                    }
+                    _ => fail(e.to_string()),
+                }
+            })?;
             let ips: Vec<IpAddr> = found.iter().collect();
             if ips.is_empty() {
                 return Err(fail("no addresses".into()));
@@ -174,6 +207,22 @@ async fn connect(addr: SocketAddr, options: &Options) -> Result<TcpStream, Failu
     }
 }
 
+/// Tries each address in turn, as Go's dialer does; the last failure is
+/// the answer if none connects.
+async fn connect_any(ips: &[IpAddr], port: u16, options: &Options) -> Result<TcpStream, Failure> {
+    let mut last = Failure::Refused {
+        addr: format!("port {port}"),
+        reason: "no addresses".into(),
+    };
+    for ip in ips {
+        match connect(SocketAddr::new(*ip, port), options).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Opens a CONNECT tunnel to `host:port` through the proxy.
 async fn tunnel(
     proxy: &Uri,
@@ -193,7 +242,7 @@ async fn tunnel(
     let ips = resolve(phost, options)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let mut stream = connect(SocketAddr::new(ips[0], pport), options)
+    let mut stream = connect_any(&ips, pport, options)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
@@ -297,12 +346,9 @@ pub async fn request(
         .authority()
         .map(|a| a.as_str().to_string())
         .unwrap_or_else(|| host.clone());
-    let tcp = match (&options.proxy, options.proxied(&host)) {
+    let tcp = match (&options.proxy, options.proxied(&host, port)) {
         (Some(proxy), true) => tunnel(proxy, &host, port, options).await?,
-        _ => {
-            let ips = resolve(&host, options).await?;
-            connect(SocketAddr::new(ips[0], port), options).await?
-        }
+        _ => connect_any(&resolve(&host, options).await?, port, options).await?,
     };
     let stream: Box<dyn Stream> = if https {
         let config = tls_config(options).map_err(|reason| Failure::Tls {

@@ -30,7 +30,7 @@ impl Hashing {
         if length.is_some_and(|l| l < PIPELINE_FROM) {
             return Hashing::Inline(Box::new(hasher));
         }
-        let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
         let thread = tokio::task::spawn_blocking(move || {
             let mut hasher = hasher;
             while let Some(chunk) = rx.blocking_recv() {

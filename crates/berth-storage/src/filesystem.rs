@@ -19,15 +19,19 @@ use uuid::Uuid;
 
 use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
 
-/// Read buffer for streaming blobs out: large enough that a 1 GiB pull is a
-/// few thousand reads, small enough to keep memory flat under concurrency.
+/// Read size for streaming large blobs out: a 1 GiB pull is two thousand
+/// reads.
 const READ_CHUNK: usize = 512 * 1024;
+/// Read size for short ranges (many of them run at once, as when a client
+/// fetches a layer in parallel pieces): memory per stream stays small.
+const SMALL_READ_CHUNK: usize = 64 * 1024;
+/// Ranges up to this length use the small read size.
+const SMALL_RANGE: u64 = 8 * 1024 * 1024;
 /// Chunks read ahead of the client per stream.
 const READ_QUEUE: usize = 2;
-/// Chunks queued between the request and the writer thread.
-const WRITE_QUEUE: usize = 8;
-/// Buffer of the writer thread's file writes.
-const WRITE_BUFFER: usize = 256 * 1024;
+/// Chunks queued between the request and the writer thread (each is what
+/// one socket read gave, up to a few hundred KiB).
+const WRITE_QUEUE: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct FilesystemStore {
@@ -208,8 +212,13 @@ fn spawn_reader(file: std::fs::File, range: Range<u64>) -> ByteStream {
             return;
         }
         let mut left = range.end - range.start;
+        let chunk = if left <= SMALL_RANGE {
+            SMALL_READ_CHUNK
+        } else {
+            READ_CHUNK
+        };
         while left > 0 {
-            let want = left.min(READ_CHUNK as u64);
+            let want = left.min(chunk as u64);
             let mut chunk = Vec::with_capacity(want as usize);
             match (&mut file).take(want).read_to_end(&mut chunk) {
                 Ok(0) => {
@@ -251,13 +260,13 @@ impl FileUploadWriter {
     fn spawn(id: Uuid, file: std::fs::File) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let thread = tokio::task::spawn_blocking(move || {
-            let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+            // Chunks are already socket-read sized: written as they come.
+            let mut file = file;
             while let Some(chunk) = receiver.blocking_recv() {
-                out.write_all(&chunk)?;
+                file.write_all(&chunk)?;
             }
             // Handed to the OS, not fsync'd: survives a process crash; the
             // commit fsyncs before the blob becomes visible.
-            let mut file = out.into_inner().map_err(|e| e.into_error())?;
             file.stream_position()
         });
         FileUploadWriter {

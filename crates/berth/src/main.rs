@@ -15,12 +15,6 @@ mod serve;
 
 use manage::ClientArgs;
 
-// mimalloc returns freed memory to the system promptly; glibc's per-thread
-// arenas kept tens of MiB after each password verification on a blocking
-// thread, which the memory target (≤ 64 MiB peak) cannot afford.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
