@@ -107,6 +107,33 @@ impl Client {
         self.authorization.as_ref()
     }
 
+    /// A bearer token for pulling `repo`, from the registry's token service
+    /// (Docker token spec), obtained with the client's credentials.
+    pub async fn bearer_token(&self, repo: &str) -> anyhow::Result<HeaderValue> {
+        let url = self
+            .base
+            .join("oauth2/token")
+            .context("token service URL")?;
+        let mut request = self.http.get(url).query(&[
+            ("service", self.authority()?),
+            ("scope", format!("repository:{repo}:pull")),
+        ]);
+        if let Some(value) = &self.authorization {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        let response = request.send().await.context("token request")?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.context("token response")?;
+        anyhow::ensure!(
+            status.is_success(),
+            "token service answered {status}: {body}"
+        );
+        let token = body["token"]
+            .as_str()
+            .context("the token response has no token")?;
+        HeaderValue::from_str(&format!("Bearer {token}")).context("token header")
+    }
+
     pub fn base(&self) -> &Url {
         &self.base
     }

@@ -50,6 +50,31 @@ pub struct Params {
     pub tag_put_concurrency: usize,
     /// Check the bytes and digests of what is pulled (costs client CPU).
     pub verify: bool,
+    /// How `manifest-get` authenticates.
+    #[serde(default)]
+    pub manifest_auth: ManifestAuth,
+}
+
+/// How the manifest GET loop authenticates: the credentials as HTTP Basic
+/// on every request, a bearer token fetched once from the token service,
+/// or nothing (the registry must allow anonymous pull).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManifestAuth {
+    #[default]
+    Basic,
+    Bearer,
+    Anonymous,
 }
 
 mod seconds {
@@ -91,6 +116,7 @@ impl Params {
             edge_pages: 10,
             tag_put_concurrency: 16,
             verify: false,
+            manifest_auth: ManifestAuth::Basic,
         }
     }
 
@@ -117,6 +143,7 @@ impl Params {
             edge_pages: 2,
             tag_put_concurrency: 8,
             verify: true,
+            manifest_auth: ManifestAuth::Basic,
         }
     }
 
@@ -251,6 +278,10 @@ pub struct ParamArgs {
     /// Check digests and bytes of everything pulled (on with --smoke).
     #[arg(long)]
     pub verify: bool,
+    /// How manifest-get authenticates: basic (every request), bearer (a
+    /// token from the registry's token service), anonymous [basic].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub manifest_auth: Option<ManifestAuth>,
 }
 
 impl ParamArgs {
@@ -283,6 +314,7 @@ impl ParamArgs {
             edge_pages: self.edge_pages.unwrap_or(base.edge_pages),
             tag_put_concurrency: self.tag_put_concurrency.unwrap_or(base.tag_put_concurrency),
             verify: self.verify || base.verify,
+            manifest_auth: self.manifest_auth.unwrap_or(base.manifest_auth),
         };
         p.validate()?;
         Ok(p)

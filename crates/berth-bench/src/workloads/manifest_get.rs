@@ -39,10 +39,17 @@ struct Target {
 pub async fn run(ctx: &Ctx) -> anyhow::Result<WorkloadResult> {
     let image = ctx.small_image().await?;
     let url = ctx.client.manifest_url(&ctx.repo(IMAGE_REPO), IMAGE_TAG)?;
+    let authorization = match ctx.params.manifest_auth {
+        crate::params::ManifestAuth::Basic => ctx.client.authorization().cloned(),
+        crate::params::ManifestAuth::Anonymous => None,
+        crate::params::ManifestAuth::Bearer => {
+            Some(ctx.client.bearer_token(&ctx.repo(IMAGE_REPO)).await?)
+        }
+    };
     let target = Arc::new(Target {
         authority: ctx.client.authority()?,
         path: url.path().to_string(),
-        authorization: ctx.client.authorization().cloned(),
+        authorization,
         expected: image.manifest,
     });
     let connections = ctx.params.connections;
