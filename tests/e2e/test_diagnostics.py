@@ -811,3 +811,114 @@ def test_throttled_after_failed_logins(berth_servers, env):
     # Even the right password is refused from this address now.
     res = check_pull(image, *owner_args(server), "--plain-http", env=env)
     expect_cause(res, "CONNECTIVITY_TOOMANYREQUESTS_ERROR", 22, evidence=("429",))
+
+
+# --------------------------------------------------------------------------
+# check-health: the same failures from the environment's side
+# --------------------------------------------------------------------------
+
+
+def check_health(*args: str, env: dict) -> tuple[int, dict]:
+    """``berth check-health ARGS --output json``: (exit status, report)."""
+    from conftest import berth_binary, run
+
+    proc = run([berth_binary(), "check-health", *args, "--output", "json"], env, check=False, timeout=60)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(f"check-health did not print JSON: {proc.stdout}\n{proc.stderr}") from None
+
+
+def findings(report: dict) -> dict[str, dict]:
+    return {f["step"]: f for f in report["findings"]}
+
+
+def failed(report: dict) -> list[dict]:
+    return [f for f in report["findings"] if not f["ok"]]
+
+
+def test_check_health_passes_every_step(diag, port, dns, env):
+    """Environment, DNS, connect, challenge, tokens, the data endpoint and an image, all passing."""
+    status, report = check_health(
+        "--registry", f"{REGISTRY_NAME}:{port}", "--dns-server", dns.server, "--plain-http",
+        *owner_args(diag), "--repository", APP, "--image", TAG, env=env,
+    )  # fmt: skip
+    steps = findings(report)
+    assert status == 0 and report["ok"], report
+    for tool in ("docker", "podman", "skopeo", "ctr", "helm", "oras", "notation"):
+        assert f"client {tool}" in steps, steps.keys()
+    # What this machine has installed is reported with its version.
+    assert "skopeo version" in steps["client skopeo"]["detail"], steps["client skopeo"]
+    assert steps["proxy"]["detail"] == "no proxy configured"
+    assert steps["dns"]["detail"] == f"{REGISTRY_NAME} → 127.0.0.1"
+    assert "Bearer realm=" in steps["challenge"]["detail"]
+    assert steps["refresh token"]["ok"] and steps["access token"]["ok"]
+    # diag declares a data endpoint but does not use it (dataEndpointEnabled
+    # is off): reported, not probed.
+    assert "not enabled" in steps["data endpoints"]["detail"], steps
+    assert steps["image"]["ok"], steps["image"]
+
+
+def test_check_health_stops_at_the_first_error_unless_told(dns, env, puller):
+    status, report = check_health(
+        "--registry", "nosuch.test:5000", "--dns-server", dns.server, "--plain-http", env=env
+    )  # fmt: skip
+    assert status == 1 and not report["ok"]
+    (failure,) = failed(report)
+    assert failure["step"] == "dns" and failure["code"] == "CONNECTIVITY_DNS_ERROR", failure
+    assert "no such host" in failure["detail"] and failure["fix"], failure
+    assert "connect" not in findings(report), "it must stop at the first error"
+    status, report = check_health(
+        "--registry", "nosuch.test:5000", "--dns-server", dns.server, "--plain-http", "--ignore-errors", env=env
+    )  # fmt: skip
+    assert status == 1
+    assert [f["code"] for f in failed(report)][:2] == ["CONNECTIVITY_DNS_ERROR", "CONNECTIVITY_DNS_ERROR"], report
+
+
+def test_check_health_names_tls_network_and_credential_failures(tlsdiag, netdiag, diag, port, dns, env):
+    # Unknown issuer: the test CA is not trusted.
+    status, report = check_health("--registry", tlsdiag.host, env=env)
+    (failure,) = failed(report)
+    assert status == 1 and failure["code"] == "CONNECTIVITY_SSL_ERROR" and "unknown issuer" in failure["detail"]
+    # Network rule.
+    try:
+        netdiag.api("PATCH", "/network", {"defaultAction": "Deny"})
+        status, report = check_health("--registry", netdiag.host, "--plain-http", env=env)
+        (failure,) = failed(report)
+        assert failure["code"] == "CONNECTIVITY_FORBIDDEN_ERROR", failure
+        assert "client with IP '127.0.0.1' is not allowed access" in failure["detail"], failure
+    finally:
+        netdiag.api("PATCH", "/network", {"defaultAction": "Allow"})
+    # Wrong password: the token step says so, with the registry's reason.
+    # (diag has a data endpoint named data.registry.test: every check-health
+    # against it resolves names with the test's dnsmasq, never the system's.)
+    status, report = check_health(
+        "--registry", f"127.0.0.1:{port}", "--plain-http", "--dns-server", dns.server,
+        "--username=owner", "--password=wrong", env=env,
+    )  # fmt: skip
+    (failure,) = failed(report)
+    assert failure["code"] == "CONNECTIVITY_REFRESH_TOKEN_ERROR" and "wrong password" in failure["detail"], failure
+    # A tag that is not there: the image step, with a suggestion.
+    status, report = check_health(
+        "--registry", f"127.0.0.1:{port}", "--plain-http", "--dns-server", dns.server, *owner_args(diag),
+        "--repository", APP, "--image", "v2", env=env,
+    )  # fmt: skip
+    (failure,) = failed(report)
+    assert failure["code"] == "IMAGE_NOT_FOUND" and "did you mean v1" in failure["fix"], failure
+
+
+def test_check_health_private_dns(netdiag, env):
+    """--expect-private-ip: every name must resolve to the private endpoint (127.0.0.2)."""
+    status, report = check_health(
+        "--registry", netdiag.host, "--plain-http", *owner_args(netdiag), "--expect-private-ip", env=env
+    )  # fmt: skip
+    assert status == 1
+    (failure,) = failed(report)
+    assert failure["code"] == "CONNECTIVITY_PRIVATE_DNS_ERROR", failure
+    assert f"Expect {PRIVATE_IP}, Actual 127.0.0.1" in failure["detail"], failure
+    # Through the private endpoint's own address the expectation holds.
+    status, report = check_health(
+        "--registry", netdiag.admin_host, "--plain-http", *owner_args(netdiag), "--expect-private-ip", env=env
+    )  # fmt: skip
+    assert status == 0, report
+    assert any(f["step"].startswith("private dns") and f["ok"] for f in report["findings"]), report

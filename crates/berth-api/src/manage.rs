@@ -82,6 +82,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/registry", get(get_registry).patch(update_registry))
         .route("/api/v1/owner/credentials/renew", post(renew_owner))
+        .route("/api/v1/signing-keys/rotate", post(rotate_signing_key))
         .route("/api/v1/admin/credentials", get(admin_credentials))
         .route("/api/v1/admin/credentials/renew", post(renew_admin))
         .route("/api/v1/service-principals", get(list_sps).post(create_sp))
@@ -359,6 +360,16 @@ async fn update_registry(
 async fn renew_owner(State(s): State<AppState>, m: Manager) -> ApiResult {
     m.require(Permission::RoleAssignmentsWrite)?;
     ok(s.auth.rotate_owner(&m.principal).await.map_err(auth_err)?)
+}
+
+async fn rotate_signing_key(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::RoleAssignmentsWrite)?;
+    let kid = s
+        .auth
+        .rotate_signing_key(&m.principal)
+        .await
+        .map_err(auth_err)?;
+    ok(json!({ "kid": kid }))
 }
 
 async fn admin_credentials(State(s): State<AppState>, m: Manager) -> ApiResult {

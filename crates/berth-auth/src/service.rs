@@ -205,7 +205,43 @@ impl AuthService {
             flag(self.store.setting(SETTING_ADMIN_ENABLED).await?),
             Ordering::Release,
         );
+        // A key another node created signs from now on here too; the old
+        // ones keep verifying.
+        let known = self.keys.kids();
+        for key in self.store.signing_keys().await? {
+            if !known.contains(&key.kid) {
+                self.keys.rotate(key.kid, &key.pkcs8)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Creates a new signing key: new tokens are signed with it, tokens
+    /// signed with the previous keys stay valid until they expire.
+    pub async fn rotate_signing_key(&self, actor: &Principal) -> Result<String, AuthError> {
+        let key = SigningKeyRecord {
+            kid: uuid::Uuid::new_v4().simple().to_string(),
+            pkcs8: crate::token::generate_key()?,
+            created_at: now(),
+        };
+        self.store.add_signing_key(&key).await?;
+        self.keys.rotate(key.kid.clone(), &key.pkcs8)?;
+        // For the activity log: which key signs from now on (never the key).
+        self.store
+            .set_setting(
+                "signingKeyCurrent",
+                &key.kid,
+                &berth_metadata::Activity {
+                    actor: actor.describe(),
+                    operation: "rotate token signing key".into(),
+                    target: "signing keys".into(),
+                    before: None,
+                    after: Some(serde_json::json!({ "kid": key.kid }).to_string()),
+                },
+            )
+            .await?;
+        tracing::info!(kid = %key.kid, actor = %actor.describe(), "token signing key rotated");
+        Ok(key.kid)
     }
 
     /// The store, for other runtime settings (network rules) kept beside

@@ -105,6 +105,12 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Key ids this ring verifies.
+    pub fn kids(&self) -> Vec<String> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.verifying.keys().cloned().collect()
+    }
+
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
         let mut header = Header::new(Algorithm::ES256);

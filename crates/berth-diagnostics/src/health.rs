@@ -245,6 +245,8 @@ impl HealthCheck {
         }
 
         let mut endpoints = Value::Null;
+        // Data endpoints are checked only when the registry uses them.
+        let mut data_enabled = true;
         if let Some(c) = &self.credentials {
             use base64::Engine;
             let basic = format!(
@@ -317,6 +319,25 @@ impl HealthCheck {
                     None::<String>
                 ),
             }
+            let network_uri: Uri = format!("{}/api/v1/network", self.base())
+                .parse()
+                .unwrap_or(ping.clone());
+            if let Ok(r) = transport::request(
+                &self.options,
+                Method::GET,
+                &network_uri,
+                &[("authorization".into(), basic.clone())],
+                1 << 20,
+            )
+            .await
+            {
+                if r.status == 200 {
+                    data_enabled = serde_json::from_slice::<Value>(&r.body)
+                        .ok()
+                        .and_then(|v| v["dataEndpointEnabled"].as_bool())
+                        .unwrap_or(true);
+                }
+            }
             let endpoints_uri: Uri = format!("{}/api/v1/endpoints", self.base())
                 .parse()
                 .unwrap_or(ping.clone());
@@ -336,7 +357,7 @@ impl HealthCheck {
         }
 
         // Data endpoints: each must resolve and answer.
-        let data_hosts: Vec<String> = endpoints["dataEndpoints"]
+        let mut data_hosts: Vec<String> = endpoints["dataEndpoints"]
             .as_array()
             .map(|a| {
                 a.iter()
@@ -344,6 +365,19 @@ impl HealthCheck {
                     .collect()
             })
             .unwrap_or_default();
+        if !data_enabled && !data_hosts.is_empty() {
+            emit!(
+                "data endpoints",
+                true,
+                format!(
+                    "{} configured, not enabled (blobs are served by the login server)",
+                    data_hosts.len()
+                ),
+                None::<&str>,
+                None::<String>
+            );
+            data_hosts.clear();
+        }
         for data in &data_hosts {
             let uri: Result<Uri, _> = format!(
                 "{}://{data}/data/",

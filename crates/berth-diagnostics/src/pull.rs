@@ -204,7 +204,14 @@ impl PullCheck {
 
     /// The verdict for an error answer from the registry.
     fn registry_error(&self, run: Run, what: &str, r: &Response) -> Verdict {
-        let message = r.error_message();
+        // Where the server knows more, point at its record of this request.
+        let message = match r.header("x-correlation-id") {
+            Some(id) => format!(
+                "{} [correlation id {id}: `berth logs login --failed` on the registry has this request]",
+                r.error_message()
+            ),
+            None => r.error_message(),
+        };
         let repo = &self.image.repository;
         match r.status {
             401 if self.credentials().is_none() => {

@@ -48,6 +48,10 @@ pub enum CredentialCommand {
 pub enum OwnerCommand {
     /// Generate a new owner password (the old one stops working).
     RotatePassword,
+    /// Sign new tokens with a new key; tokens signed with the old keys stay
+    /// valid until they expire (every node picks the new key up within a
+    /// second).
+    RotateSigningKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,6 +493,12 @@ pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<
                 .post("/api/v1/owner/credentials/renew", json!({}))
                 .await?;
             print_secret("New owner password:", &json!([secret]), args.output);
+        }
+        OwnerCommand::RotateSigningKey => {
+            let answer = client
+                .post("/api/v1/signing-keys/rotate", json!({}))
+                .await?;
+            print(&answer, &[("NEW SIGNING KEY", "/kid")], args.output);
         }
     }
     Ok(())

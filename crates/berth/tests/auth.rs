@@ -508,3 +508,42 @@ async fn repeated_failures_are_throttled_per_address() {
     let message = expect_error(resp, 429, "TOOMANYREQUESTS").await;
     assert!(message.contains("too many failed logins"), "{message}");
 }
+
+#[tokio::test]
+async fn signing_key_rotation_keeps_issued_tokens_valid() {
+    let dir = tempdir("auth-rotate");
+    let server = TestServer::start(&dir.path().join("data"));
+    let owner = ("owner", server.owner_password());
+    let before = access_token(&server, owner, "repository:x/y:pull").await;
+    let rotated = manage(
+        &server,
+        reqwest::Method::POST,
+        "/api/v1/signing-keys/rotate",
+        json!({}),
+    )
+    .await;
+    let kid = rotated["kid"].as_str().expect("kid").to_string();
+    let after = access_token(&server, owner, "repository:x/y:pull").await;
+    let header_of = |t: &str| -> Value {
+        serde_json::from_slice(&base64_url_decode(t.split('.').next().expect("header")))
+            .expect("json")
+    };
+    assert_ne!(header_of(&before)["kid"], header_of(&after)["kid"]);
+    assert_eq!(header_of(&after)["kid"], json!(kid));
+    // Both verify: the old key keeps verifying until its tokens expire.
+    assert_eq!(bearer_get(&server, &before, "/v2/").await.status(), 200);
+    assert_eq!(bearer_get(&server, &after, "/v2/").await.status(), 200);
+    // After a restart both keys are loaded from the store.
+    let mut server = server;
+    server.restart();
+    assert_eq!(bearer_get(&server, &before, "/v2/").await.status(), 200);
+    assert_eq!(bearer_get(&server, &after, "/v2/").await.status(), 200);
+    let activity = manage(
+        &server,
+        reqwest::Method::GET,
+        "/api/v1/activity",
+        Value::Null,
+    )
+    .await;
+    assert!(activity.to_string().contains("rotate token signing key"));
+}
