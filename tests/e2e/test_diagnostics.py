@@ -590,9 +590,19 @@ def test_unknown_identity_after_the_sp_was_deleted(diag, port, env, tmp_path):
 def test_wrong_secret(diag, env, puller, tmp_path):
     secret = pull_secret(tmp_path / "secret.json", {diag.host: Creds(puller.id, "not-the-secret")})
     res = check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, "--plain-http", env=env)
-    expect_cause(
+    v = expect_cause(
         res, "UNAUTHORIZED", 17, evidence=("401", "wrong password", puller.id), fix=("update the pull secret",)
     )
+    # The client output points at the server's record of the refusal.
+    m = re.search(r"correlation id ([0-9a-f-]{36})", v["evidence"])
+    assert m, v["evidence"]
+    deadline = time.time() + 10
+    while True:
+        events = diag.api("GET", "/logs/login", params={"failed": "true", "limit": "1000"})
+        if any(e["CorrelationId"] == m.group(1) and e["ResultType"] == 401 for e in events):
+            break
+        assert time.time() < deadline, f"no failed login event with correlation id {m.group(1)}"
+        time.sleep(0.2)
 
 
 def test_expired_sp_secret(diag, env, tmp_path):
