@@ -23,13 +23,25 @@ pub struct CheckPullArgs {
     /// A Docker config.json (or the directory holding it).
     #[arg(long, value_name = "PATH", conflicts_with = "username")]
     pub docker_config: Option<PathBuf>,
+    /// Login: owner, the admin user, a service principal's app id, a token name.
     #[arg(long, requires = "password")]
     pub username: Option<String>,
+    /// Password or secret (write `--password=-x…` if it starts with '-').
     #[arg(long, requires = "username")]
     pub password: Option<String>,
     /// The node's platform, os/arch[/variant]; default: this machine's.
     #[arg(long)]
     pub platform: Option<String>,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// How the checks reach the registry.
+#[derive(Debug, Args)]
+pub struct TransportArgs {
     /// Speak plain HTTP to the registry (as for an insecure registry).
     #[arg(long)]
     pub plain_http: bool,
@@ -42,8 +54,22 @@ pub struct CheckPullArgs {
     /// Seconds to wait for each connection and answer.
     #[arg(long, default_value_t = 5)]
     pub timeout: u64,
-    #[arg(long, short = 'o', value_enum, default_value = "table")]
-    pub output: Format,
+}
+
+impl TransportArgs {
+    /// Transport options, with the proxy settings of the environment as
+    /// container clients read them.
+    fn options(&self) -> Options {
+        let mut options = Options {
+            dns_server: self.dns_server,
+            timeout: Duration::from_secs(self.timeout.max(1)),
+            ca_file: self.ca_file.clone(),
+            proxy: None,
+            no_proxy: Vec::new(),
+        };
+        options.proxy_from_env(!self.plain_http);
+        options
+    }
 }
 
 fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<CredentialSource> {
@@ -69,19 +95,12 @@ fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<Credent
 /// Runs the check; returns the process exit status.
 pub async fn check_pull(args: &CheckPullArgs) -> anyhow::Result<u8> {
     let image = ImageRef::parse(&args.image).map_err(|e| anyhow::anyhow!(e))?;
-    let mut options = Options {
-        dns_server: args.dns_server,
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        ca_file: args.ca_file.clone(),
-        proxy: None,
-        no_proxy: Vec::new(),
-    };
-    options.proxy_from_env(!args.plain_http);
+    let options = args.transport.options();
     let check = PullCheck {
         credentials: credential_source(args, &image.host)?,
         image,
         platform: args.platform.clone().unwrap_or_else(local_platform),
-        plain_http: args.plain_http,
+        plain_http: args.transport.plain_http,
         options,
     };
     let verdict = check.run().await;
@@ -115,8 +134,10 @@ pub struct CheckHealthArgs {
     /// The login server, host[:port].
     #[arg(long, env = "BERTH_REGISTRY_HOST")]
     pub registry: String,
+    /// Login: owner, the admin user, a service principal's app id, a token name.
     #[arg(long, requires = "password")]
     pub username: Option<String>,
+    /// Password or secret (write `--password=-x…` if it starts with '-').
     #[arg(long, requires = "username")]
     pub password: Option<String>,
     /// With --image: also fetch this repository's manifest and smallest layer.
@@ -136,15 +157,9 @@ pub struct CheckHealthArgs {
     /// scripts written for other health checks).
     #[arg(long)]
     pub yes: bool,
-    /// Speak plain HTTP to the registry.
-    #[arg(long)]
-    pub plain_http: bool,
-    #[arg(long, value_name = "IP:PORT")]
-    pub dns_server: Option<SocketAddr>,
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
-    #[arg(long, default_value_t = 5)]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: Format,
 }
@@ -158,14 +173,7 @@ pub async fn check_health(args: &CheckHealthArgs) -> anyhow::Result<u8> {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let mut options = Options {
-        dns_server: args.dns_server,
-        timeout: Duration::from_secs(args.timeout.max(1)),
-        ca_file: args.ca_file.clone(),
-        proxy: None,
-        no_proxy: Vec::new(),
-    };
-    options.proxy_from_env(!args.plain_http);
+    let options = args.transport.options();
     let check = HealthCheck {
         registry,
         credentials: match (&args.username, &args.password) {
@@ -175,7 +183,7 @@ pub async fn check_health(args: &CheckHealthArgs) -> anyhow::Result<u8> {
             }),
             _ => None,
         },
-        plain_http: args.plain_http,
+        plain_http: args.transport.plain_http,
         options,
         expect_private_ip: args.expect_private_ip,
         image: args.repository.clone().zip(args.image.clone()),
