@@ -502,12 +502,29 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn set_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError> {
-        sqlx::query("UPDATE uploads SET length = ?, updated_at = ? WHERE id = ?")
+        // An upload's length has the durability of its chunks: it survives
+        // a process crash, not a power loss (see docs/decisions.md). So this
+        // commit skips the WAL fsync (`synchronous=NORMAL` for this one
+        // statement); the next FULL commit makes it durable anyway.
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        let updated = sqlx::query("UPDATE uploads SET length = ?, updated_at = ? WHERE id = ?")
             .bind(offset as i64)
             .bind(now())
             .bind(id)
-            .execute(&self.writer)
-            .await?;
+            .execute(&mut *conn)
+            .await;
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // Never hand a connection that skips fsyncs back to the pool.
+            conn.detach();
+        }
+        updated?;
+        restored?;
         Ok(())
     }
 
