@@ -61,6 +61,24 @@ async fn log(tx: &mut Transaction<'_, Sqlite>, a: &Activity) -> Result<(), Metad
     Ok(())
 }
 
+/// Runs one change and, if it changed anything, records `activity`, in
+/// one transaction. Returns the rows changed.
+impl SqliteStore {
+    async fn logged<'q>(
+        &self,
+        change: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        activity: &Activity,
+    ) -> Result<u64, MetadataError> {
+        let mut tx = self.writer.begin().await?;
+        let changed = change.execute(&mut *tx).await?.rows_affected();
+        if changed > 0 {
+            log(&mut tx, activity).await?;
+            tx.commit().await?;
+        }
+        Ok(changed)
+    }
+}
+
 fn unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
@@ -82,16 +100,15 @@ impl AuthStore for SqliteStore {
         value: &str,
         activity: &Activity,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        self.logged(
+            sqlx::query(
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
-        .bind(value)
-        .execute(&mut *tx)
+        .bind(value),
+            activity,
+        )
         .await?;
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -182,34 +199,29 @@ impl AuthStore for SqliteStore {
         i: &IdentityRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        self.logged(
+            sqlx::query(
             "UPDATE identities SET display_name = ?, enabled = ?, trusted_service = ?, scope_map = ? WHERE id = ?",
         )
         .bind(&i.display_name)
         .bind(i.enabled)
         .bind(i.trusted_service)
         .bind(&i.scope_map)
-        .bind(&i.id)
-        .execute(&mut *tx)
+        .bind(&i.id),
+            activity,
+        )
         .await?;
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
         Ok(())
     }
 
     async fn delete_identity(&self, id: &str, activity: &Activity) -> Result<bool, MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query("DELETE FROM identities WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .logged(
+                sqlx::query("DELETE FROM identities WHERE id = ?").bind(id),
+                activity,
+            )
+            .await?
+            > 0)
     }
 
     async fn credentials(&self, identity_id: &str) -> Result<Vec<CredentialRecord>, MetadataError> {
@@ -227,8 +239,8 @@ impl AuthStore for SqliteStore {
         c: &CredentialRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        self.logged(
+            sqlx::query(
             "INSERT INTO credentials (identity_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (identity_id, name) DO UPDATE SET hash = excluded.hash,
                  created_at = excluded.created_at, expires_at = excluded.expires_at",
@@ -237,11 +249,10 @@ impl AuthStore for SqliteStore {
         .bind(&c.name)
         .bind(&c.hash)
         .bind(c.created_at)
-        .bind(c.expires_at)
-        .execute(&mut *tx)
+        .bind(c.expires_at),
+            activity,
+        )
         .await?;
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -269,19 +280,18 @@ impl AuthStore for SqliteStore {
         m: &ScopeMapRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        self.logged(
+            sqlx::query(
             "INSERT INTO scope_maps (name, description, rules, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET description = excluded.description, rules = excluded.rules",
         )
         .bind(&m.name)
         .bind(&m.description)
         .bind(&m.rules_json)
-        .bind(m.created_at)
-        .execute(&mut *tx)
+        .bind(m.created_at),
+            activity,
+        )
         .await?;
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -290,17 +300,13 @@ impl AuthStore for SqliteStore {
         name: &str,
         activity: &Activity,
     ) -> Result<bool, MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query("DELETE FROM scope_maps WHERE name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .logged(
+                sqlx::query("DELETE FROM scope_maps WHERE name = ?").bind(name),
+                activity,
+            )
+            .await?
+            > 0)
     }
 
     async fn role_definitions(&self) -> Result<Vec<RoleDefinitionRecord>, MetadataError> {
@@ -326,19 +332,18 @@ impl AuthStore for SqliteStore {
         r: &RoleDefinitionRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        self.logged(
+            sqlx::query(
             "INSERT INTO role_definitions (name, description, actions, created_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET description = excluded.description, actions = excluded.actions",
         )
         .bind(&r.name)
         .bind(&r.description)
         .bind(&r.actions_json)
-        .bind(r.created_at)
-        .execute(&mut *tx)
+        .bind(r.created_at),
+            activity,
+        )
         .await?;
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -372,19 +377,18 @@ impl AuthStore for SqliteStore {
         a: &RoleAssignmentRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
+        self.logged(
+            sqlx::query(
             "INSERT INTO role_assignments (id, principal_id, role, scope, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&a.id)
         .bind(&a.principal_id)
         .bind(&a.role)
         .bind(&a.scope)
-        .bind(a.created_at)
-        .execute(&mut *tx)
+        .bind(a.created_at),
+            activity,
+        )
         .await?;
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -393,17 +397,13 @@ impl AuthStore for SqliteStore {
         id: &str,
         activity: &Activity,
     ) -> Result<bool, MetadataError> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query("DELETE FROM role_assignments WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        log(&mut tx, activity).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .logged(
+                sqlx::query("DELETE FROM role_assignments WHERE id = ?").bind(id),
+                activity,
+            )
+            .await?
+            > 0)
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, MetadataError> {
