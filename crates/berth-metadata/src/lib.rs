@@ -2,14 +2,20 @@
 //! links, referrers and upload sessions.
 //!
 //! [`MetadataStore`] is the seam; [`sqlite`] is the embedded backend and
-//! PostgreSQL will be a second file beside it. Every method is one
-//! transaction, so the registry layer never sees a half-applied change.
+//! [`postgres`] the scale-out one. Both share one implementation of the SQL
+//! (`sql/`, written in the dialect the two have in common) and one schema
+//! (`migrations/sqlite`, translated for PostgreSQL by [`schema`]). Every
+//! method is one transaction, so the registry layer never sees a
+//! half-applied change.
 
 use async_trait::async_trait;
 use berth_types::{Digest, Reference, RepositoryName, Tag};
 
 pub mod auth;
 pub mod events;
+pub mod postgres;
+pub mod schema;
+mod sql;
 pub mod sqlite;
 
 pub use auth::{
@@ -17,6 +23,7 @@ pub use auth::{
     RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
 };
 pub use events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -101,16 +108,41 @@ pub struct UploadRecord {
     pub created_at: i64,
 }
 
+/// One garbage-collection run as recorded in the database (any node's).
+#[derive(Debug, Clone, Default)]
+pub struct GcRunRecord {
+    pub id: i64,
+    /// The node that ran it.
+    pub holder: String,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// running | finished | failed
+    pub state: String,
+    pub examined: u64,
+    pub blobs_deleted: u64,
+    pub bytes_reclaimed: u64,
+    pub uploads_purged: u64,
+    pub storage_requests: u64,
+    pub error: Option<String>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
-    /// Records that `repository` holds blob `digest` (creating the
-    /// repository and the global blob record as needed).
+    /// Announces that the bytes of `digest` are about to be written:
+    /// creates the global blob record or restarts its grace period, and
+    /// queues it for the collector. `false` while the collector is deleting
+    /// that blob (its bytes must not be written until it is gone).
+    async fn claim_blob(&self, digest: &Digest, size: u64) -> Result<bool, MetadataError>;
+
+    /// Records that `repository` holds blob `digest`, whose record must
+    /// exist (see [`MetadataStore::claim_blob`]); `false` if it does not,
+    /// or is being deleted.
     async fn link_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-        size: u64,
-    ) -> Result<(), MetadataError>;
+    ) -> Result<bool, MetadataError>;
 
     /// The blob's size if `repository` links it.
     async fn linked_blob_size(
@@ -200,22 +232,60 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Upload sessions untouched since `before` (unix seconds).
     async fn stale_uploads(&self, before: i64) -> Result<Vec<String>, MetadataError>;
 
-    /// Blobs no manifest references and no repository linked since `before`.
-    async fn unreferenced_blobs(
+    // --- Garbage collection. Blobs whose references may have dropped
+    // (new uploads, unlinks, deleted manifests and repositories) are queued
+    // as candidates, so a run costs what changed, not the store's size.
+
+    /// Takes or renews the collector lease for `ttl` seconds; `false` if
+    /// another node holds it.
+    async fn acquire_gc_lease(&self, holder: &str, ttl: i64) -> Result<bool, MetadataError>;
+
+    async fn release_gc_lease(&self, holder: &str) -> Result<(), MetadataError>;
+
+    /// Queued candidates after `after` (digest order) whose grace period has
+    /// passed (`last linked < before`), at most `limit`.
+    async fn gc_candidates(
         &self,
         before: i64,
+        after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<Digest>, MetadataError>;
 
-    /// Deletes the blob's records if it is still unreferenced and unlinked
-    /// since `before`; `true` means the caller may delete its bytes. The
-    /// check and the delete are one transaction, so a manifest pushed
-    /// concurrently either sees the blob or fails cleanly.
-    async fn forget_blob_if_unreferenced(
+    /// How many candidates are queued.
+    async fn gc_queue_length(&self) -> Result<u64, MetadataError>;
+
+    /// In one transaction: if the blob is still unreferenced and unlinked
+    /// since `before`, marks it as being deleted, removes its repository
+    /// links and returns its size; the candidate leaves the queue unless its
+    /// grace period has not passed. A manifest or link racing with this
+    /// either sees the blob (and it stays) or sees it gone.
+    async fn mark_blob_deleting(
         &self,
         digest: &Digest,
         before: i64,
-    ) -> Result<bool, MetadataError>;
+    ) -> Result<Option<u64>, MetadataError>;
+
+    /// Blobs marked as being deleted by a run that did not finish.
+    async fn blobs_being_deleted(&self, limit: u32) -> Result<Vec<(Digest, u64)>, MetadataError>;
+
+    /// Removes the record of a blob whose bytes are gone.
+    async fn forget_blob(&self, digest: &Digest) -> Result<(), MetadataError>;
+
+    async fn start_gc_run(&self, holder: &str) -> Result<i64, MetadataError>;
+
+    /// Records a run's progress (and, with `state` other than running, its end).
+    async fn update_gc_run(&self, run: &GcRunRecord) -> Result<(), MetadataError>;
+
+    /// The latest runs, newest first.
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRunRecord>, MetadataError>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.

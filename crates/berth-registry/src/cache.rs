@@ -6,8 +6,9 @@
 //! Consistency on one node: every write bumps `generation` before and after
 //! it changes the store and then invalidates; a reader only fills the cache
 //! if the generation did not move during its database read, so a fill can
-//! never resurrect a value a concurrent write replaced. (Several nodes need
-//! cross-node invalidation; see docs/architecture.md.)
+//! never resurrect a value a concurrent write replaced. With shared
+//! metadata (several nodes) the cache is off: another node's write would not
+//! bump this node's generation (see docs/scale-out.md).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +36,8 @@ impl Weighter<RepoKey, Arc<StoredManifest>> for ManifestWeight {
 }
 
 pub(crate) struct MetadataCache {
+    /// Off: nothing is ever filled, so every lookup reads the database.
+    enabled: bool,
     generation: AtomicU64,
     tags: Cache<RepoKey, Digest>,
     manifests: Cache<RepoKey, Arc<StoredManifest>, ManifestWeight>,
@@ -47,8 +50,9 @@ pub(crate) struct MetadataCache {
 pub(crate) struct Ticket(u64);
 
 impl MetadataCache {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         MetadataCache {
+            enabled,
             generation: AtomicU64::new(0),
             tags: Cache::new(TAG_ENTRIES),
             manifests: Cache::with_weighter(2_000, MANIFEST_BYTES, ManifestWeight),
@@ -63,7 +67,9 @@ impl MetadataCache {
     fn valid(&self, ticket: Ticket) -> bool {
         // Writes bump twice (before and after), so an odd value is a write
         // in progress.
-        ticket.0.is_multiple_of(2) && self.generation.load(Ordering::Acquire) == ticket.0
+        self.enabled
+            && ticket.0.is_multiple_of(2)
+            && self.generation.load(Ordering::Acquire) == ticket.0
     }
 
     /// Brackets a write: call before changing the store, and call the

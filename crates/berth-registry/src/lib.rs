@@ -36,6 +36,11 @@ pub struct RegistryConfig {
     pub gc_grace: Duration,
     /// Upload sessions idle for longer than this are discarded.
     pub upload_ttl: Duration,
+    /// This node's name in the collector lease and its run records.
+    pub node_id: String,
+    /// Cache tags, manifests and links in memory. Only when this node is
+    /// the only writer: with shared metadata another node may move a tag.
+    pub cache: bool,
 }
 
 impl Default for RegistryConfig {
@@ -44,6 +49,8 @@ impl Default for RegistryConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
             gc_grace: Duration::from_secs(3600),
             upload_ttl: Duration::from_secs(24 * 3600),
+            node_id: "local".into(),
+            cache: true,
         }
     }
 }
@@ -63,10 +70,6 @@ pub struct Registry {
     /// Hash state of uploads in progress on this node, one lock per upload so
     /// two requests never append to the same session at once.
     uploads: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<Option<uploads::HashState>>>>>,
-    /// Held shared while a blob is committed or mounted, and exclusively while
-    /// the collector deletes one, so the collector never removes bytes that a
-    /// concurrent commit has just decided to reuse.
-    gc_gate: tokio::sync::RwLock<()>,
     cache: cache::MetadataCache,
 }
 
@@ -77,12 +80,11 @@ impl Registry {
         config: RegistryConfig,
     ) -> Self {
         Registry {
+            cache: cache::MetadataCache::new(config.cache),
             blobs,
             metadata,
             config,
             uploads: Mutex::new(HashMap::new()),
-            gc_gate: tokio::sync::RwLock::new(()),
-            cache: cache::MetadataCache::new(),
         }
     }
 
@@ -92,6 +94,10 @@ impl Registry {
 
     pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
         &self.metadata
+    }
+
+    pub fn blob_store(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
     }
 
     /// Size of the blob if the repository links it (cached).
@@ -170,16 +176,20 @@ impl Registry {
         digest: &Digest,
         from: &RepositoryName,
     ) -> Result<bool> {
-        let _gate = self.gc_gate.read().await;
-        let Some(size) = self.metadata.linked_blob_size(from, digest).await? else {
+        if self
+            .metadata
+            .linked_blob_size(from, digest)
+            .await?
+            .is_none()
+        {
             return Ok(false);
-        };
+        }
         // The bytes must still be there: never link what cannot be served.
         if self.blobs.blob_size(digest).await?.is_none() {
             return Ok(false);
         }
-        self.metadata.link_blob(repository, digest, size).await?;
-        Ok(true)
+        // False if the collector took the blob meanwhile.
+        Ok(self.metadata.link_blob(repository, digest).await?)
     }
 }
 

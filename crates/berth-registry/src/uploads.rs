@@ -16,6 +16,10 @@ use crate::{hash_stream, Registry, RegistryError, Result};
 /// length is unknown) on its own thread, overlapping receiving and writing.
 const PIPELINE_FROM: u64 = 1024 * 1024;
 
+/// How often a commit retries claiming a blob the collector is deleting
+/// (200 ms apart).
+const CLAIM_ATTEMPTS: u32 = 150;
+
 /// Hashing of one request body, inline or pipelined.
 enum Hashing {
     Inline(Box<DigestHasher>),
@@ -189,10 +193,14 @@ impl Registry {
                 actual,
             });
         }
-        {
-            let _gate = self.gc_gate.read().await;
-            self.blobs.commit_upload(uuid, digest).await?;
-            self.metadata.link_blob(repository, digest, size).await?;
+        // Claim before writing: the collector never deletes a claimed blob,
+        // and a blob it is deleting is waited for, not overwritten.
+        self.claim_blob(digest, size).await?;
+        self.blobs.commit_upload(uuid, size, digest).await?;
+        if !self.metadata.link_blob(repository, digest).await? {
+            return Err(RegistryError::UploadInvalid(format!(
+                "blob {digest} was removed while the upload completed; push it again"
+            )));
         }
         self.metadata.delete_upload(&uuid.to_string()).await?;
         drop(state);
@@ -218,6 +226,20 @@ impl Registry {
             self.discard_upload(upload.id).await?;
         }
         result
+    }
+
+    /// Claims the blob record, waiting while the collector finishes
+    /// deleting an earlier copy of the same bytes (seconds at most).
+    async fn claim_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            if self.metadata.claim_blob(digest, size).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        Err(RegistryError::UploadInvalid(format!(
+            "blob {digest} is being garbage collected and the collector has not finished; retry the upload in a minute"
+        )))
     }
 
     pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {

@@ -165,7 +165,12 @@ impl BlobStore for FilesystemStore {
         )))
     }
 
-    async fn commit_upload(&self, id: Uuid, digest: &Digest) -> Result<(), StorageError> {
+    async fn commit_upload(
+        &self,
+        id: Uuid,
+        _len: u64,
+        digest: &Digest,
+    ) -> Result<(), StorageError> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
         let action = format!("commit upload {id} as {digest}");
@@ -347,7 +352,7 @@ mod tests {
 
         let digest = Digest::sha256_of(b"hello world");
         assert_eq!(store.blob_size(&digest).await.expect("stat"), None);
-        store.commit_upload(id, &digest).await.expect("commit");
+        store.commit_upload(id, 11, &digest).await.expect("commit");
         assert_eq!(store.blob_size(&digest).await.expect("stat"), Some(11));
         let r = store.read_blob(&digest, Some(6..11)).await.expect("range");
         assert_eq!(r.size, 11);

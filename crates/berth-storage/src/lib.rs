@@ -3,7 +3,8 @@
 //! [`BlobStore`] is deliberately thin: content-addressed blobs, and upload
 //! areas that become blobs by an atomic commit. Digest verification, upload
 //! sessions and metadata are the registry layer's business, so a backend only
-//! moves bytes. One file per backend: [`filesystem`] now, S3 later.
+//! moves bytes. One file per backend: [`filesystem`] (embedded) and [`s3`]
+//! (S3-compatible object stores, for several nodes).
 
 use std::ops::Range;
 use std::pin::Pin;
@@ -15,8 +16,10 @@ use futures::Stream;
 use uuid::Uuid;
 
 pub mod filesystem;
+pub mod s3;
 
 pub use filesystem::FilesystemStore;
+pub use s3::{S3Config, S3Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -26,6 +29,14 @@ pub enum StorageError {
     UploadNotFound(Uuid),
     #[error("requested range {start}-{end} is outside the blob's {size} bytes")]
     RangeNotSatisfiable { start: u64, end: u64, size: u64 },
+    #[error("upload {id} is missing the bytes from offset {at} (of {len}) in storage; start the upload again")]
+    UploadIncomplete { id: Uuid, at: u64, len: u64 },
+    #[error("the object store failed while trying to {action}: {source}")]
+    Remote {
+        action: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     #[error("storage I/O failed while trying to {action}: {source}")]
     Io {
         action: String,
@@ -92,8 +103,24 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Atomically turns an upload into the blob `digest`. The caller has
     /// verified the digest; after this returns the blob is durable, power
     /// loss included.
-    async fn commit_upload(&self, id: Uuid, digest: &Digest) -> Result<(), StorageError>;
+    async fn commit_upload(&self, id: Uuid, len: u64, digest: &Digest) -> Result<(), StorageError>;
 
     /// Discards an upload's data; `false` if it had none.
     async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError>;
+
+    /// Requests made to a remote store so far (the garbage collector
+    /// reports its cost with it); 0 for local storage.
+    fn requests(&self) -> u64 {
+        0
+    }
+
+    /// A URL the client can fetch the blob from directly, valid for
+    /// `expires_in`; `None` if this storage has no such URLs.
+    async fn presigned_blob_url(
+        &self,
+        _digest: &Digest,
+        _expires_in: std::time::Duration,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
 }

@@ -124,15 +124,39 @@ pub struct ServerConfig {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// This node's name in garbage-collection records; defaults to
+    /// `<hostname>-<pid>`.
+    #[serde(default)]
+    pub node_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// "filesystem" (the only backend so far).
+    /// "filesystem" (default) or "s3".
     pub kind: String,
-    /// Blob directory; defaults to `<data_dir>/blobs`.
+    /// Blob directory (filesystem); defaults to `<data_dir>/blobs`.
+    #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Bucket (s3).
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// `http(s)://host:port` of an S3-compatible store; AWS when unset.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Key prefix inside the bucket.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// "none" (default): blobs stream through berth; "storage": blob GETs
+    /// are redirected to presigned object-store URLs.
+    #[serde(default)]
+    pub redirect: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,10 +204,18 @@ impl Default for Config {
                 data_url_ttl_seconds: 300,
                 tls_cert: None,
                 tls_key: None,
+                node_id: None,
             },
             storage: StorageConfig {
                 kind: "filesystem".into(),
                 path: None,
+                bucket: None,
+                endpoint: None,
+                region: None,
+                access_key_id: None,
+                secret_access_key: None,
+                prefix: None,
+                redirect: None,
             },
             metadata: MetadataConfig { url: None },
             gc: GcConfig {
@@ -255,11 +287,26 @@ impl Config {
             .merge(Env::prefixed("BERTH_").split("__").ignore(&["log"]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
-        anyhow::ensure!(
-            config.storage.kind == "filesystem",
-            "storage.kind '{}' is not supported (use \"filesystem\")",
-            config.storage.kind
-        );
+        match config.storage.kind.as_str() {
+            "filesystem" => {}
+            "s3" => anyhow::ensure!(
+                config.storage.bucket.is_some(),
+                "storage.kind is \"s3\" but storage.bucket is not set"
+            ),
+            other => anyhow::bail!(
+                "storage.kind '{other}' is not supported (use \"filesystem\" or \"s3\")"
+            ),
+        }
+        match config.storage.redirect.as_deref() {
+            None | Some("none") => {}
+            Some("storage") => anyhow::ensure!(
+                config.storage.kind == "s3",
+                "storage.redirect = \"storage\" needs storage.kind = \"s3\""
+            ),
+            Some(other) => {
+                anyhow::bail!("storage.redirect '{other}' is not one of \"none\", \"storage\"")
+            }
+        }
         Ok(config)
     }
 
@@ -268,6 +315,12 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+
+    /// Metadata in PostgreSQL: shared with other nodes.
+    pub fn shared_metadata(&self) -> bool {
+        let url = self.metadata_url();
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
 
     pub fn metadata_url(&self) -> String {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod backends;
 mod client;
 mod config;
 mod diagnose;

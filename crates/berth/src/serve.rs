@@ -13,10 +13,9 @@ use berth_api::data::DataEndpoints;
 use berth_api::network::NetworkPolicy;
 use berth_api::AppState;
 use berth_auth::{AuthConfig, AuthService};
-use berth_metadata::{EventStore, SqliteStore};
+use berth_metadata::EventStore;
 use berth_network::{parse_cidr, Endpoint, Subnet};
 use berth_registry::{Registry, RegistryConfig};
-use berth_storage::FilesystemStore;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -53,7 +52,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn init_logging(config: &Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("BERTH_LOG")
         .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .context("invalid log level")?;
+        .context("invalid log level")?
+        // PostgreSQL's notices ("relation already exists, skipping") are noise.
+        .add_directive("sqlx::postgres::notice=warn".parse()?);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -99,29 +100,22 @@ async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let blobs = FilesystemStore::open(config.blob_dir()).with_context(|| {
-        format!(
-            "cannot open blob storage at {}",
-            config.blob_dir().display()
-        )
-    })?;
-    let metadata = SqliteStore::connect(&config.metadata_url())
-        .await
-        .with_context(|| format!("cannot open metadata database {}", config.metadata_url()))?;
+    let backends = crate::backends::open(&config).await?;
     let registry = Arc::new(Registry::new(
-        Arc::new(blobs),
-        Arc::new(metadata.clone()),
+        backends.blobs.clone(),
+        backends.metadata.clone(),
         RegistryConfig {
             max_manifest_bytes: config.limits.max_manifest_bytes,
             gc_grace: Duration::from_secs(config.gc.grace_seconds),
             upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
+            node_id: crate::backends::node_id(&config),
+            // Another node may change what this one would cache.
+            cache: !config.shared_metadata(),
         },
     ));
     let auth = Arc::new(
         AuthService::open(
-            Arc::new(metadata.clone()),
+            backends.auth.clone(),
             AuthConfig {
                 token_ttl: Duration::from_secs(config.auth.token_ttl_seconds),
                 refresh_ttl: Duration::from_secs(config.auth.refresh_token_ttl_seconds),
@@ -197,7 +191,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         &config,
         auth.clone(),
         network.clone(),
-        Arc::new(metadata.clone()),
+        backends.events.clone(),
     );
     spawn_collector(&config, registry.clone());
 
@@ -205,7 +199,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .install_recorder()
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
-    let event_store: Arc<dyn EventStore> = Arc::new(metadata.clone());
+    let event_store: Arc<dyn EventStore> = backends.events.clone();
     let data = DataEndpoints::new(
         config
             .data_endpoint
@@ -276,7 +270,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // recorded after every acknowledged chunk.
         tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
     }
-    metadata.close().await;
+    backends.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }

@@ -1,33 +1,38 @@
-//! SQLite implementation of [`AuthStore`].
+//! [`AuthStore`] for both SQL backends, written once: the SQL is the common
+//! dialect of SQLite and PostgreSQL (`$n` placeholders, `CAST(.. AS TEXT)`
+//! for untyped NULL checks, flags as integers).
 
-use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, Transaction};
+macro_rules! impl_auth_store {
+    ($store:ty, $db:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use sqlx::{Row, Transaction};
+            use $crate::auth::{
+                Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord,
+                RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
+            };
+            use $crate::{now, MetadataError};
 
-use super::SqliteStore;
-use crate::auth::{
-    Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord, RoleAssignmentRecord,
-    RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
-};
-use crate::{now, MetadataError};
+            type Db = $db;
+            type DbRow = <$db as sqlx::Database>::Row;
 
 const IDENTITY_COLUMNS: &str =
     "id, kind, login, display_name, enabled, trusted_service, scope_map, created_at";
 
-fn identity(row: &SqliteRow) -> Result<IdentityRecord, MetadataError> {
+fn identity(row: &DbRow) -> Result<IdentityRecord, MetadataError> {
     Ok(IdentityRecord {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
         login: row.try_get("login")?,
         display_name: row.try_get("display_name")?,
-        enabled: row.try_get("enabled")?,
-        trusted_service: row.try_get("trusted_service")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        trusted_service: row.try_get::<i64, _>("trusted_service")? != 0,
         scope_map: row.try_get("scope_map")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-fn credential(row: &SqliteRow) -> Result<CredentialRecord, MetadataError> {
+fn credential(row: &DbRow) -> Result<CredentialRecord, MetadataError> {
     Ok(CredentialRecord {
         identity_id: row.try_get("identity_id")?,
         name: row.try_get("name")?,
@@ -37,7 +42,7 @@ fn credential(row: &SqliteRow) -> Result<CredentialRecord, MetadataError> {
     })
 }
 
-fn scope_map(row: &SqliteRow) -> Result<ScopeMapRecord, MetadataError> {
+fn scope_map(row: &DbRow) -> Result<ScopeMapRecord, MetadataError> {
     Ok(ScopeMapRecord {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
@@ -46,9 +51,9 @@ fn scope_map(row: &SqliteRow) -> Result<ScopeMapRecord, MetadataError> {
     })
 }
 
-async fn log(tx: &mut Transaction<'_, Sqlite>, a: &Activity) -> Result<(), MetadataError> {
+async fn log(tx: &mut Transaction<'_, Db>, a: &Activity) -> Result<(), MetadataError> {
     sqlx::query(
-        "INSERT INTO activity_log (time, actor, operation, target, before, after) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO activity_log (time, actor, operation, target, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(now())
     .bind(&a.actor)
@@ -63,10 +68,10 @@ async fn log(tx: &mut Transaction<'_, Sqlite>, a: &Activity) -> Result<(), Metad
 
 /// Runs one change and, if it changed anything, records `activity`, in
 /// one transaction. Returns the rows changed.
-impl SqliteStore {
+impl $store {
     async fn logged<'q>(
         &self,
-        change: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+        change: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>,
         activity: &Activity,
     ) -> Result<u64, MetadataError> {
         let mut tx = self.writer.begin().await?;
@@ -84,10 +89,10 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 }
 
 #[async_trait]
-impl AuthStore for SqliteStore {
+impl AuthStore for $store {
     async fn setting(&self, key: &str) -> Result<Option<String>, MetadataError> {
         Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.writer)
                 .await?,
@@ -102,7 +107,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         self.logged(
             sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )
         .bind(key)
         .bind(value),
@@ -117,7 +122,7 @@ impl AuthStore for SqliteStore {
         login: &str,
     ) -> Result<Option<IdentityRecord>, MetadataError> {
         let row = sqlx::query(&format!(
-            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE login = ?"
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE login = $1"
         ))
         .bind(login)
         .fetch_optional(&self.writer)
@@ -127,7 +132,7 @@ impl AuthStore for SqliteStore {
 
     async fn identity_by_id(&self, id: &str) -> Result<Option<IdentityRecord>, MetadataError> {
         let row = sqlx::query(&format!(
-            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?"
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.writer)
@@ -137,7 +142,7 @@ impl AuthStore for SqliteStore {
 
     async fn identities(&self, kind: Option<&str>) -> Result<Vec<IdentityRecord>, MetadataError> {
         let rows = sqlx::query(&format!(
-            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE (? IS NULL OR kind = ?) ORDER BY created_at, login"
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE (CAST($1 AS TEXT) IS NULL OR kind = $2) ORDER BY created_at, login"
         ))
         .bind(kind)
         .bind(kind)
@@ -154,14 +159,14 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         let mut tx = self.writer.begin().await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO identities ({IDENTITY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
         .bind(&i.id)
         .bind(&i.kind)
         .bind(&i.login)
         .bind(&i.display_name)
-        .bind(i.enabled)
-        .bind(i.trusted_service)
+        .bind(i64::from(i.enabled))
+        .bind(i64::from(i.trusted_service))
         .bind(&i.scope_map)
         .bind(i.created_at)
         .execute(&mut *tx)
@@ -179,7 +184,7 @@ impl AuthStore for SqliteStore {
         }
         for c in credentials {
             sqlx::query(
-                "INSERT INTO credentials (identity_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO credentials (identity_id, name, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&c.identity_id)
             .bind(&c.name)
@@ -201,11 +206,11 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         self.logged(
             sqlx::query(
-            "UPDATE identities SET display_name = ?, enabled = ?, trusted_service = ?, scope_map = ? WHERE id = ?",
+            "UPDATE identities SET display_name = $1, enabled = $2, trusted_service = $3, scope_map = $4 WHERE id = $5",
         )
         .bind(&i.display_name)
-        .bind(i.enabled)
-        .bind(i.trusted_service)
+        .bind(i64::from(i.enabled))
+        .bind(i64::from(i.trusted_service))
         .bind(&i.scope_map)
         .bind(&i.id),
             activity,
@@ -217,7 +222,7 @@ impl AuthStore for SqliteStore {
     async fn delete_identity(&self, id: &str, activity: &Activity) -> Result<bool, MetadataError> {
         Ok(self
             .logged(
-                sqlx::query("DELETE FROM identities WHERE id = ?").bind(id),
+                sqlx::query("DELETE FROM identities WHERE id = $1").bind(id),
                 activity,
             )
             .await?
@@ -226,7 +231,7 @@ impl AuthStore for SqliteStore {
 
     async fn credentials(&self, identity_id: &str) -> Result<Vec<CredentialRecord>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT identity_id, name, hash, created_at, expires_at FROM credentials WHERE identity_id = ? ORDER BY name",
+            "SELECT identity_id, name, hash, created_at, expires_at FROM credentials WHERE identity_id = $1 ORDER BY name",
         )
         .bind(identity_id)
         .fetch_all(&self.writer)
@@ -241,7 +246,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         self.logged(
             sqlx::query(
-            "INSERT INTO credentials (identity_id, name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO credentials (identity_id, name, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (identity_id, name) DO UPDATE SET hash = excluded.hash,
                  created_at = excluded.created_at, expires_at = excluded.expires_at",
         )
@@ -258,7 +263,7 @@ impl AuthStore for SqliteStore {
 
     async fn scope_map(&self, name: &str) -> Result<Option<ScopeMapRecord>, MetadataError> {
         let row = sqlx::query(
-            "SELECT name, description, rules, created_at FROM scope_maps WHERE name = ?",
+            "SELECT name, description, rules, created_at FROM scope_maps WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.writer)
@@ -282,7 +287,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         self.logged(
             sqlx::query(
-            "INSERT INTO scope_maps (name, description, rules, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO scope_maps (name, description, rules, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET description = excluded.description, rules = excluded.rules",
         )
         .bind(&m.name)
@@ -302,7 +307,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<bool, MetadataError> {
         Ok(self
             .logged(
-                sqlx::query("DELETE FROM scope_maps WHERE name = ?").bind(name),
+                sqlx::query("DELETE FROM scope_maps WHERE name = $1").bind(name),
                 activity,
             )
             .await?
@@ -334,7 +339,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         self.logged(
             sqlx::query(
-            "INSERT INTO role_definitions (name, description, actions, created_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO role_definitions (name, description, actions, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET description = excluded.description, actions = excluded.actions",
         )
         .bind(&r.name)
@@ -353,7 +358,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<Vec<RoleAssignmentRecord>, MetadataError> {
         let rows = sqlx::query(
             "SELECT id, principal_id, role, scope, created_at FROM role_assignments
-             WHERE (? IS NULL OR principal_id = ?) ORDER BY created_at, id",
+             WHERE (CAST($1 AS TEXT) IS NULL OR principal_id = $2) ORDER BY created_at, id",
         )
         .bind(principal_id)
         .bind(principal_id)
@@ -379,7 +384,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<(), MetadataError> {
         self.logged(
             sqlx::query(
-            "INSERT INTO role_assignments (id, principal_id, role, scope, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO role_assignments (id, principal_id, role, scope, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&a.id)
         .bind(&a.principal_id)
@@ -399,7 +404,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<bool, MetadataError> {
         Ok(self
             .logged(
-                sqlx::query("DELETE FROM role_assignments WHERE id = ?").bind(id),
+                sqlx::query("DELETE FROM role_assignments WHERE id = $1").bind(id),
                 activity,
             )
             .await?
@@ -423,7 +428,7 @@ impl AuthStore for SqliteStore {
     }
 
     async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), MetadataError> {
-        sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
             .bind(&key.kid)
             .bind(&key.pkcs8)
             .bind(key.created_at)
@@ -439,7 +444,7 @@ impl AuthStore for SqliteStore {
     ) -> Result<Vec<ActivityRecord>, MetadataError> {
         let rows = sqlx::query(
             "SELECT id, time, actor, operation, target, before, after FROM activity_log
-             WHERE time >= ? ORDER BY id LIMIT ?",
+             WHERE time >= $1 ORDER BY id LIMIT $2",
         )
         .bind(since)
         .bind(i64::from(limit))
@@ -463,10 +468,15 @@ impl AuthStore for SqliteStore {
     }
 
     async fn purge_activities(&self, before: i64) -> Result<u64, MetadataError> {
-        let done = sqlx::query("DELETE FROM activity_log WHERE time < ?")
+        let done = sqlx::query("DELETE FROM activity_log WHERE time < $1")
             .bind(before)
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
 }
+        };
+    };
+}
+
+pub(crate) use impl_auth_store;

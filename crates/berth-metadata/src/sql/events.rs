@@ -1,14 +1,15 @@
-//! SQLite implementation of [`EventStore`].
+//! [`EventStore`] for both SQL backends, written once (see `sql/auth.rs`).
 
-use async_trait::async_trait;
-use sqlx::Row;
-
-use super::SqliteStore;
-use crate::events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
-use crate::MetadataError;
+macro_rules! impl_event_store {
+    ($store:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use sqlx::Row;
+            use $crate::events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
+            use $crate::MetadataError;
 
 #[async_trait]
-impl EventStore for SqliteStore {
+impl EventStore for $store {
     async fn insert_events(
         &self,
         logins: &[LoginEvent],
@@ -19,7 +20,7 @@ impl EventStore for SqliteStore {
             sqlx::query(
                 "INSERT INTO login_events (time, login_server, identity, caller_ip, user_agent, operation,
                    result_type, result_description, duration_ms, correlation_id, jwt_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(e.time_generated)
             .bind(&e.login_server)
@@ -40,7 +41,7 @@ impl EventStore for SqliteStore {
                 "INSERT INTO repository_events (time, login_server, operation, repository, tag, digest,
                    media_type, artifact_type, size, identity, caller_ip, user_agent, result_type,
                    result_description, duration_ms, correlation_id)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(e.time_generated)
             .bind(&e.login_server)
@@ -67,10 +68,10 @@ impl EventStore for SqliteStore {
 
     async fn login_events(&self, f: &EventFilter) -> Result<Vec<LoginEvent>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT * FROM login_events WHERE time >= ?
-               AND (? = 0 OR result_type >= 400)
-               AND (? IS NULL OR identity = ?)
-             ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM login_events WHERE time >= $1
+               AND ($2 = 0 OR result_type >= 400)
+               AND (CAST($3 AS TEXT) IS NULL OR identity = $4)
+             ORDER BY id DESC LIMIT $5",
         )
         .bind(f.since)
         .bind(f.failed_only)
@@ -103,11 +104,11 @@ impl EventStore for SqliteStore {
         f: &EventFilter,
     ) -> Result<Vec<RepositoryEvent>, MetadataError> {
         let rows = sqlx::query(
-            "SELECT * FROM repository_events WHERE time >= ?
-               AND (? = 0 OR result_type >= 400)
-               AND (? IS NULL OR identity = ?)
-               AND (? IS NULL OR repository = ?)
-             ORDER BY id DESC LIMIT ?",
+            "SELECT * FROM repository_events WHERE time >= $1
+               AND ($2 = 0 OR result_type >= 400)
+               AND (CAST($3 AS TEXT) IS NULL OR identity = $4)
+               AND (CAST($5 AS TEXT) IS NULL OR repository = $6)
+             ORDER BY id DESC LIMIT $7",
         )
         .bind(f.since)
         .bind(f.failed_only)
@@ -143,12 +144,12 @@ impl EventStore for SqliteStore {
     }
 
     async fn purge_events(&self, before: i64) -> Result<u64, MetadataError> {
-        let a = sqlx::query("DELETE FROM login_events WHERE time < ?")
+        let a = sqlx::query("DELETE FROM login_events WHERE time < $1")
             .bind(before)
             .execute(&self.writer)
             .await?
             .rows_affected();
-        let b = sqlx::query("DELETE FROM repository_events WHERE time < ?")
+        let b = sqlx::query("DELETE FROM repository_events WHERE time < $1")
             .bind(before)
             .execute(&self.writer)
             .await?
@@ -156,3 +157,8 @@ impl EventStore for SqliteStore {
         Ok(a + b)
     }
 }
+        };
+    };
+}
+
+pub(crate) use impl_event_store;

@@ -1,0 +1,64 @@
+//! PostgreSQL backend, for several stateless nodes sharing one database.
+//! The statements are the ones SQLite runs (`sql/`); what differs is the
+//! pool: one pool of read-write connections serves everything, and
+//! PostgreSQL's row locks order concurrent changes from different nodes
+//! (see the comments in `sql/registry.rs` on how a manifest push and the
+//! collector meet on a blob's row).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::{now, MetadataError};
+
+const CONNECTIONS: u32 = 16;
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    writer: PgPool,
+    /// The same pool: every connection reads what is committed.
+    reader: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`)
+    /// and migrates the schema; several nodes may do this at once (the
+    /// migrator takes an advisory lock).
+    pub async fn connect(url: &str) -> Result<Self, MetadataError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await?;
+        crate::schema::postgres_migrator().run(&pool).await?;
+        Ok(PostgresStore {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.writer
+    }
+
+    async fn write_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError> {
+        sqlx::query("UPDATE uploads SET length = $1, updated_at = $2 WHERE id = $3")
+            .bind(offset as i64)
+            .bind(now())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+crate::sql::registry::impl_metadata_store!(PostgresStore, sqlx::Postgres);
+crate::sql::auth::impl_auth_store!(PostgresStore, sqlx::Postgres);
+crate::sql::events::impl_event_store!(PostgresStore);

@@ -1,0 +1,85 @@
+//! SQLite backend (the embedded default). One writer connection serialises
+//! every change, so check-then-write transactions need no retry loop and
+//! never see `SQLITE_BUSY`; a small pool of read-only connections serves
+//! lookups concurrently (WAL mode).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::{now, MetadataError};
+
+const READERS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `url`
+    /// (`sqlite://path/berth.db`).
+    pub async fn connect(url: &str) -> Result<Self, MetadataError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the client hears about it.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        crate::schema::sqlite_migrator().run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// The pool that sees every committed change (for `berth migrate`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    async fn write_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError> {
+        // An upload's length has the durability of its chunks: it survives
+        // a process crash, not a power loss (see docs/decisions.md). So this
+        // commit skips the WAL fsync (`synchronous=NORMAL` for this one
+        // statement); the next FULL commit makes it durable anyway.
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        let updated = sqlx::query("UPDATE uploads SET length = $1, updated_at = $2 WHERE id = $3")
+            .bind(offset as i64)
+            .bind(now())
+            .bind(id)
+            .execute(&mut *conn)
+            .await;
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await;
+        if restored.is_err() {
+            // Never hand a connection that skips fsyncs back to the pool.
+            conn.detach();
+        }
+        updated?;
+        restored?;
+        Ok(())
+    }
+}
+
+crate::sql::registry::impl_metadata_store!(SqliteStore, sqlx::Sqlite);
+crate::sql::auth::impl_auth_store!(SqliteStore, sqlx::Sqlite);
+crate::sql::events::impl_event_store!(SqliteStore);

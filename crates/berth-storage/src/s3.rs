@@ -1,0 +1,478 @@
+//! S3-compatible object storage (AWS S3, Garage, MinIO, ...) through
+//! `object_store`, for several stateless nodes sharing one bucket.
+//!
+//! Layout under the configured prefix:
+//!
+//! - `blobs/<algorithm>/<xx>/<hex>`: committed blobs, content-addressed;
+//! - `_uploads/<uuid>/<offset>`: one object per request of an upload
+//!   (offset zero-padded to 20 digits, so listing sorts them).
+//!
+//! Nothing about an upload lives on a node: its parts are in the bucket and
+//! its durable length in the metadata store, so any node can append to it,
+//! re-read it or commit it. A part is only reachable by walking from offset
+//! 0 through part lengths up to the durable length, so the bytes of a
+//! request that was never acknowledged (a part past the length, or one
+//! overwritten by a retry) are never read. Retries with backoff on
+//! transient errors are `object_store`'s.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_types::Digest;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
+use uuid::Uuid;
+
+use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
+
+/// Size of the parts of a multipart upload (S3's minimum is 5 MiB). A
+/// request body smaller than this is stored with one PUT.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one request in flight at once; with the part being filled this
+/// bounds a request's memory to about three parts.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Where the bucket is and how to reach it (`[storage]` with `kind = "s3"`).
+#[derive(Debug, Clone, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `http://host:port` of an S3-compatible store; AWS when unset.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Key prefix inside the bucket (`""` or ending in `/`), so several
+    /// registries can share one bucket.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    store: Arc<AmazonS3>,
+    prefix: String,
+    requests: Arc<AtomicU64>,
+}
+
+impl S3Store {
+    pub fn new(config: &S3Config) -> Result<Self, StorageError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            // Streams of large blobs may take long; only connecting is
+            // bounded (the client is the one waiting).
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(10)),
+            );
+        if let Some(endpoint) = &config.endpoint {
+            // S3-compatible stores are addressed by path, not by a
+            // bucket-named host (which would need DNS for every bucket).
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(key) = &config.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let store = builder.build().map_err(remote("configure the S3 client"))?;
+        let mut prefix = config.prefix.trim_start_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(S3Store {
+            store: Arc::new(store),
+            prefix,
+            requests: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn count(&self, n: u64) {
+        self.requests.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn blob_path(&self, digest: &Digest) -> Path {
+        let hex = digest.hex();
+        Path::from(format!(
+            "{}blobs/{}/{}/{}",
+            self.prefix,
+            digest.algorithm().as_str(),
+            &hex[..2],
+            hex
+        ))
+    }
+
+    fn upload_dir(&self, id: Uuid) -> Path {
+        Path::from(format!("{}_uploads/{id}", self.prefix))
+    }
+
+    fn part_path(&self, id: Uuid, offset: u64) -> Path {
+        Path::from(format!("{}_uploads/{id}/{offset:020}", self.prefix))
+    }
+
+    /// Every stored part of an upload: (offset, size, path), by offset.
+    async fn parts(&self, id: Uuid) -> Result<Vec<(u64, u64, Path)>, StorageError> {
+        self.count(1);
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.upload_dir(id)))
+            .try_collect()
+            .await
+            .map_err(remote(format!("list the parts of upload {id}")))?;
+        let mut parts: Vec<(u64, u64, Path)> = listed
+            .into_iter()
+            .filter_map(|meta| {
+                let offset = meta.location.filename()?.parse::<u64>().ok()?;
+                Some((offset, meta.size, meta.location))
+            })
+            .collect();
+        parts.sort_by_key(|p| p.0);
+        Ok(parts)
+    }
+
+    /// The parts (and the byte range of each) that make up the first `len`
+    /// bytes of an upload.
+    async fn chain(&self, id: Uuid, len: u64) -> Result<Vec<(Path, Range<u64>)>, StorageError> {
+        let parts = self.parts(id).await?;
+        let mut chain = Vec::new();
+        let mut at = 0u64;
+        while at < len {
+            let Some((_, size, path)) = parts.iter().find(|p| p.0 == at && p.1 > 0) else {
+                return Err(StorageError::UploadIncomplete { id, at, len });
+            };
+            let take = (*size).min(len - at);
+            chain.push((path.clone(), 0..take));
+            at += take;
+        }
+        Ok(chain)
+    }
+
+    /// Streams byte ranges of several objects one after another.
+    fn concat(&self, pieces: Vec<(Path, Range<u64>)>) -> ByteStream {
+        let store = self.store.clone();
+        let requests = self.requests.clone();
+        futures::stream::iter(pieces)
+            .then(move |(path, range)| {
+                let store = store.clone();
+                requests.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    let got = store
+                        .get_opts(
+                            &path,
+                            GetOptions {
+                                range: Some(GetRange::Bounded(range)),
+                                ..GetOptions::default()
+                            },
+                        )
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(got.into_stream().map_err(std::io::Error::other))
+                }
+            })
+            .try_flatten()
+            .boxed()
+    }
+}
+
+fn remote(action: impl Into<String>) -> impl FnOnce(object_store::Error) -> StorageError {
+    let action = action.into();
+    move |source| StorageError::Remote {
+        action,
+        source: Box::new(source),
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
+        self.count(1);
+        match self.store.head(&self.blob_path(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote(format!("look up blob {digest}"))(e)),
+        }
+    }
+
+    async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<BlobRead, StorageError> {
+        let path = self.blob_path(digest);
+        let whole_size = || async {
+            self.blob_size(digest)
+                .await?
+                .ok_or_else(|| StorageError::BlobNotFound(digest.clone()))
+        };
+        if let Some(r) = &range {
+            if r.start >= r.end {
+                // S3 has no empty ranges; nothing to fetch but the size.
+                let size = whole_size().await?;
+                if r.start > r.end || r.end > size {
+                    return Err(StorageError::RangeNotSatisfiable {
+                        start: r.start,
+                        end: r.end,
+                        size,
+                    });
+                }
+                return Ok(BlobRead {
+                    size,
+                    stream: futures::stream::empty().boxed(),
+                });
+            }
+        }
+        let options = GetOptions {
+            range: range.clone().map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        self.count(1);
+        match self.store.get_opts(&path, options).await {
+            Ok(got) => {
+                let size = got.meta.size;
+                if let Some(r) = &range {
+                    if r.end > size {
+                        return Err(StorageError::RangeNotSatisfiable {
+                            start: r.start,
+                            end: r.end,
+                            size,
+                        });
+                    }
+                }
+                Ok(BlobRead {
+                    size,
+                    stream: got.into_stream().map_err(std::io::Error::other).boxed(),
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(StorageError::BlobNotFound(digest.clone()))
+            }
+            Err(e) => match range {
+                // A range past the end is refused by the store; say so
+                // with the blob's size.
+                Some(r) => {
+                    let size = whole_size().await?;
+                    if r.end > size {
+                        Err(StorageError::RangeNotSatisfiable {
+                            start: r.start,
+                            end: r.end,
+                            size,
+                        })
+                    } else {
+                        Err(remote(format!("read blob {digest}"))(e))
+                    }
+                }
+                None => Err(remote(format!("read blob {digest}"))(e)),
+            },
+        }
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<bool, StorageError> {
+        // S3 deletes are idempotent and do not say whether the key existed.
+        self.count(1);
+        self.store
+            .delete(&self.blob_path(digest))
+            .await
+            .map_err(remote(format!("delete blob {digest}")))?;
+        Ok(true)
+    }
+
+    async fn upload_writer(
+        &self,
+        id: Uuid,
+        offset: u64,
+    ) -> Result<Box<dyn UploadWriter>, StorageError> {
+        Ok(Box::new(PartWriter {
+            store: self.clone(),
+            path: self.part_path(id, offset),
+            offset,
+            written: 0,
+            buffered: Vec::new(),
+            buffered_len: 0,
+            multipart: None,
+        }))
+    }
+
+    async fn read_upload(&self, id: Uuid, len: u64) -> Result<ByteStream, StorageError> {
+        let chain = self.chain(id, len).await?;
+        Ok(self.concat(chain))
+    }
+
+    async fn commit_upload(&self, id: Uuid, len: u64, digest: &Digest) -> Result<(), StorageError> {
+        let target = self.blob_path(digest);
+        if self.blob_size(digest).await? == Some(len) {
+            // Same content already stored (content-addressed): keep it.
+            self.delete_upload(id).await?;
+            return Ok(());
+        }
+        let chain = self.chain(id, len).await?;
+        match chain.as_slice() {
+            [] => {
+                self.count(1);
+                self.store
+                    .put(&target, PutPayload::default())
+                    .await
+                    .map_err(remote(format!("store empty blob {digest}")))?;
+            }
+            // One whole part: a server-side copy, no bytes through here.
+            [(path, range)] if range.start == 0 && self.part_size(path).await? == range.end => {
+                self.count(1);
+                self.store
+                    .copy(path, &target)
+                    .await
+                    .map_err(remote(format!("copy upload {id} to blob {digest}")))?;
+            }
+            _ => {
+                // Several parts: streamed into one multipart object.
+                let mut stream = self.concat(chain);
+                let mut writer = self.start_multipart(&target).await?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(StorageError::io(format!("read upload {id}")))?;
+                    writer
+                        .wait_for_capacity(PARTS_IN_FLIGHT)
+                        .await
+                        .map_err(remote(format!("write blob {digest}")))?;
+                    writer.put(chunk);
+                }
+                self.count(1 + len.div_ceil(PART_SIZE as u64));
+                writer
+                    .finish()
+                    .await
+                    .map_err(remote(format!("complete blob {digest}")))?;
+            }
+        }
+        self.delete_upload(id).await?;
+        Ok(())
+    }
+
+    async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError> {
+        let parts = self.parts(id).await?;
+        for (_, _, path) in &parts {
+            self.count(1);
+            self.store
+                .delete(path)
+                .await
+                .map_err(remote(format!("delete a part of upload {id}")))?;
+        }
+        Ok(!parts.is_empty())
+    }
+
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    async fn presigned_blob_url(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> Result<Option<String>, StorageError> {
+        let url = self
+            .store
+            .signed_url(http::Method::GET, &self.blob_path(digest), expires_in)
+            .await
+            .map_err(remote(format!("sign a URL for blob {digest}")))?;
+        Ok(Some(url.to_string()))
+    }
+}
+
+impl S3Store {
+    async fn part_size(&self, path: &Path) -> Result<u64, StorageError> {
+        self.count(1);
+        Ok(self
+            .store
+            .head(path)
+            .await
+            .map_err(remote(format!("look up upload part {path}")))?
+            .size)
+    }
+
+    async fn start_multipart(&self, path: &Path) -> Result<WriteMultipart, StorageError> {
+        self.count(1);
+        let upload = self
+            .store
+            .put_multipart(path)
+            .await
+            .map_err(remote(format!("start a multipart upload to {path}")))?;
+        Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+    }
+}
+
+/// One request's bytes, stored as one part object: a single PUT when they
+/// fit in [`PART_SIZE`], else a multipart upload with bounded buffering.
+struct PartWriter {
+    store: S3Store,
+    path: Path,
+    offset: u64,
+    written: u64,
+    buffered: Vec<Bytes>,
+    buffered_len: usize,
+    multipart: Option<WriteMultipart>,
+}
+
+#[async_trait]
+impl UploadWriter for PartWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.written += chunk.len() as u64;
+        if let Some(multipart) = &mut self.multipart {
+            multipart
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(remote(format!("write {}", self.path)))?;
+            multipart.put(chunk);
+            return Ok(());
+        }
+        self.buffered_len += chunk.len();
+        self.buffered.push(chunk);
+        if self.buffered_len >= PART_SIZE {
+            let mut multipart = self.store.start_multipart(&self.path).await?;
+            for chunk in self.buffered.drain(..) {
+                multipart.put(chunk);
+            }
+            self.buffered_len = 0;
+            self.multipart = Some(multipart);
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<u64, StorageError> {
+        let PartWriter {
+            store,
+            path,
+            offset,
+            written,
+            buffered,
+            multipart,
+            ..
+        } = *self;
+        match multipart {
+            Some(multipart) => {
+                store.count(1 + written.div_ceil(PART_SIZE as u64));
+                multipart
+                    .finish()
+                    .await
+                    .map_err(remote(format!("complete {path}")))?;
+            }
+            // An empty request adds no part.
+            None if written == 0 => {}
+            None => {
+                store.count(1);
+                store
+                    .store
+                    .put(&path, PutPayload::from_iter(buffered))
+                    .await
+                    .map_err(remote(format!("store {path}")))?;
+            }
+        }
+        Ok(offset + written)
+    }
+}
