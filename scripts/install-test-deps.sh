@@ -30,12 +30,22 @@ APT_PACKAGES=(
   jq
   openssl         # certificates for the TLS diagnostics scenarios
   ca-certificates
+  postgresql      # scale-out metadata (scripts/scale-out-services.sh starts a private server)
+  postgresql-client
+  util-linux      # runuser, to run PostgreSQL as the postgres user
 )
+
+# Garage, the S3-compatible object store of the scale-out tests, from
+# crates.io. Built once per machine (about 15 minutes on 2 cores) and kept in
+# GARAGE_ROOT, so later runs on the same machine reuse it.
+GARAGE_VERSION=2.5.0
+GARAGE_ROOT=${GARAGE_ROOT:-/opt/garage}
 
 PIP_PACKAGES=(
   "oras==0.2.43"
   "pytest==9.2.0"
   "requests==2.34.2"
+  "boto3==1.44.5"   # lists the bucket in the scale-out garbage-collection test
 )
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -109,9 +119,18 @@ else
   log "Python packages already at pinned versions"
 fi
 
+if [[ -x $GARAGE_ROOT/bin/garage ]] && "$GARAGE_ROOT/bin/garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+  log "garage $GARAGE_VERSION already installed in $GARAGE_ROOT"
+else
+  log "building garage $GARAGE_VERSION from crates.io into $GARAGE_ROOT (once per machine)"
+  CARGO_TARGET_DIR=${GARAGE_BUILD_DIR:-/var/tmp/garage-build} \
+    cargo install garage --version "$GARAGE_VERSION" --locked --root "$GARAGE_ROOT"
+fi
+
 # Sanity: every tool the suite calls is on PATH.
 for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
-python3 -c 'import oras.client, pytest, requests' || { echo "python packages not importable" >&2; exit 1; }
+"$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }
+python3 -c 'import oras.client, pytest, requests, boto3' || { echo "python packages not importable" >&2; exit 1; }
 log "ok"

@@ -10,6 +10,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use berth_auth::manage::{ScopeRule, SecretValidity};
 use berth_auth::{IdentityKind, Permission, Principal};
+use berth_registry::RegistryError;
 use berth_types::{ErrorCode, Reference, RepositoryName};
 use http::StatusCode;
 use serde::Deserialize;
@@ -130,6 +131,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/repositories/tags", get(repository_tags))
         .route("/api/v1/repositories/manifests", get(repository_manifests))
         .route("/api/v1/activity", get(activity))
+        .route("/api/v1/gc", get(gc_status))
+        .route("/api/v1/gc/run", post(gc_run))
         .route("/api/v1/network", get(get_network).patch(update_network))
         .route(
             "/api/v1/network/rules",
@@ -805,6 +808,60 @@ async fn delete_repository(
     let repo = repository_param(&q)?;
     let deleted = s.registry.delete_repository(&repo).await?;
     ok(json!({"repository": repo.as_str(), "manifestsDeleted": deleted}))
+}
+
+fn gc_run_json(r: &berth_metadata::GcRunRecord) -> Value {
+    json!({
+        "id": r.id,
+        "node": r.holder,
+        "state": r.state,
+        "startedAt": berth_auth::rfc3339(r.started_at / 1000),
+        "finishedAt": r.finished_at.map(|t| berth_auth::rfc3339(t / 1000)),
+        "durationMs": r.finished_at.map(|t| t - r.started_at),
+        "examined": r.examined,
+        "blobsDeleted": r.blobs_deleted,
+        "bytesReclaimed": r.bytes_reclaimed,
+        "uploadsPurged": r.uploads_purged,
+        "storageRequests": r.storage_requests,
+        "error": r.error,
+    })
+}
+
+/// The collector's queue and its latest runs, on any node.
+async fn gc_status(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageRead)?;
+    let metadata = s.registry.metadata();
+    let queued = metadata
+        .gc_queue_length()
+        .await
+        .map_err(RegistryError::from)?;
+    let runs = metadata.gc_runs(10).await.map_err(RegistryError::from)?;
+    ok(json!({
+        "queuedCandidates": queued,
+        "graceSeconds": s.registry.config().gc_grace.as_secs(),
+        "runs": runs.iter().map(gc_run_json).collect::<Vec<_>>(),
+    }))
+}
+
+/// Runs a collection pass now, on this node (409 if another node's
+/// collector holds the lease).
+async fn gc_run(State(s): State<AppState>, m: Manager) -> ApiResult {
+    m.require(Permission::ManageWrite)?;
+    let report = s.registry.collect_garbage().await?;
+    if report.skipped {
+        return Err(ApiError::new(
+            ErrorCode::Denied,
+            "another node is collecting garbage right now; see `berth gc status`",
+        )
+        .with_status(StatusCode::CONFLICT));
+    }
+    ok(json!({
+        "examined": report.examined,
+        "blobsDeleted": report.blobs_deleted,
+        "bytesReclaimed": report.bytes_reclaimed,
+        "uploadsPurged": report.uploads_purged,
+        "storageRequests": report.storage_requests,
+    }))
 }
 
 #[derive(Deserialize)]

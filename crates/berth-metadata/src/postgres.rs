@@ -44,6 +44,9 @@ impl PostgresStore {
         self.writer.close().await;
     }
 
+    /// Locks the selected rows until the transaction ends.
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+
     pub fn pool(&self) -> &PgPool {
         &self.writer
     }

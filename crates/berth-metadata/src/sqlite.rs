@@ -47,6 +47,9 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
+    /// One writer serialises transactions: no row locks needed.
+    const ROW_LOCK: &'static str = "";
+
     /// The pool that sees every committed change (for `berth migrate`).
     pub fn pool(&self) -> &SqlitePool {
         &self.writer

@@ -121,6 +121,13 @@ enum Command {
         #[command(subcommand)]
         command: manage::IdentityCommand,
     },
+    /// Garbage collection: its queue, its runs, and running it now.
+    Gc {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::GcCommand,
+    },
     /// Repositories, their tags and manifests.
     Repository {
         #[command(flatten)]
@@ -231,6 +238,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::ShowEndpoints { client } => manage::show_endpoints(&client).await,
             Command::Identity { client, command } => manage::identity(&client, &command).await,
             Command::Repository { client, command } => manage::repository(&client, &command).await,
+            Command::Gc { client, command } => manage::gc(&client, &command).await,
             Command::Logs { client, command } => manage::logs(&client, &command).await,
             Command::Explain { client, explain } => manage::explain(&client, &explain).await,
             Command::Activity { client, command } => manage::activity(&client, &command).await,

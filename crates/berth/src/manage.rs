@@ -305,6 +305,15 @@ pub enum IdentityCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum GcCommand {
+    /// Candidates waiting for the collector and the latest runs (from any
+    /// node), with their progress.
+    Status,
+    /// Run a collection pass now on the node this command talks to.
+    Run,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RepositoryCommand {
     /// List repositories.
     List,
@@ -906,6 +915,52 @@ pub async fn identity(args: &ClientArgs, command: &IdentityCommand) -> anyhow::R
                 )
                 .await?,
             IDENTITY,
+            args.output,
+        ),
+    }
+    Ok(())
+}
+
+pub async fn gc(args: &ClientArgs, command: &GcCommand) -> anyhow::Result<()> {
+    let client = Client::new(&args.connection)?;
+    match command {
+        GcCommand::Status => {
+            let status = client.get("/api/v1/gc").await?;
+            if args.output == Format::Json {
+                print(&status, &[], args.output);
+                return Ok(());
+            }
+            println!(
+                "queued candidates: {} (examined once their grace period of {} s has passed)",
+                status["queuedCandidates"], status["graceSeconds"]
+            );
+            print(
+                &status["runs"],
+                &[
+                    ("RUN", "/id"),
+                    ("NODE", "/node"),
+                    ("STATE", "/state"),
+                    ("STARTED", "/startedAt"),
+                    ("MS", "/durationMs"),
+                    ("EXAMINED", "/examined"),
+                    ("DELETED", "/blobsDeleted"),
+                    ("BYTES", "/bytesReclaimed"),
+                    ("UPLOADS PURGED", "/uploadsPurged"),
+                    ("STORAGE REQUESTS", "/storageRequests"),
+                    ("ERROR", "/error"),
+                ],
+                args.output,
+            );
+        }
+        GcCommand::Run => print(
+            &client.post("/api/v1/gc/run", json!({})).await?,
+            &[
+                ("EXAMINED", "/examined"),
+                ("DELETED", "/blobsDeleted"),
+                ("BYTES", "/bytesReclaimed"),
+                ("UPLOADS PURGED", "/uploadsPurged"),
+                ("STORAGE REQUESTS", "/storageRequests"),
+            ],
             args.output,
         ),
     }

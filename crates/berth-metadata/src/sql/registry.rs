@@ -638,6 +638,16 @@ impl MetadataStore for $store {
     ) -> Result<Option<u64>, MetadataError> {
         let digest = digest.to_string();
         let mut tx = self.writer.begin().await?;
+        // Lock the record first (PostgreSQL): a manifest push that holds it
+        // commits before the check below runs, and that check (a new
+        // statement) then sees the push's references.
+        sqlx::query(&format!(
+            "SELECT digest FROM blobs WHERE digest = $1{}",
+            <$store>::ROW_LOCK
+        ))
+        .bind(&digest)
+        .fetch_optional(&mut *tx)
+        .await?;
         let size: Option<i64> = sqlx::query_scalar(
             "UPDATE blobs SET deleting = 1
              WHERE digest = $1 AND deleting = 0 AND last_linked_at < $2

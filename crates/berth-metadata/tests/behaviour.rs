@@ -1,0 +1,510 @@
+//! The same behaviour tests against both metadata backends: SQLite (a fresh
+//! file) and PostgreSQL (a fresh database on the server named by
+//! `BERTH_TEST_POSTGRES_ADMIN_URL`, which `scripts/test.sh` starts). Each
+//! check is written once, generic over the store, and instantiated for both
+//! by `both!`.
+
+use std::sync::Arc;
+
+use berth_metadata::{
+    Activity, AuthStore, IdentityRecord, MetadataError, MetadataStore, NewManifest, PostgresStore,
+    SqliteStore,
+};
+use berth_types::{Digest, Reference, RepositoryName, Tag};
+use sqlx::Connection;
+
+trait Store: MetadataStore + AuthStore {}
+impl<T: MetadataStore + AuthStore> Store for T {}
+
+async fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (
+        Arc::new(SqliteStore::connect(&url).await.expect("sqlite")),
+        dir,
+    )
+}
+
+/// A fresh database on the test PostgreSQL server.
+async fn postgres() -> (Arc<PostgresStore>, ()) {
+    let admin = std::env::var("BERTH_TEST_POSTGRES_ADMIN_URL").expect(
+        "BERTH_TEST_POSTGRES_ADMIN_URL is not set: run the tests through scripts/test.sh, \
+         which starts PostgreSQL (or start it with scripts/scale-out-services.sh and source its env file)",
+    );
+    let name = format!("t_{}", uuid_like());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin");
+    sqlx::query(&format!("CREATE DATABASE {name} OWNER berth"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let base = admin.rsplit_once('/').expect("url").0;
+    let url = base.replacen("postgres@", "berth:berth@", 1) + "/" + &name;
+    (
+        Arc::new(PostgresStore::connect(&url).await.expect("postgres")),
+        (),
+    )
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+fn repo(name: &str) -> RepositoryName {
+    name.parse().expect("repository name")
+}
+
+fn blob(n: u32) -> Digest {
+    Digest::sha256_of(format!("blob {n}").as_bytes())
+}
+
+fn manifest<'a>(
+    repository: &'a RepositoryName,
+    digest: &'a Digest,
+    content: &'a [u8],
+    blobs: Vec<Digest>,
+    tag: Option<&'a Tag>,
+) -> NewManifest<'a> {
+    NewManifest {
+        repository,
+        digest,
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+        artifact_type: None,
+        subject: None,
+        annotations_json: None,
+        content,
+        blobs,
+        references: Vec::new(),
+        children: Vec::new(),
+        tag,
+    }
+}
+
+/// Claims, links and returns a blob.
+async fn stored_blob(s: &impl Store, r: &RepositoryName, n: u32) -> Digest {
+    let d = blob(n);
+    assert!(s.claim_blob(&d, 100 + u64::from(n)).await.expect("claim"));
+    assert!(s.link_blob(r, &d).await.expect("link"));
+    d
+}
+
+const FUTURE: i64 = i64::MAX / 2;
+
+async fn links_need_a_claimed_blob(s: Arc<impl Store>) {
+    let r = repo("app/one");
+    let d = blob(1);
+    assert!(
+        !s.link_blob(&r, &d).await.expect("store call"),
+        "no record, no link"
+    );
+    assert_eq!(s.linked_blob_size(&r, &d).await.expect("store call"), None);
+    stored_blob(&*s, &r, 1).await;
+    assert_eq!(
+        s.linked_blob_size(&r, &d).await.expect("store call"),
+        Some(101)
+    );
+    assert!(s.unlink_blob(&r, &d).await.expect("store call"));
+    assert!(!s.unlink_blob(&r, &d).await.expect("store call"));
+    assert_eq!(s.linked_blob_size(&r, &d).await.expect("store call"), None);
+}
+
+async fn manifests_need_their_blobs(s: Arc<impl Store>) {
+    let r = repo("app/two");
+    let layer = stored_blob(&*s, &r, 2).await;
+    let missing = blob(3);
+    let content = b"{\"m\":1}";
+    let digest = Digest::sha256_of(content);
+    let tag: Tag = "v1".parse().expect("store call");
+    let err = s
+        .put_manifest(manifest(
+            &r,
+            &digest,
+            content,
+            vec![layer.clone(), missing.clone()],
+            Some(&tag),
+        ))
+        .await
+        .expect_err("should fail");
+    assert!(
+        matches!(err, MetadataError::MissingBlobs(ref m) if m == &vec![missing.clone()]),
+        "{err}"
+    );
+    assert!(
+        s.list_tags(&r, 10, None)
+            .await
+            .expect("store call")
+            .expect("store call")
+            .is_empty(),
+        "nothing half-stored"
+    );
+    s.put_manifest(manifest(&r, &digest, content, vec![layer], Some(&tag)))
+        .await
+        .expect("store call");
+    let got = s
+        .get_manifest(&r, &Reference::Tag(tag))
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(got.digest, digest);
+    assert_eq!(got.content, content);
+    let listed = s.list_manifests(&r).await.expect("store call");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].tags, vec!["v1".to_string()]);
+}
+
+async fn listings_page_in_byte_order(s: Arc<impl Store>) {
+    let r = repo("app/order");
+    let layer = stored_blob(&*s, &r, 4).await;
+    // Bytewise: 'B' (66) < '_' (95) < 'a' (97); a locale collation differs.
+    for name in ["a", "B", "_x", "a-1", "A"] {
+        let content = format!("{{\"t\":\"{name}\"}}");
+        let digest = Digest::sha256_of(content.as_bytes());
+        let tag: Tag = name.parse().expect("store call");
+        s.put_manifest(manifest(
+            &r,
+            &digest,
+            content.as_bytes(),
+            vec![layer.clone()],
+            Some(&tag),
+        ))
+        .await
+        .expect("store call");
+    }
+    let all = s
+        .list_tags(&r, 100, None)
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(all, ["A", "B", "_x", "a", "a-1"]);
+    let page = s
+        .list_tags(&r, 2, Some("B"))
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(page, ["_x", "a"]);
+    assert_eq!(
+        s.list_tags(&repo("nope/x"), 10, None)
+            .await
+            .expect("store call"),
+        None
+    );
+}
+
+/// Many writers moving one tag at once: every write succeeds and the tag
+/// ends on exactly one of the manifests.
+async fn racing_tag_moves_leave_one_winner(s: Arc<impl Store + 'static>) {
+    let r = repo("app/race");
+    let layer = stored_blob(&*s, &r, 5).await;
+    let tag: Tag = "latest".parse().expect("store call");
+    let mut tasks = Vec::new();
+    let mut digests = Vec::new();
+    for i in 0..16 {
+        let content = format!("{{\"race\":{i}}}").into_bytes();
+        let digest = Digest::sha256_of(&content);
+        digests.push(digest.clone());
+        let (s, r, tag, layer) = (s.clone(), r.clone(), tag.clone(), layer.clone());
+        tasks.push(tokio::spawn(async move {
+            s.put_manifest(manifest(&r, &digest, &content, vec![layer], Some(&tag)))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("store call").expect("every move succeeds");
+    }
+    assert_eq!(
+        s.list_tags(&r, 10, None)
+            .await
+            .expect("store call")
+            .expect("store call"),
+        ["latest"]
+    );
+    let winner = s
+        .get_manifest(&r, &Reference::Tag(tag))
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert!(digests.contains(&winner.digest));
+    assert_eq!(s.list_manifests(&r).await.expect("store call").len(), 16);
+}
+
+async fn collector_protocol(s: Arc<impl Store>) {
+    let r = repo("app/gc");
+    let kept = stored_blob(&*s, &r, 6).await;
+    let garbage = stored_blob(&*s, &r, 7).await;
+    let content = b"{\"gc\":1}";
+    let digest = Digest::sha256_of(content);
+    s.put_manifest(manifest(&r, &digest, content, vec![kept.clone()], None))
+        .await
+        .expect("store call");
+
+    // Both were queued when claimed; nothing is due before its grace period.
+    assert_eq!(s.gc_queue_length().await.expect("store call"), 2);
+    assert!(s
+        .gc_candidates(0, None, 10)
+        .await
+        .expect("store call")
+        .is_empty());
+    let due = s.gc_candidates(FUTURE, None, 10).await.expect("store call");
+    assert_eq!(due.len(), 2);
+
+    // Referenced: stays, and leaves the queue.
+    assert_eq!(
+        s.mark_blob_deleting(&kept, FUTURE)
+            .await
+            .expect("store call"),
+        None
+    );
+    // Unreferenced: marked, unlinked, off the queue.
+    assert_eq!(
+        s.mark_blob_deleting(&garbage, FUTURE)
+            .await
+            .expect("store call"),
+        Some(107)
+    );
+    assert_eq!(s.gc_queue_length().await.expect("store call"), 0);
+    assert_eq!(
+        s.linked_blob_size(&r, &garbage).await.expect("store call"),
+        None
+    );
+    assert!(
+        !s.link_blob(&r, &garbage).await.expect("store call"),
+        "no links to a blob being deleted"
+    );
+    assert!(
+        !s.claim_blob(&garbage, 107).await.expect("store call"),
+        "an upload waits for the delete"
+    );
+    assert_eq!(
+        s.blobs_being_deleted(10).await.expect("store call"),
+        vec![(garbage.clone(), 107)]
+    );
+    s.forget_blob(&garbage).await.expect("store call");
+    assert!(s
+        .blobs_being_deleted(10)
+        .await
+        .expect("store call")
+        .is_empty());
+    assert!(
+        s.claim_blob(&garbage, 107).await.expect("store call"),
+        "gone: may be uploaded again"
+    );
+
+    // Deleting the manifest queues what it referenced.
+    assert!(s.delete_manifest(&r, &digest).await.expect("store call"));
+    let queued = s.gc_candidates(FUTURE, None, 10).await.expect("store call");
+    assert!(queued.contains(&kept), "{queued:?}");
+    // Paging through the queue.
+    let first = s.gc_candidates(FUTURE, None, 1).await.expect("store call");
+    let rest = s
+        .gc_candidates(FUTURE, Some(&first[0].to_string()), 10)
+        .await
+        .expect("store call");
+    assert_eq!(first.len() + rest.len(), queued.len());
+}
+
+/// A manifest push and the collector deciding about the same blob at the
+/// same moment: either the manifest wins (blob kept) or the collector does
+/// (manifest refused as missing the blob); never a manifest whose blob is
+/// being deleted.
+async fn manifest_and_collector_race(s: Arc<impl Store + 'static>) {
+    let r = repo("app/gcrace");
+    for i in 0..40u32 {
+        let d = stored_blob(&*s, &r, 1000 + i).await;
+        let content = format!("{{\"gcrace\":{i}}}").into_bytes();
+        let digest = Digest::sha256_of(&content);
+        let push = {
+            let (s, r, d, digest) = (s.clone(), r.clone(), d.clone(), digest.clone());
+            tokio::spawn(async move {
+                s.put_manifest(manifest(&r, &digest, &content, vec![d], None))
+                    .await
+            })
+        };
+        let collect = {
+            let (s, d) = (s.clone(), d.clone());
+            tokio::spawn(async move { s.mark_blob_deleting(&d, FUTURE).await })
+        };
+        let pushed = push.await.expect("store call");
+        let marked = collect.await.expect("store call").expect("store call");
+        match (pushed, marked) {
+            (Ok(()), None) => {}
+            (Err(MetadataError::MissingBlobs(_)), Some(_)) => {}
+            (pushed, marked) => panic!("round {i}: push {pushed:?} with collector {marked:?}"),
+        }
+    }
+}
+
+async fn collector_lease_is_exclusive(s: Arc<impl Store>) {
+    assert!(s.acquire_gc_lease("node-a", 60).await.expect("store call"));
+    assert!(
+        s.acquire_gc_lease("node-a", 60).await.expect("store call"),
+        "renewal"
+    );
+    assert!(!s.acquire_gc_lease("node-b", 60).await.expect("store call"));
+    s.release_gc_lease("node-a").await.expect("store call");
+    assert!(s.acquire_gc_lease("node-b", -1).await.expect("store call"));
+    // node-b's lease expired at once: another node may take over.
+    assert!(s.acquire_gc_lease("node-a", 60).await.expect("store call"));
+
+    let id = s.start_gc_run("node-a").await.expect("store call");
+    let mut run = s.gc_runs(1).await.expect("store call").remove(0);
+    assert_eq!((run.id, run.state.as_str()), (id, "running"));
+    run.state = "finished".into();
+    run.blobs_deleted = 3;
+    run.storage_requests = 9;
+    run.finished_at = Some(run.started_at + 5);
+    s.update_gc_run(&run).await.expect("store call");
+    let back = s.gc_runs(5).await.expect("store call").remove(0);
+    assert_eq!(
+        (
+            back.state.as_str(),
+            back.blobs_deleted,
+            back.storage_requests
+        ),
+        ("finished", 3, 9)
+    );
+}
+
+async fn upload_sessions(s: Arc<impl Store>) {
+    let r = repo("app/up");
+    s.create_upload("u-1", &r).await.expect("store call");
+    s.set_upload_offset("u-1", 4096).await.expect("store call");
+    let got = s
+        .get_upload("u-1")
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!((got.repository.as_str(), got.offset), ("app/up", 4096));
+    assert_eq!(s.stale_uploads(FUTURE).await.expect("store call"), ["u-1"]);
+    assert!(s.stale_uploads(0).await.expect("store call").is_empty());
+    assert!(s.delete_upload("u-1").await.expect("store call"));
+    assert!(s.get_upload("u-1").await.expect("store call").is_none());
+}
+
+async fn repository_delete_queues_its_blobs(s: Arc<impl Store>) {
+    let r = repo("app/gone");
+    let d = stored_blob(&*s, &r, 9).await;
+    assert!(s
+        .mark_blob_deleting(&d, FUTURE)
+        .await
+        .expect("store call")
+        .is_some());
+    s.forget_blob(&d).await.expect("store call");
+    let d = stored_blob(&*s, &r, 9).await;
+    let content = b"{\"gone\":1}";
+    let digest = Digest::sha256_of(content);
+    s.put_manifest(manifest(&r, &digest, content, vec![d.clone()], None))
+        .await
+        .expect("store call");
+    assert_eq!(
+        s.mark_blob_deleting(&d, FUTURE).await.expect("store call"),
+        None
+    );
+    assert_eq!(s.delete_repository(&r).await.expect("store call"), 1);
+    assert!(!s.repository_exists(&r).await.expect("store call"));
+    assert!(s
+        .gc_candidates(FUTURE, None, 10)
+        .await
+        .expect("store call")
+        .contains(&d));
+    assert!(s
+        .mark_blob_deleting(&d, FUTURE)
+        .await
+        .expect("store call")
+        .is_some());
+}
+
+async fn identities_and_flags(s: Arc<impl Store>) {
+    let activity = Activity {
+        actor: "owner".into(),
+        operation: "identity/create".into(),
+        target: "ci".into(),
+        before: None,
+        after: Some("{}".into()),
+    };
+    let mut identity = IdentityRecord {
+        id: "11111111-2222-3333-4444-555555555555".into(),
+        kind: "token".into(),
+        login: "ci".into(),
+        display_name: "CI".into(),
+        enabled: true,
+        trusted_service: false,
+        scope_map: Some("pull".into()),
+        created_at: 1,
+    };
+    s.create_identity(&identity, &[], &activity)
+        .await
+        .expect("store call");
+    let err = s
+        .create_identity(&identity, &[], &activity)
+        .await
+        .expect_err("should fail");
+    assert!(matches!(err, MetadataError::AlreadyExists(_)), "{err}");
+    identity.enabled = false;
+    identity.trusted_service = true;
+    s.update_identity(&identity, &activity)
+        .await
+        .expect("store call");
+    let back = s
+        .identity_by_login("ci")
+        .await
+        .expect("store call")
+        .expect("store call");
+    assert_eq!(back, identity);
+    assert_eq!(
+        s.identities(Some("token")).await.expect("store call"),
+        vec![identity.clone()]
+    );
+    assert!(s
+        .identities(Some("sp"))
+        .await
+        .expect("store call")
+        .is_empty());
+    let log = s.activities(0, 10).await.expect("store call");
+    assert_eq!(
+        log.len(),
+        2,
+        "create and update are logged, the refused create is not"
+    );
+}
+
+macro_rules! both {
+    ($($check:ident),* $(,)?) => {
+        mod on_sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let (store, _keep) = sqlite().await;
+                    super::$check(store).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    let (store, _keep) = postgres().await;
+                    super::$check(store).await;
+                }
+            )*
+        }
+    };
+}
+
+both!(
+    links_need_a_claimed_blob,
+    manifests_need_their_blobs,
+    listings_page_in_byte_order,
+    racing_tag_moves_leave_one_winner,
+    collector_protocol,
+    manifest_and_collector_race,
+    collector_lease_is_exclusive,
+    upload_sessions,
+    repository_delete_queues_its_blobs,
+    identities_and_flags,
+);
