@@ -165,12 +165,7 @@ impl BlobStore for FilesystemStore {
         )))
     }
 
-    async fn commit_upload(
-        &self,
-        id: Uuid,
-        _len: u64,
-        digest: &Digest,
-    ) -> Result<(), StorageError> {
+    async fn commit_upload(&self, id: Uuid, len: u64, digest: &Digest) -> Result<(), StorageError> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
         let action = format!("commit upload {id} as {digest}");
@@ -181,7 +176,13 @@ impl BlobStore for FilesystemStore {
             if to.exists() {
                 return std::fs::remove_file(&from);
             }
-            std::fs::File::open(&from)?.sync_all()?;
+            // Bytes past the durable length belong to a request that was
+            // never acknowledged: they are not part of the blob.
+            let file = std::fs::OpenOptions::new().write(true).open(&from)?;
+            if file.metadata()?.len() != len {
+                file.set_len(len)?;
+            }
+            file.sync_all()?;
             std::fs::rename(&from, &to)?;
             sync_dir(parent)
         })
