@@ -25,5 +25,8 @@ cargo build --workspace --bins
 export BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth"
 cargo test --workspace --no-fail-fast
 
+echo "== the API suites again, on the scale-out backends (PostgreSQL + S3)"
+BERTH_TEST_SCALE_OUT=1 cargo test -p berth --test api_conformance --test bad_input --test auth
+
 echo "== end-to-end suite with real clients"
 python3 -m pytest tests/e2e -q

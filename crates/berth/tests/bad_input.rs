@@ -509,10 +509,7 @@ async fn assert_nothing_stored(f: &Fixture, data: &[u8], claimed: &str) {
                 "{repo}@{digest} is served"
             );
         }
-        assert!(
-            !blob_path(f.data(), &digest).exists(),
-            "{digest} is on disk"
-        );
+        assert!(!blob_stored(f.data(), &digest), "{digest} is on disk");
     }
     f.assert_unchanged().await;
 }
@@ -874,9 +871,7 @@ async fn content_range_disagreeing_with_body_is_blob_upload_invalid() {
     .await;
     assert_eq!(api.pull_blob("fresh/repo", &digest).await, data);
     assert_eq!(
-        std::fs::metadata(blob_path(f.data(), &digest))
-            .expect("blob")
-            .len(),
+        stored_blob_size(f.data(), &digest).expect("blob"),
         data.len() as u64
     );
 }
@@ -905,9 +900,7 @@ async fn refused_large_chunk_leaves_no_stray_bytes() {
         expect_error(resp, 400, "BLOB_UPLOAD_INVALID").await;
         expect_status(api.patch_chunk(&location, 1024, &data[1024..]).await, 202).await;
         expect_status(api.put_upload(&location, &digest, &[]).await, 201).await;
-        let on_disk = std::fs::metadata(blob_path(f.data(), &digest))
-            .expect("blob")
-            .len();
+        let on_disk = stored_blob_size(f.data(), &digest).expect("blob");
         assert_eq!(
             on_disk,
             data.len() as u64,

@@ -389,9 +389,7 @@ async fn kill_during_chunked_1gib_upload_then_resume() {
     assert_eq!(len, TOTAL);
     assert_eq!(pulled, digest);
     assert_eq!(
-        std::fs::metadata(blob_path(dir.path(), &digest))
-            .expect("blob file")
-            .len(),
+        stored_blob_size(dir.path(), &digest).expect("blob file"),
         TOTAL
     );
     assert!(

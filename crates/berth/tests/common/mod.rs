@@ -5,6 +5,13 @@
 //! and small OCI fixtures.
 //!
 //! Every test binary includes this module and uses a different subset of it.
+//!
+//! With `BERTH_TEST_SCALE_OUT=1` every server runs on the scale-out
+//! backends instead of the embedded ones: a fresh PostgreSQL database and a
+//! fresh key prefix in the S3 bucket per data directory (so a restart finds
+//! its data again), on the engines named by the `BERTH_TEST_POSTGRES_*` and
+//! `BERTH_TEST_S3_*` variables (`scripts/test.sh` starts them and runs the
+//! API suites both ways).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -37,6 +44,65 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // The server process
+
+fn test_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "BERTH_TEST_SCALE_OUT=1 needs {name}: run the tests through scripts/test.sh, which \
+             starts PostgreSQL and Garage (scripts/scale-out-services.sh)"
+        )
+    })
+}
+
+/// Configuration (as `BERTH_*` variables) putting a server's metadata in a
+/// PostgreSQL database and its blobs under an S3 prefix, both named after
+/// its data directory and created on first use.
+fn scale_out_env(data_dir: &Path) -> Vec<(String, String)> {
+    let name = scale_out_name(data_dir);
+    let marker = data_dir.join(".scale-out-database");
+    if !marker.exists() {
+        let admin = test_var("BERTH_TEST_POSTGRES_ADMIN_URL");
+        let status = Command::new("psql")
+            .args([
+                "-q",
+                &admin,
+                "-c",
+                &format!("CREATE DATABASE {name} OWNER berth"),
+            ])
+            .status()
+            .expect("run psql");
+        assert!(status.success(), "could not create database {name}");
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        std::fs::write(&marker, &name).expect("marker");
+    }
+    let base = test_var("BERTH_TEST_POSTGRES_URL");
+    let url = format!("{}/{name}", base.rsplit_once('/').expect("database url").0);
+    vec![
+        ("BERTH_METADATA__URL".into(), url),
+        ("BERTH_STORAGE__KIND".into(), "s3".into()),
+        (
+            "BERTH_STORAGE__BUCKET".into(),
+            test_var("BERTH_TEST_S3_BUCKET"),
+        ),
+        (
+            "BERTH_STORAGE__ENDPOINT".into(),
+            test_var("BERTH_TEST_S3_ENDPOINT"),
+        ),
+        (
+            "BERTH_STORAGE__REGION".into(),
+            test_var("BERTH_TEST_S3_REGION"),
+        ),
+        (
+            "BERTH_STORAGE__ACCESS_KEY_ID".into(),
+            test_var("BERTH_TEST_S3_ACCESS_KEY_ID"),
+        ),
+        (
+            "BERTH_STORAGE__SECRET_ACCESS_KEY".into(),
+            test_var("BERTH_TEST_S3_SECRET_ACCESS_KEY"),
+        ),
+        ("BERTH_STORAGE__PREFIX".into(), format!("{name}/")),
+    ]
+}
 // ---------------------------------------------------------------------------
 
 /// One `berth serve` process on `127.0.0.1:<random port>` over a data
@@ -108,6 +174,9 @@ impl TestServer {
         }
         cmd.env("NO_COLOR", "1");
         cmd.env("BERTH_AUTH__INITIAL_OWNER_PASSWORD", &self.owner_password);
+        if std::env::var("BERTH_TEST_SCALE_OUT").as_deref() == Ok("1") {
+            cmd.envs(scale_out_env(&self.data_dir));
+        }
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut child = cmd.spawn().expect("spawn berth serve");
         let stdout = child.stdout.take().expect("server stdout");
@@ -392,6 +461,101 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// The S3 key prefix a scale-out test server uses (see `scale_out_env`),
+/// or `None` on the embedded backends.
+fn scale_out_prefix(data_dir: &Path) -> Option<String> {
+    if std::env::var("BERTH_TEST_SCALE_OUT").as_deref() != Ok("1") {
+        return None;
+    }
+    Some(format!("{}/", scale_out_name(data_dir)))
+}
+
+fn scale_out_name(data_dir: &Path) -> String {
+    format!(
+        "it_{}",
+        &hex::encode(Sha256::digest(data_dir.as_os_str().as_encoded_bytes()))[..24]
+    )
+}
+
+/// Runs an object-store request to completion from sync test code (which
+/// may itself be inside a runtime).
+fn s3_call<T: Send>(
+    f: impl FnOnce(&object_store::aws::AmazonS3) -> futures::future::BoxFuture<'_, T> + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let store = object_store::aws::AmazonS3Builder::new()
+                    .with_bucket_name(test_var("BERTH_TEST_S3_BUCKET"))
+                    .with_endpoint(test_var("BERTH_TEST_S3_ENDPOINT"))
+                    .with_region(test_var("BERTH_TEST_S3_REGION"))
+                    .with_access_key_id(test_var("BERTH_TEST_S3_ACCESS_KEY_ID"))
+                    .with_secret_access_key(test_var("BERTH_TEST_S3_SECRET_ACCESS_KEY"))
+                    .with_allow_http(true)
+                    .build()
+                    .expect("s3 client");
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(f(&store))
+            })
+            .join()
+            .expect("s3 thread")
+    })
+}
+
+/// Every object key under `prefix`, relative to it.
+fn s3_keys(prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let prefix = prefix.to_string();
+    s3_call(move |store| {
+        Box::pin(async move {
+            let path = object_store::path::Path::from(prefix.as_str());
+            let listed: Vec<_> = store.list(Some(&path)).try_collect().await.expect("list");
+            listed
+                .into_iter()
+                .map(|m| {
+                    m.location
+                        .as_ref()
+                        .strip_prefix(prefix.trim_end_matches('/'))
+                        .unwrap_or(m.location.as_ref())
+                        .trim_start_matches('/')
+                        .to_string()
+                })
+                .collect()
+        })
+    })
+}
+
+/// Size of a stored blob, whichever backend the test servers use.
+pub fn stored_blob_size(data_dir: &Path, digest: &str) -> Option<u64> {
+    let (alg, hex) = digest.split_once(':').expect("algorithm:hex");
+    match scale_out_prefix(data_dir) {
+        None => std::fs::metadata(blob_path(data_dir, digest))
+            .ok()
+            .map(|m| m.len()),
+        Some(prefix) => {
+            let key = format!("{prefix}blobs/{alg}/{}/{hex}", &hex[..2]);
+            s3_call(move |store| {
+                Box::pin(async move {
+                    use object_store::ObjectStore;
+                    match store.head(&object_store::path::Path::from(key)).await {
+                        Ok(meta) => Some(meta.size),
+                        Err(object_store::Error::NotFound { .. }) => None,
+                        Err(e) => panic!("head: {e}"),
+                    }
+                })
+            })
+        }
+    }
+}
+
+pub fn blob_stored(data_dir: &Path, digest: &str) -> bool {
+    stored_blob_size(data_dir, digest).is_some()
+}
+
 /// Where the filesystem backend keeps a blob.
 pub fn blob_path(data_dir: &Path, digest: &str) -> PathBuf {
     let (alg, hex) = digest.split_once(':').expect("algorithm:hex");
@@ -422,6 +586,9 @@ pub fn all_paths(dir: &Path) -> Vec<PathBuf> {
 /// Committed blob files (`<data>/blobs/<alg>/..`), as paths relative to
 /// `<data>/blobs`.
 pub fn blob_files(data_dir: &Path) -> BTreeSet<String> {
+    if let Some(prefix) = scale_out_prefix(data_dir) {
+        return s3_keys(&format!("{prefix}blobs/")).into_iter().collect();
+    }
     let root = data_dir.join("blobs");
     all_paths(&root)
         .into_iter()
@@ -438,6 +605,15 @@ pub fn blob_files(data_dir: &Path) -> BTreeSet<String> {
 
 /// Files of upload sessions in progress (`<data>/blobs/_uploads/*`).
 pub fn upload_files(data_dir: &Path) -> Vec<String> {
+    if let Some(prefix) = scale_out_prefix(data_dir) {
+        // Upload ids (each may have several part objects).
+        let mut ids: Vec<String> = s3_keys(&format!("{prefix}_uploads/"))
+            .into_iter()
+            .filter_map(|k| k.split('/').next().map(str::to_string))
+            .collect();
+        ids.dedup();
+        return ids;
+    }
     all_paths(&data_dir.join("blobs").join("_uploads"))
         .into_iter()
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
