@@ -76,6 +76,14 @@ pub async fn handle(
             {
                 return Ok(redirect);
             }
+            if method == Method::GET {
+                if let Some(url) = registry.storage_redirect(repo, &digest).await? {
+                    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+                    set(response.headers_mut(), "location", &url);
+                    set(response.headers_mut(), DIGEST_HEADER, &digest.to_string());
+                    return Ok(response);
+                }
+            }
             serve_blob(&registry, repo, &digest, &method, request.headers()).await
         }
         (Endpoint::Blob { digest }, "DELETE") => {

@@ -287,7 +287,13 @@ impl AuthService {
             before: None,
             after: Some(snapshot(&owner).to_string()),
         };
-        self.store.create_identity(&owner, &[cred], &system).await?;
+        match self.store.create_identity(&owner, &[cred], &system).await {
+            Ok(()) => {}
+            // Another node of the deployment, starting at the same moment,
+            // created it first: its password is the one.
+            Err(berth_metadata::MetadataError::AlreadyExists(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
         Ok(Some(secret.value))
     }
 

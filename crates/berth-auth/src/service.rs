@@ -129,6 +129,8 @@ pub struct AuthService {
     /// Each entry is trusted until its deadline: the cache lifetime, or the
     /// credential's expiry if that comes first.
     basic_cache: Cache<[u8; 32], (Principal, Instant)>,
+    /// Newest activity-log id seen by [`AuthService::reload_settings`].
+    seen_activity: std::sync::atomic::AtomicI64,
     /// Verified access tokens by signature, until they expire: an ES256
     /// verification costs more than serving a cached manifest.
     token_cache: Cache<[u8; 32], (TokenPrincipal, i64)>,
@@ -186,6 +188,7 @@ impl AuthService {
             throttle: Throttle::new(config.throttle_limit, config.throttle_window),
             config,
             basic_cache: Cache::new(2_000),
+            seen_activity: std::sync::atomic::AtomicI64::new(0),
             token_cache: Cache::new(2_000),
             anonymous_pull: AtomicBool::new(false),
             admin_enabled: AtomicBool::new(false),
@@ -196,6 +199,12 @@ impl AuthService {
 
     /// Re-reads runtime settings (another node may have changed them).
     pub async fn reload_settings(&self) -> Result<(), AuthError> {
+        // Any change anywhere (identities, credentials, roles) since the
+        // last look: cached sign-ins may be stale.
+        let last = self.store.last_activity_id().await?;
+        if self.seen_activity.swap(last, Ordering::AcqRel) != last {
+            self.invalidate();
+        }
         let flag = |v: Option<String>| v.as_deref() == Some("true");
         self.anonymous_pull.store(
             flag(self.store.setting(SETTING_ANONYMOUS_PULL).await?),

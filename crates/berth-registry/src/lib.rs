@@ -41,6 +41,9 @@ pub struct RegistryConfig {
     /// Cache tags, manifests and links in memory. Only when this node is
     /// the only writer: with shared metadata another node may move a tag.
     pub cache: bool,
+    /// Send blob downloads to presigned storage URLs valid this long
+    /// (`[storage] redirect = "storage"`); `None` streams them through.
+    pub storage_redirect: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -51,6 +54,7 @@ impl Default for RegistryConfig {
             upload_ttl: Duration::from_secs(24 * 3600),
             node_id: "local".into(),
             cache: true,
+            storage_redirect: None,
         }
     }
 }
@@ -152,6 +156,23 @@ impl Registry {
             Some(m) => Ok(BlobContent::Inline(m.content.clone())),
             None => Err(Self::blob_unknown(repository, digest)),
         }
+    }
+
+    /// A presigned storage URL to download a blob the repository links from,
+    /// when storage redirects are on (and the storage can sign URLs).
+    pub async fn storage_redirect(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        let Some(ttl) = self.config.storage_redirect else {
+            return Ok(None);
+        };
+        if self.linked_size(repository, digest).await?.is_none() {
+            // A manifest read through the blobs endpoint: served here.
+            return Ok(None);
+        }
+        Ok(self.blobs.presigned_blob_url(digest, ttl).await?)
     }
 
     /// Removes the repository's link to a blob. The bytes go when the

@@ -111,6 +111,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             node_id: crate::backends::node_id(&config),
             // Another node may change what this one would cache.
             cache: !config.shared_metadata(),
+            storage_redirect: (config.storage.redirect.as_deref() == Some("storage"))
+                .then(|| Duration::from_secs(config.server.data_url_ttl_seconds)),
         },
     ));
     let auth = Arc::new(
@@ -318,8 +320,10 @@ async fn data_key(auth: &AuthService) -> anyhow::Result<String> {
         return Ok(key);
     }
     let key = berth_auth::secret::generate();
-    auth.store()
-        .set_setting(
+    // Another node may be doing the same: the first one stored wins.
+    let key = auth
+        .store()
+        .init_setting(
             KEY,
             &key,
             &berth_metadata::Activity {

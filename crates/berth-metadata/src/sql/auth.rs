@@ -117,6 +117,37 @@ impl AuthStore for $store {
         Ok(())
     }
 
+    async fn last_activity_id(&self) -> Result<i64, MetadataError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(max(id), CAST(0 AS BIGINT)) FROM activity_log")
+                .fetch_one(&self.writer)
+                .await?,
+        )
+    }
+
+    async fn init_setting(
+        &self,
+        key: &str,
+        value: &str,
+        activity: &Activity,
+    ) -> Result<String, MetadataError> {
+        self.logged(
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value),
+            activity,
+        )
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.writer)
+                .await?,
+        )
+    }
+
     async fn identity_by_login(
         &self,
         login: &str,

@@ -117,6 +117,9 @@ pub struct TestServer {
     owner_password: String,
     log_dir: tempfile::TempDir,
     starts: usize,
+    /// Runs on the scale-out backends named after this directory (another
+    /// node's data directory, for several nodes over one deployment).
+    backend_of: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -148,9 +151,69 @@ impl TestServer {
                 .tempdir_in("/tmp")
                 .expect("log tempdir"),
             starts: 0,
+            backend_of: None,
         };
         server.spawn();
         server
+    }
+
+    /// Starts another node of `first`'s scale-out deployment (same
+    /// PostgreSQL database, same bucket prefix, same owner) on its own data
+    /// directory.
+    pub fn start_node(data_dir: &Path, first: &TestServer, env: &[(&str, &str)]) -> TestServer {
+        let mut server = TestServer {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            owner_password: first.owner_password.clone(),
+            log_dir: tempfile::Builder::new()
+                .prefix("berth-test-log-")
+                .tempdir_in("/tmp")
+                .expect("log tempdir"),
+            starts: 0,
+            backend_of: Some(first.backend_key().to_path_buf()),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts the first node of a scale-out deployment, whatever
+    /// `BERTH_TEST_SCALE_OUT` says.
+    pub fn start_scale_out(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let mut server = TestServer {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            owner_password: format!(
+                "test-owner-{}",
+                hex::encode(bytes(std::process::id() as u64, 12))
+            ),
+            log_dir: tempfile::Builder::new()
+                .prefix("berth-test-log-")
+                .tempdir_in("/tmp")
+                .expect("log tempdir"),
+            starts: 0,
+            backend_of: Some(data_dir.to_path_buf()),
+        };
+        server.spawn();
+        server
+    }
+
+    fn backend_key(&self) -> &Path {
+        self.backend_of.as_deref().unwrap_or(&self.data_dir)
+    }
+
+    /// The bucket key prefix of this server's deployment (scale-out only).
+    pub fn s3_prefix(&self) -> String {
+        format!("{}/", scale_out_name(self.backend_key()))
     }
 
     fn spawn(&mut self) {
@@ -174,8 +237,9 @@ impl TestServer {
         }
         cmd.env("NO_COLOR", "1");
         cmd.env("BERTH_AUTH__INITIAL_OWNER_PASSWORD", &self.owner_password);
-        if std::env::var("BERTH_TEST_SCALE_OUT").as_deref() == Ok("1") {
-            cmd.envs(scale_out_env(&self.data_dir));
+        if self.backend_of.is_some() || std::env::var("BERTH_TEST_SCALE_OUT").as_deref() == Ok("1")
+        {
+            cmd.envs(scale_out_env(self.backend_key()));
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut child = cmd.spawn().expect("spawn berth serve");
@@ -506,7 +570,7 @@ fn s3_call<T: Send>(
 }
 
 /// Every object key under `prefix`, relative to it.
-fn s3_keys(prefix: &str) -> Vec<String> {
+pub fn s3_keys(prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
     let prefix = prefix.to_string();
