@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use berth_types::{Digest, Reference, RepositoryName, Tag};
 
 pub mod auth;
+pub mod copy;
 pub mod events;
 pub mod postgres;
 pub mod schema;

@@ -250,8 +250,10 @@ impl Registry {
     }
 
     pub(crate) async fn discard_upload(&self, id: Uuid) -> Result<()> {
-        self.metadata.delete_upload(&id.to_string()).await?;
+        // Bytes first: a crash in between leaves a session record without
+        // bytes (purged when it goes stale), never bytes nothing points at.
         self.blobs.delete_upload(id).await?;
+        self.metadata.delete_upload(&id.to_string()).await?;
         self.forget_upload_lock(id);
         Ok(())
     }

@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod diagnose;
 mod manage;
+mod migrate;
 mod output;
 mod serve;
 
@@ -156,6 +157,11 @@ enum Command {
     /// tokens, data endpoints, private DNS, optionally an image. Every
     /// failure has a code and a fix (docs/diagnostics.md); exit status 1.
     CheckHealth(diagnose::CheckHealthArgs),
+    /// Move an embedded registry (filesystem + SQLite) into a scale-out
+    /// deployment (S3-compatible bucket + PostgreSQL) without losing
+    /// anything: blobs (re-hashed on the way), then metadata, then a check
+    /// that every row arrived. Safe to run again after an interruption.
+    Migrate(migrate::MigrateArgs),
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -203,6 +209,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve(args) = cli.command {
         return serve::run(args);
     }
+    if let Command::Migrate(args) = cli.command {
+        return migrate::run(args);
+    }
     if let Command::CheckHealth(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -222,7 +231,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(_) | Command::CheckPull(_) | Command::CheckHealth(_) => Ok(()),
+            Command::Serve(_)
+            | Command::CheckPull(_)
+            | Command::CheckHealth(_)
+            | Command::Migrate(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,

@@ -54,6 +54,22 @@ fn test_var(name: &str) -> String {
     })
 }
 
+/// The scale-out deployment named after `key` as a TOML configuration file
+/// (for commands such as `berth migrate --to`).
+pub fn scale_out_config(key: &Path, file: &Path) {
+    let mut toml = String::from("[storage]\n");
+    let mut metadata = String::new();
+    for (var, value) in scale_out_env(key) {
+        if let Some(field) = var.strip_prefix("BERTH_STORAGE__") {
+            toml.push_str(&format!("{} = {value:?}\n", field.to_lowercase()));
+        } else if var == "BERTH_METADATA__URL" {
+            metadata = format!("[metadata]\nurl = {value:?}\n");
+        }
+    }
+    toml.push_str(&metadata);
+    std::fs::write(file, toml).expect("write config");
+}
+
 /// Configuration (as `BERTH_*` variables) putting a server's metadata in a
 /// PostgreSQL database and its blobs under an S3 prefix, both named after
 /// its data directory and created on first use.
@@ -184,6 +200,20 @@ impl TestServer {
     /// Starts the first node of a scale-out deployment, whatever
     /// `BERTH_TEST_SCALE_OUT` says.
     pub fn start_scale_out(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        let password = format!(
+            "test-owner-{}",
+            hex::encode(bytes(std::process::id() as u64, 12))
+        );
+        Self::start_scale_out_as(data_dir, &password, env)
+    }
+
+    /// [`TestServer::start_scale_out`] on a deployment whose owner already
+    /// has `owner_password` (one `berth migrate` filled, say).
+    pub fn start_scale_out_as(
+        data_dir: &Path,
+        owner_password: &str,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let mut server = TestServer {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -192,10 +222,7 @@ impl TestServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            owner_password: format!(
-                "test-owner-{}",
-                hex::encode(bytes(std::process::id() as u64, 12))
-            ),
+            owner_password: owner_password.to_string(),
             log_dir: tempfile::Builder::new()
                 .prefix("berth-test-log-")
                 .tempdir_in("/tmp")
