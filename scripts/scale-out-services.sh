@@ -42,6 +42,9 @@ free_port() {
 
 start() {
     mkdir -p "$dir"
+    # PostgreSQL runs as the postgres user: it must reach its directory
+    # (every parent of DIR must be traversable too).
+    chmod 755 "$dir"
     local pgbin; pgbin=$(pg_bin)
     local garage; garage=$(garage_bin)
 

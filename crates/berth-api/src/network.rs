@@ -20,6 +20,9 @@ use ipnet::IpNet;
 use crate::error::ApiError;
 use crate::AppState;
 
+/// Compare-and-set rounds before a change gives up.
+const CAS_ATTEMPTS: usize = 20;
+
 pub const SETTING_KEY: &str = "networkRuleSet";
 
 /// A request the network rules deny unless its caller turns out to be a
@@ -76,45 +79,68 @@ impl NetworkPolicy {
         Ok(())
     }
 
-    /// Applies `change` to the current rules, stores the result with an
-    /// activity entry, and makes it current.
+    /// Applies `change` to the rules as stored, stores the result with an
+    /// activity entry, and makes it current. Across nodes the write is a
+    /// compare-and-set: if another node changed the rules meanwhile, the
+    /// change is applied again to theirs, so concurrent changes are all kept.
     pub async fn update(
         &self,
         auth: &AuthService,
         actor: &berth_auth::Principal,
         operation: &str,
-        change: impl FnOnce(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
+        change: impl Fn(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
     ) -> Result<Arc<NetworkSettings>, ApiError> {
-        // One change at a time, each on the latest stored rules, so
-        // concurrent changes are all kept. (Across nodes the store itself
-        // must serialise; see docs/network.md.)
         let _serial = self.updates.lock().await;
-        self.reload(auth).await?;
-        let before = self.settings();
-        let mut after = (*before).clone();
-        change(&mut after, &self.subnets).map_err(|e| {
-            ApiError::new(ErrorCode::Unsupported, e.to_string())
-                .with_status(http::StatusCode::BAD_REQUEST)
-        })?;
-        let json = serde_json::to_string(&after)
-            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
-        auth.store()
-            .set_setting(
-                SETTING_KEY,
-                &json,
-                &Activity {
-                    actor: actor.describe(),
-                    operation: operation.into(),
-                    target: "networkRuleSet".into(),
-                    before: serde_json::to_string(&*before).ok(),
-                    after: Some(json.clone()),
-                },
-            )
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
-        let after = Arc::new(after);
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = after.clone();
-        Ok(after)
+        let internal = |e: berth_metadata::MetadataError| {
+            ApiError::new(ErrorCode::InternalError, e.to_string())
+        };
+        for _ in 0..CAS_ATTEMPTS {
+            let stored = auth.store().setting(SETTING_KEY).await.map_err(internal)?;
+            let before: NetworkSettings = match &stored {
+                Some(json) => serde_json::from_str(json).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InternalError,
+                        format!("stored network rules are unreadable: {e}"),
+                    )
+                })?,
+                None => NetworkSettings::default(),
+            };
+            let mut after = before.clone();
+            change(&mut after, &self.subnets).map_err(|e| {
+                ApiError::new(ErrorCode::Unsupported, e.to_string())
+                    .with_status(http::StatusCode::BAD_REQUEST)
+            })?;
+            let json = serde_json::to_string(&after)
+                .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+            let unchanged = stored.as_deref() == Some(json.as_str());
+            let stored_it = unchanged
+                || auth
+                    .store()
+                    .replace_setting(
+                        SETTING_KEY,
+                        stored.as_deref(),
+                        &json,
+                        &Activity {
+                            actor: actor.describe(),
+                            operation: operation.into(),
+                            target: "networkRuleSet".into(),
+                            before: serde_json::to_string(&before).ok(),
+                            after: Some(json.clone()),
+                        },
+                    )
+                    .await
+                    .map_err(internal)?;
+            if stored_it {
+                let after = Arc::new(after);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = after.clone();
+                return Ok(after);
+            }
+        }
+        Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "the network rules kept changing under this update (other nodes are changing them too); try again",
+        )
+        .with_status(http::StatusCode::CONFLICT))
     }
 
     /// The decision for `ip` on `endpoint`, without knowing the caller.

@@ -94,6 +94,17 @@ pub trait AuthStore: Send + Sync + 'static {
         activity: &Activity,
     ) -> Result<(), MetadataError>;
 
+    /// Replaces a setting only if it still holds `expected` (`None`: absent);
+    /// `false` if another writer changed it first (read again and retry).
+    /// Several nodes changing one setting at once then lose no change.
+    async fn replace_setting(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        activity: &Activity,
+    ) -> Result<bool, MetadataError>;
+
     /// Id of the newest activity-log entry (0 if none): every change to
     /// identities, credentials, roles and settings writes one, so a node
     /// seeing it move knows another node changed something.

@@ -32,12 +32,13 @@ use uuid::Uuid;
 
 use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
 
-/// Size of the parts of a multipart upload (S3's minimum is 5 MiB). A
+/// Size of the parts of a multipart upload: S3's minimum, because each part
+/// is buffered in memory before it is sent (S3 wants its length up front). A
 /// request body smaller than this is stored with one PUT.
-const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts of one request in flight at once; with the part being filled this
-/// bounds a request's memory to about three parts.
-const PARTS_IN_FLIGHT: usize = 2;
+const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts of one request in flight while the next one fills: a request holds
+/// at most about two parts (10 MiB), whatever the blob's size.
+const PARTS_IN_FLIGHT: usize = 1;
 
 /// Where the bucket is and how to reach it (`[storage]` with `kind = "s3"`).
 #[derive(Debug, Clone, Default)]
@@ -145,6 +146,14 @@ impl S3Store {
     /// bytes of an upload.
     async fn chain(&self, id: Uuid, len: u64) -> Result<Vec<(Path, Range<u64>)>, StorageError> {
         let parts = self.parts(id).await?;
+        Self::chain_of(&parts, id, len)
+    }
+
+    fn chain_of(
+        parts: &[(u64, u64, Path)],
+        id: Uuid,
+        len: u64,
+    ) -> Result<Vec<(Path, Range<u64>)>, StorageError> {
         let mut chain = Vec::new();
         let mut at = 0u64;
         while at < len {
@@ -310,12 +319,14 @@ impl BlobStore for S3Store {
 
     async fn commit_upload(&self, id: Uuid, len: u64, digest: &Digest) -> Result<(), StorageError> {
         let target = self.blob_path(digest);
+        let parts = self.parts(id).await?;
         if self.blob_size(digest).await? == Some(len) {
             // Same content already stored (content-addressed): keep it.
-            self.delete_upload(id).await?;
+            self.delete_parts(id, &parts).await?;
             return Ok(());
         }
-        let chain = self.chain(id, len).await?;
+        let chain = Self::chain_of(&parts, id, len)?;
+        let whole_part = |path: &Path| parts.iter().any(|p| &p.2 == path && p.1 == len);
         match chain.as_slice() {
             [] => {
                 self.count(1);
@@ -325,7 +336,7 @@ impl BlobStore for S3Store {
                     .map_err(remote(format!("store empty blob {digest}")))?;
             }
             // One whole part: a server-side copy, no bytes through here.
-            [(path, range)] if range.start == 0 && self.part_size(path).await? == range.end => {
+            [(path, range)] if range.start == 0 && whole_part(path) => {
                 self.count(1);
                 self.store
                     .copy(path, &target)
@@ -351,22 +362,14 @@ impl BlobStore for S3Store {
                     .map_err(remote(format!("complete blob {digest}")))?;
             }
         }
-        self.delete_upload(id).await?;
-        Ok(())
+        self.delete_parts(id, &parts).await
     }
 
     async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError> {
         let parts = self.parts(id).await?;
-        for (_, _, path) in &parts {
-            self.count(1);
-            self.store
-                .delete(path)
-                .await
-                .map_err(remote(format!("delete a part of upload {id}")))?;
-        }
+        self.delete_parts(id, &parts).await?;
         Ok(!parts.is_empty())
     }
-
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -386,14 +389,15 @@ impl BlobStore for S3Store {
 }
 
 impl S3Store {
-    async fn part_size(&self, path: &Path) -> Result<u64, StorageError> {
-        self.count(1);
-        Ok(self
-            .store
-            .head(path)
-            .await
-            .map_err(remote(format!("look up upload part {path}")))?
-            .size)
+    async fn delete_parts(&self, id: Uuid, parts: &[(u64, u64, Path)]) -> Result<(), StorageError> {
+        for (_, _, path) in parts {
+            self.count(1);
+            self.store
+                .delete(path)
+                .await
+                .map_err(remote(format!("delete a part of upload {id}")))?;
+        }
+        Ok(())
     }
 
     async fn start_multipart(&self, path: &Path) -> Result<WriteMultipart, StorageError> {

@@ -170,6 +170,38 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     );
 }
 
+#[tokio::test]
+async fn network_rules_added_on_two_nodes_at_once_are_all_kept() {
+    let dir = tempdir("scale-rules");
+    let a = TestServer::start_scale_out(&dir.path().join("a"), &[]);
+    let b = TestServer::start_node(&dir.path().join("b"), &a, &[]);
+    let mut adds = Vec::new();
+    for i in 0..12u8 {
+        let node = if i % 2 == 0 { a.url() } else { b.url() };
+        let password = a.owner_password().to_string();
+        adds.push(tokio::spawn(async move {
+            http_client()
+                .post(format!("{node}/api/v1/network/rules"))
+                .basic_auth("owner", Some(password))
+                .json(&json!({"ipAddress": format!("10.9.{i}.0/24")}))
+                .send()
+                .await
+                .expect("add rule")
+                .status()
+                .as_u16()
+        }));
+    }
+    for add in adds {
+        assert_eq!(add.await.expect("task"), 200);
+    }
+    let (_, network) = manage(&b, reqwest::Method::GET, "/api/v1/network", Value::Null).await;
+    let rules = network["networkRuleSet"]["ipRules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{network}"))
+        .len();
+    assert_eq!(rules, 12, "{network}");
+}
+
 /// `Future<Output = u16>` → `Future<Output = bool>` comparing with a status.
 trait ThenOk {
     fn then_ok(self, want: u16) -> impl std::future::Future<Output = bool>;

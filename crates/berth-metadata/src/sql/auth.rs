@@ -117,6 +117,39 @@ impl AuthStore for $store {
         Ok(())
     }
 
+    async fn replace_setting(
+        &self,
+        key: &str,
+        expected: Option<&str>,
+        value: &str,
+        activity: &Activity,
+    ) -> Result<bool, MetadataError> {
+        let changed = match expected {
+            None => {
+                self.logged(
+                    sqlx::query(
+                        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    )
+                    .bind(key)
+                    .bind(value),
+                    activity,
+                )
+                .await?
+            }
+            Some(expected) => {
+                self.logged(
+                    sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+                        .bind(value)
+                        .bind(key)
+                        .bind(expected),
+                    activity,
+                )
+                .await?
+            }
+        };
+        Ok(changed > 0)
+    }
+
     async fn last_activity_id(&self) -> Result<i64, MetadataError> {
         Ok(
             sqlx::query_scalar("SELECT COALESCE(max(id), CAST(0 AS BIGINT)) FROM activity_log")
