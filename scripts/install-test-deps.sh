@@ -123,8 +123,10 @@ if [[ -x $GARAGE_ROOT/bin/garage ]] && "$GARAGE_ROOT/bin/garage" --version 2>/de
   log "garage $GARAGE_VERSION already installed in $GARAGE_ROOT"
 else
   log "building garage $GARAGE_VERSION from crates.io into $GARAGE_ROOT (once per machine)"
-  CARGO_TARGET_DIR=${GARAGE_BUILD_DIR:-/var/tmp/garage-build} \
+  garage_build=${GARAGE_BUILD_DIR:-/var/tmp/garage-build}
+  CARGO_TARGET_DIR=$garage_build \
     cargo install garage --version "$GARAGE_VERSION" --locked --root "$GARAGE_ROOT"
+  rm -rf "$garage_build" # gigabytes of build products; the binary is kept
 fi
 
 # Sanity: every tool the suite calls is on PATH.

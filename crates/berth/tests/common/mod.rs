@@ -147,54 +147,22 @@ impl TestServer {
     /// Starts a server with extra environment (`BERTH_GC__...`). Any other
     /// `BERTH_*` variable of the test's own environment is not passed on.
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
-        let mut server = TestServer {
-            child: None,
-            data_dir: data_dir.to_path_buf(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            owner_password: format!(
-                "test-owner-{}",
-                hex::encode(bytes(
-                    std::process::id() as u64 ^ data_dir.as_os_str().len() as u64,
-                    12
-                ))
-            ),
-            log_dir: tempfile::Builder::new()
-                .prefix("berth-test-log-")
-                .tempdir_in("/tmp")
-                .expect("log tempdir"),
-            starts: 0,
-            backend_of: None,
-        };
-        server.spawn();
-        server
+        let password = format!(
+            "test-owner-{}",
+            hex::encode(bytes(
+                std::process::id() as u64 ^ data_dir.as_os_str().len() as u64,
+                12
+            ))
+        );
+        Self::launch(data_dir, env, password, None)
     }
 
     /// Starts another node of `first`'s scale-out deployment (same
     /// PostgreSQL database, same bucket prefix, same owner) on its own data
     /// directory.
     pub fn start_node(data_dir: &Path, first: &TestServer, env: &[(&str, &str)]) -> TestServer {
-        let mut server = TestServer {
-            child: None,
-            data_dir: data_dir.to_path_buf(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            owner_password: first.owner_password.clone(),
-            log_dir: tempfile::Builder::new()
-                .prefix("berth-test-log-")
-                .tempdir_in("/tmp")
-                .expect("log tempdir"),
-            starts: 0,
-            backend_of: Some(first.backend_key().to_path_buf()),
-        };
-        server.spawn();
-        server
+        let backend = first.backend_key().to_path_buf();
+        Self::launch(data_dir, env, first.owner_password.clone(), Some(backend))
     }
 
     /// Starts the first node of a scale-out deployment, whatever
@@ -214,6 +182,16 @@ impl TestServer {
         owner_password: &str,
         env: &[(&str, &str)],
     ) -> TestServer {
+        let backend = Some(data_dir.to_path_buf());
+        Self::launch(data_dir, env, owner_password.to_string(), backend)
+    }
+
+    fn launch(
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        owner_password: String,
+        backend_of: Option<PathBuf>,
+    ) -> TestServer {
         let mut server = TestServer {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -222,13 +200,13 @@ impl TestServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            owner_password: owner_password.to_string(),
+            owner_password,
             log_dir: tempfile::Builder::new()
                 .prefix("berth-test-log-")
                 .tempdir_in("/tmp")
                 .expect("log tempdir"),
             starts: 0,
-            backend_of: Some(data_dir.to_path_buf()),
+            backend_of,
         };
         server.spawn();
         server
