@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 
 engines=$(mktemp -d /tmp/berth-engines.XXXXXX)
-trap 'scripts/scale-out-services.sh stop "$engines"' EXIT
+trap 'scripts/scale-out-services.sh stop "$engines"; rm -rf "$engines"' EXIT
 scripts/scale-out-services.sh start "$engines"
 set -a
 # shellcheck disable=SC1091
