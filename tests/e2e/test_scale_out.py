@@ -222,7 +222,7 @@ def scale_out(engines, tmp_path_factory, client_env):
     env.setdefault("RUST_BACKTRACE", "1")
     run_id = secrets.token_hex(4)
 
-    def deploy(name: str, gc: dict | None = None, nodes: int = 2) -> Deployment:
+    def deploy(name: str, gc: dict | None = None, nodes: int = 2, storage: dict | None = None) -> Deployment:
         database = f"e2e_{name}_{run_id}"
         engines.psql(f'CREATE DATABASE "{database}" OWNER berth')
         prefix = f"e2e-{name}-{run_id}/"
@@ -237,6 +237,7 @@ def scale_out(engines, tmp_path_factory, client_env):
                 "access_key_id": engines.access_key_id,
                 "secret_access_key": engines.secret_access_key,
                 "prefix": prefix,
+                **(storage or {}),
             },
             "metadata": {"url": engines.database_url(database)},
             "gc": {"interval_seconds": 3600, "grace_seconds": 3600, "upload_ttl_seconds": 86400, **(gc or {})},
@@ -487,6 +488,29 @@ def test_skopeo_push_via_a_pull_via_b(deployment, skopeo, oci_images, tmp_path):
     assert multi_out.manifest_bytes("back") == lay.manifest_bytes("multi")
     for child in ("amd64", "arm64"):
         _assert_layout_image_equal(lay, child, multi_out, lay.manifest_digest(child))
+
+
+def test_skopeo_follows_presigned_storage_redirects(scale_out, skopeo, oci_images, tmp_path):
+    """With ``redirect = "storage"`` blob GETs answer 307 to a presigned Garage URL; skopeo follows it."""
+    dep = scale_out("redirect", storage={"redirect": "storage"}, nodes=1)
+    node = dep.a
+    sk = skopeo.as_user(dep.owner)
+    lay = oci_images.layout
+    sk.copy(lay.transport("big"), f"docker://{node.host}/scale/redirected:v1")
+    big_layer = lay.manifest("big")["layers"][-1]["digest"]
+
+    s = dep.session()
+    r = s.get(f"http://{node.host}/v2/scale/redirected/blobs/{big_layer}", allow_redirects=False, timeout=30)
+    assert r.status_code == 307, (r.status_code, r.text[:300])
+    location = r.headers["Location"]
+    assert location.startswith(dep.engines.s3_endpoint) and "X-Amz-Signature=" in location, location
+    # The presigned URL alone serves the bytes (no registry credentials).
+    fetched = requests.get(location, timeout=30)
+    assert fetched.status_code == 200 and sha256_digest(fetched.content) == big_layer
+
+    pulled = OciLayout(tmp_path / "pulled")
+    sk.copy(f"docker://{node.host}/scale/redirected:v1", f"oci:{pulled.path}:back")
+    _assert_layout_image_equal(lay, "big", pulled, "back")
 
 
 _FETCHED = re.compile(r"\b(index|manifest|config|layer)-(sha256:[0-9a-f]{64})\b")
