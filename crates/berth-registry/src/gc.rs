@@ -54,7 +54,10 @@ impl Registry {
             ..GcRunRecord::default()
         };
         let requests_before = self.blobs.requests();
+        let started = std::time::Instant::now();
         let result = self.collect_with_lease(&mut run, requests_before).await;
+        // Every run, scheduled or asked for (`berth gc run`).
+        metrics::histogram!("berth_gc_duration_seconds").record(started.elapsed().as_secs_f64());
         run.storage_requests = self.blobs.requests() - requests_before;
         run.finished_at = Some(now_ms());
         match &result {

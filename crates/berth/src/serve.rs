@@ -403,11 +403,10 @@ fn spawn_collector(config: &Config, registry: Arc<Registry>) {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let started = std::time::Instant::now();
-            let result = registry.collect_garbage().await;
-            metrics::histogram!("berth_gc_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
-            match result {
+            match registry.collect_garbage().await {
+                Ok(report) if report.skipped => {
+                    tracing::debug!("another node holds the collector lease")
+                }
                 Ok(report) => tracing::info!(?report, "garbage collection finished"),
                 Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
             }

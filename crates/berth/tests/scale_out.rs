@@ -41,6 +41,11 @@ async fn status_as(server: &TestServer, user: &str, password: &str, path: &str) 
         .as_u16()
 }
 
+/// How long a change may take to reach another node: nodes re-read
+/// settings, keys and rules every second; the rest is slack for a loaded
+/// machine (a node that never re-reads would take minutes: cache expiry).
+const PROPAGATION: Duration = Duration::from_millis(2500);
+
 /// Polls `check` every 200 ms for up to `limit`; the time it took. (Not
 /// faster: refused logins count towards the per-address throttle.)
 async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
@@ -127,7 +132,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     })
     .await;
     assert!(
-        took.is_some_and(|t| t <= Duration::from_millis(1500)),
+        took.is_some_and(|t| t <= PROPAGATION),
         "B took {took:?} to accept A's new signing key"
     );
 
@@ -146,7 +151,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     })
     .await;
     assert!(
-        took.is_some_and(|t| t <= Duration::from_millis(1500)),
+        took.is_some_and(|t| t <= PROPAGATION),
         "B took {took:?} to refuse a deleted identity"
     );
 
@@ -165,7 +170,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     })
     .await;
     assert!(
-        took.is_some_and(|t| t <= Duration::from_millis(1500)),
+        took.is_some_and(|t| t <= PROPAGATION),
         "B took {took:?} to apply A's network rule"
     );
 }
