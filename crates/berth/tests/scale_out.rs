@@ -381,6 +381,28 @@ async fn one_collector_at_a_time_with_runs_visible_everywhere() {
     );
     assert_eq!(gc["queuedCandidates"], 0, "{gc}");
 
+    // And its metrics, on the node that ran it.
+    let ran = if ra.0 == 200 { &a } else { &b };
+    let metrics = http_client()
+        .get(format!("{}/metrics", ran.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "berth_gc_blobs_deleted_total",
+        "berth_gc_runs_total",
+        "berth_gc_duration_seconds",
+        "berth_gc_queue_length",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+
     // The CLI shows the same.
     let out = std::process::Command::new(BIN)
         .args([
