@@ -130,7 +130,7 @@ else
 fi
 
 # Sanity: every tool the suite calls is on PATH.
-for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry python3; do
+for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry python3 psql runuser; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
 "$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }

@@ -135,11 +135,16 @@ pub fn redirect(
         data.hosts[0],
         data.signed_path(repo, digest, identity)
     );
+    Some(temporary_redirect(&location))
+}
+
+/// `307` to `location`: a data host, or a presigned storage URL.
+pub(crate) fn temporary_redirect(location: &str) -> Response {
     let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
-    if let Ok(v) = http::HeaderValue::from_str(&location) {
+    if let Ok(v) = http::HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
-    Some(response)
+    response
 }
 
 /// Requests addressed to a data host: only signed blob downloads.

@@ -78,8 +78,7 @@ pub async fn handle(
             }
             if method == Method::GET {
                 if let Some(url) = registry.storage_redirect(repo, &digest).await? {
-                    let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
-                    set(response.headers_mut(), "location", &url);
+                    let mut response = crate::data::temporary_redirect(&url);
                     set(response.headers_mut(), DIGEST_HEADER, &digest.to_string());
                     return Ok(response);
                 }

@@ -61,13 +61,20 @@ impl NetworkPolicy {
 
     /// Re-reads the rules from the store.
     pub async fn reload(&self, auth: &AuthService) -> Result<(), ApiError> {
-        let stored = auth
+        let (_, settings) = Self::stored(auth).await?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
+        Ok(())
+    }
+
+    /// The rule set as stored: its JSON (for compare-and-set) and its value.
+    async fn stored(auth: &AuthService) -> Result<(Option<String>, NetworkSettings), ApiError> {
+        let json = auth
             .store()
             .setting(SETTING_KEY)
             .await
             .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
-        let settings = match stored {
-            Some(json) => serde_json::from_str(&json).map_err(|e| {
+        let settings = match &json {
+            Some(json) => serde_json::from_str(json).map_err(|e| {
                 ApiError::new(
                     ErrorCode::InternalError,
                     format!("stored network rules are unreadable: {e}"),
@@ -75,8 +82,7 @@ impl NetworkPolicy {
             })?,
             None => NetworkSettings::default(),
         };
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(settings);
-        Ok(())
+        Ok((json, settings))
     }
 
     /// Applies `change` to the rules as stored, stores the result with an
@@ -95,16 +101,7 @@ impl NetworkPolicy {
             ApiError::new(ErrorCode::InternalError, e.to_string())
         };
         for _ in 0..CAS_ATTEMPTS {
-            let stored = auth.store().setting(SETTING_KEY).await.map_err(internal)?;
-            let before: NetworkSettings = match &stored {
-                Some(json) => serde_json::from_str(json).map_err(|e| {
-                    ApiError::new(
-                        ErrorCode::InternalError,
-                        format!("stored network rules are unreadable: {e}"),
-                    )
-                })?,
-                None => NetworkSettings::default(),
-            };
+            let (stored, before) = Self::stored(auth).await?;
             let mut after = before.clone();
             change(&mut after, &self.subnets).map_err(|e| {
                 ApiError::new(ErrorCode::Unsupported, e.to_string())

@@ -110,15 +110,6 @@ pub trait AuthStore: Send + Sync + 'static {
     /// seeing it move knows another node changed something.
     async fn last_activity_id(&self) -> Result<i64, MetadataError>;
 
-    /// Stores `value` unless the setting exists; returns the stored value
-    /// (so nodes starting together agree on one generated secret).
-    async fn init_setting(
-        &self,
-        key: &str,
-        value: &str,
-        activity: &Activity,
-    ) -> Result<String, MetadataError>;
-
     async fn identity_by_login(&self, login: &str)
         -> Result<Option<IdentityRecord>, MetadataError>;
     async fn identity_by_id(&self, id: &str) -> Result<Option<IdentityRecord>, MetadataError>;

@@ -104,13 +104,7 @@ impl BlobStore for FilesystemStore {
             Err(e) => return Err(StorageError::io(format!("open blob {digest}"))(e)),
         };
         let range = range.unwrap_or(0..size);
-        if range.start > range.end || range.end > size {
-            return Err(StorageError::RangeNotSatisfiable {
-                start: range.start,
-                end: range.end,
-                size,
-            });
-        }
+        crate::check_range(&range, size)?;
         Ok(BlobRead {
             size,
             stream: spawn_reader(file, range),

@@ -45,6 +45,19 @@ pub enum StorageError {
     },
 }
 
+/// Refuses a byte range that does not lie within a blob of `size` bytes
+/// (every backend answers the same way).
+pub(crate) fn check_range(range: &Range<u64>, size: u64) -> Result<(), StorageError> {
+    if range.start > range.end || range.end > size {
+        return Err(StorageError::RangeNotSatisfiable {
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}
+
 impl StorageError {
     pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
         let action = action.into();

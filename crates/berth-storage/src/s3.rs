@@ -228,13 +228,7 @@ impl BlobStore for S3Store {
             if r.start >= r.end {
                 // S3 has no empty ranges; nothing to fetch but the size.
                 let size = whole_size().await?;
-                if r.start > r.end || r.end > size {
-                    return Err(StorageError::RangeNotSatisfiable {
-                        start: r.start,
-                        end: r.end,
-                        size,
-                    });
-                }
+                crate::check_range(r, size)?;
                 return Ok(BlobRead {
                     size,
                     stream: futures::stream::empty().boxed(),
@@ -250,13 +244,7 @@ impl BlobStore for S3Store {
             Ok(got) => {
                 let size = got.meta.size;
                 if let Some(r) = &range {
-                    if r.end > size {
-                        return Err(StorageError::RangeNotSatisfiable {
-                            start: r.start,
-                            end: r.end,
-                            size,
-                        });
-                    }
+                    crate::check_range(r, size)?;
                 }
                 Ok(BlobRead {
                     size,
@@ -270,16 +258,8 @@ impl BlobStore for S3Store {
                 // A range past the end is refused by the store; say so
                 // with the blob's size.
                 Some(r) => {
-                    let size = whole_size().await?;
-                    if r.end > size {
-                        Err(StorageError::RangeNotSatisfiable {
-                            start: r.start,
-                            end: r.end,
-                            size,
-                        })
-                    } else {
-                        Err(remote(format!("read blob {digest}"))(e))
-                    }
+                    crate::check_range(&r, whole_size().await?)?;
+                    Err(remote(format!("read blob {digest}"))(e))
                 }
                 None => Err(remote(format!("read blob {digest}"))(e)),
             },

@@ -95,14 +95,13 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
 }
 
 /// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+pub fn redact(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
         }
-        _ => url.to_string(),
+        _ => raw.to_string(),
     }
 }
 
@@ -114,4 +113,18 @@ pub fn node_id(config: &Config) -> String {
             .unwrap_or_else(|_| "node".into());
         format!("{host}-{}", std::process::id())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn database_passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://berth:s3cret@127.0.0.1:5432/berth"),
+            "postgres://berth:***@127.0.0.1:5432/berth"
+        );
+        assert_eq!(redact("sqlite:///srv/berth.db"), "sqlite:///srv/berth.db");
+    }
 }

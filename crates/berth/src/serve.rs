@@ -320,11 +320,11 @@ async fn data_key(auth: &AuthService) -> anyhow::Result<String> {
         return Ok(key);
     }
     let key = berth_auth::secret::generate();
-    // Another node may be doing the same: the first one stored wins.
-    let key = auth
-        .store()
-        .init_setting(
+    // Another node may be doing the same: only the first one stored counts.
+    auth.store()
+        .replace_setting(
             KEY,
+            None,
             &key,
             &berth_metadata::Activity {
                 actor: "system".into(),
@@ -335,7 +335,10 @@ async fn data_key(auth: &AuthService) -> anyhow::Result<String> {
             },
         )
         .await?;
-    Ok(key)
+    auth.store()
+        .setting(KEY)
+        .await?
+        .context("the data endpoint key vanished right after it was stored")
 }
 
 /// Writes a secret to a file only its owner can read.

@@ -60,17 +60,9 @@ fn base64_url(data: &[u8]) -> String {
 }
 
 async fn manage(server: &TestServer, method: reqwest::Method, path: &str, body: Value) -> Value {
-    let resp = http_client()
-        .request(method, format!("{}{path}", server.url()))
-        .basic_auth("owner", Some(server.owner_password()))
-        .json(&body)
-        .send()
-        .await
-        .expect("management request");
-    let status = resp.status();
-    let text = resp.text().await.expect("body");
-    assert!(status.is_success(), "{path}: {status}: {text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
+    let (status, value) = manage_request(server, method, path, body).await;
+    assert!((200..300).contains(&status), "{path}: {status}: {value}");
+    value
 }
 
 /// A service principal with `role` at `scope`: (app id, secret).

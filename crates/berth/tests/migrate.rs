@@ -35,16 +35,14 @@ async fn an_embedded_registry_moves_into_s3_and_postgres_intact() {
         202,
     )
     .await;
-    let created: Value = http_client()
-        .post(format!("{}/api/v1/service-principals", source.url()))
-        .basic_auth("owner", Some(source.owner_password()))
-        .json(&json!({"name": "ci", "role": "AcrPull", "scope": "team/*"}))
-        .send()
-        .await
-        .expect("create sp")
-        .json()
-        .await
-        .expect("json");
+    let (status, created) = manage_request(
+        &source,
+        reqwest::Method::POST,
+        "/api/v1/service-principals",
+        json!({"name": "ci", "role": "AcrPull", "scope": "team/*"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
     let app = created["identity"]["id"].as_str().expect("id").to_string();
     let secret = created["secrets"][0]["value"]
         .as_str()

@@ -12,24 +12,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-async fn manage(
-    server: &TestServer,
-    method: reqwest::Method,
-    path: &str,
-    body: Value,
-) -> (u16, Value) {
-    let resp = http_client()
-        .request(method, format!("{}{path}", server.url()))
-        .basic_auth("owner", Some(server.owner_password()))
-        .json(&body)
-        .send()
-        .await
-        .expect("management request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn status_as(server: &TestServer, user: &str, password: &str, path: &str) -> u16 {
     http_client()
         .get(format!("{}{path}", server.url()))
@@ -70,7 +52,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     let b = TestServer::start_node(&dir.path().join("b"), &a, &[]);
 
     // An identity created through A logs in through B.
-    let (status, created) = manage(
+    let (status, created) = manage_request(
         &a,
         reqwest::Method::POST,
         "/api/v1/service-principals",
@@ -118,7 +100,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
         }
     };
     assert_eq!(bearer(&b, token(&a).await).await, 200);
-    let (status, _) = manage(
+    let (status, _) = manage_request(
         &a,
         reqwest::Method::POST,
         "/api/v1/signing-keys/rotate",
@@ -137,7 +119,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     );
 
     // Deleting the identity on A locks it out of B too.
-    let (status, _) = manage(
+    let (status, _) = manage_request(
         &a,
         reqwest::Method::DELETE,
         &format!("/api/v1/service-principals/{app}"),
@@ -156,7 +138,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
     );
 
     // A network rule set through A applies on B.
-    let (status, body) = manage(
+    let (status, body) = manage_request(
         &a,
         reqwest::Method::PATCH,
         "/api/v1/network",
@@ -199,7 +181,8 @@ async fn network_rules_added_on_two_nodes_at_once_are_all_kept() {
     for add in adds {
         assert_eq!(add.await.expect("task"), 200);
     }
-    let (_, network) = manage(&b, reqwest::Method::GET, "/api/v1/network", Value::Null).await;
+    let (_, network) =
+        manage_request(&b, reqwest::Method::GET, "/api/v1/network", Value::Null).await;
     let rules = network["networkRuleSet"]["ipRules"]
         .as_array()
         .unwrap_or_else(|| panic!("{network}"))
@@ -348,8 +331,8 @@ async fn one_collector_at_a_time_with_runs_visible_everywhere() {
     // Both nodes asked at once: one collects, the other is told so (or runs
     // after it, with nothing left to do); never both deleting.
     let (ra, rb) = tokio::join!(
-        manage(&a, reqwest::Method::POST, "/api/v1/gc/run", json!({})),
-        manage(&b, reqwest::Method::POST, "/api/v1/gc/run", json!({}))
+        manage_request(&a, reqwest::Method::POST, "/api/v1/gc/run", json!({})),
+        manage_request(&b, reqwest::Method::POST, "/api/v1/gc/run", json!({}))
     );
     let deleted: u64 = [&ra, &rb]
         .iter()
@@ -366,7 +349,7 @@ async fn one_collector_at_a_time_with_runs_visible_everywhere() {
     assert_image_pulls(&Api::new(&b), &kept).await;
 
     // The run, with its cost, from the other node.
-    let (status, gc) = manage(&b, reqwest::Method::GET, "/api/v1/gc", Value::Null).await;
+    let (status, gc) = manage_request(&b, reqwest::Method::GET, "/api/v1/gc", Value::Null).await;
     assert_eq!(status, 200);
     let run = gc["runs"]
         .as_array()

@@ -158,29 +158,6 @@ impl AuthStore for $store {
         )
     }
 
-    async fn init_setting(
-        &self,
-        key: &str,
-        value: &str,
-        activity: &Activity,
-    ) -> Result<String, MetadataError> {
-        self.logged(
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(value),
-            activity,
-        )
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-                .bind(key)
-                .fetch_one(&self.writer)
-                .await?,
-        )
-    }
-
     async fn identity_by_login(
         &self,
         login: &str,

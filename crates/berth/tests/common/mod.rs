@@ -574,6 +574,25 @@ fn s3_call<T: Send>(
     })
 }
 
+/// A management-API request as the owner: (status, JSON body or null).
+pub async fn manage_request(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let resp = http_client()
+        .request(method, format!("{}{path}", server.url()))
+        .basic_auth("owner", Some(server.owner_password()))
+        .json(&body)
+        .send()
+        .await
+        .expect("management request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// Every object key under `prefix`, relative to it.
 pub fn s3_keys(prefix: &str) -> Vec<String> {
     use futures::TryStreamExt;
