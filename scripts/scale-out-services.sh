@@ -6,6 +6,9 @@
 #
 #   scripts/scale-out-services.sh start DIR   # writes DIR/env (KEY=VALUE lines)
 #   scripts/scale-out-services.sh stop DIR
+#   scripts/scale-out-services.sh pg-stop|pg-start|garage-stop|garage-start DIR
+#       (outage tests: stop one engine of DIR and start it again, same port
+#       and data)
 #
 # DIR/env names: BERTH_TEST_POSTGRES_URL (database `berth`, user `berth`),
 # BERTH_TEST_POSTGRES_ADMIN_URL (superuser, to create per-test databases),
@@ -54,8 +57,8 @@ start() {
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/pg"
     chmod 700 "$dir/pg"
     as_pg "$pgbin/initdb" -D "$dir/pg/data" -U postgres -A trust -E UTF8 --locale=C >"$dir/pg/initdb.log"
-    as_pg "$pgbin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $pgport -k $dir/pg -c max_connections=400 -c fsync=on" start >/dev/null
+    echo "$pgport" >"$dir/pg/port"
+    pg_start
     psql -q -h 127.0.0.1 -p "$pgport" -U postgres -d postgres \
         -c "CREATE USER berth PASSWORD 'berth' CREATEDB" -c "CREATE DATABASE berth OWNER berth"
 
@@ -81,8 +84,7 @@ root_domain = ".s3.garage.localhost"
 api_bind_addr = "127.0.0.1:$adminport"
 TOML
     local g=("$garage" -c "$dir/garage/garage.toml")
-    RUST_LOG=warn setsid "${g[@]}" server >"$dir/garage/server.log" 2>&1 &
-    echo $! >"$dir/garage/pid"
+    garage_start
     local node=""
     for _ in $(seq 1 100); do
         node=$("${g[@]}" node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$node" ] && break
@@ -113,6 +115,42 @@ ENV
     echo "PostgreSQL on 127.0.0.1:$pgport, Garage S3 on 127.0.0.1:$s3port; settings in $dir/env"
 }
 
+pg_start() {
+    local pgbin; pgbin=$(pg_bin)
+    local pgport; pgport=$(cat "$dir/pg/port")
+    as_pg "$pgbin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $pgport -k $dir/pg -c max_connections=400 -c fsync=on" start >/dev/null
+}
+
+pg_stop() {
+    local pgbin; pgbin=$(pg_bin)
+    as_pg "$pgbin/pg_ctl" -D "$dir/pg/data" -m fast -w stop >/dev/null
+}
+
+garage_start() {
+    local garage; garage=$(garage_bin)
+    RUST_LOG=warn setsid "$garage" -c "$dir/garage/garage.toml" server >>"$dir/garage/server.log" 2>&1 &
+    echo $! >"$dir/garage/pid"
+    # Up when its S3 port accepts connections.
+    local s3port
+    s3port=$(awk -F'"' '/^api_bind_addr/ {print $2; exit}' "$dir/garage/garage.toml" | cut -d: -f2)
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$s3port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "garage did not start; see $dir/garage/server.log" >&2
+    exit 1
+}
+
+garage_stop() {
+    if [ -f "$dir/garage/pid" ]; then
+        local pid; pid=$(cat "$dir/garage/pid")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$dir/garage/pid"
+    fi
+}
+
 stop() {
     local pgbin; pgbin=$(pg_bin)
     if [ -d "$dir/pg/data" ]; then
@@ -127,5 +165,9 @@ stop() {
 case "$action" in
     start) start ;;
     stop) stop ;;
-    *) echo "usage: scale-out-services.sh start|stop DIR" >&2; exit 2 ;;
+    pg-start) pg_start ;;
+    pg-stop) pg_stop ;;
+    garage-start) garage_start ;;
+    garage-stop) garage_stop ;;
+    *) echo "usage: scale-out-services.sh start|stop|pg-stop|pg-start|garage-stop|garage-start DIR" >&2; exit 2 ;;
 esac

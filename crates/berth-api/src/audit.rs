@@ -62,6 +62,17 @@ pub struct ErrorMessage(pub String);
 #[derive(Debug, Clone)]
 pub struct CorrelationId(pub String);
 
+tokio::task_local! {
+    /// The correlation id of the request this task is answering.
+    static CORRELATION: String;
+}
+
+/// The current request's correlation id, where one is being answered (error
+/// responses carry it, and the log line with the details has it).
+pub fn current_correlation_id() -> Option<String> {
+    CORRELATION.try_with(|c| c.clone()).ok()
+}
+
 pub enum Event {
     Login(LoginEvent),
     Repository(RepositoryEvent),
@@ -71,20 +82,52 @@ pub enum Event {
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::Sender<Event>,
+    stop: tokio::sync::watch::Sender<bool>,
+    writer: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
+
+/// Waits between attempts to store a batch the database refused.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 impl EventSink {
     /// Starts the writer task; `jsonl` additionally appends every event as
     /// a JSON line to that file (for shipping elsewhere).
     pub fn start(store: Arc<dyn EventStore>, jsonl: Option<std::path::PathBuf>) -> EventSink {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_events(store, rx, jsonl));
-        EventSink { tx }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let writer = tokio::spawn(write_events(store, rx, jsonl, stopped));
+        EventSink {
+            tx,
+            stop,
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+        }
     }
 
     pub fn emit(&self, event: Event) {
         if self.tx.try_send(event).is_err() {
             metrics::counter!("berth_audit_events_dropped_total").increment(1);
+        }
+    }
+
+    /// Writes every event accepted so far and stops the writer (at
+    /// shutdown, after the listeners have drained). Gives up after
+    /// `deadline` if the database does not take them; `true` if all were
+    /// written.
+    pub async fn close(&self, deadline: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let Some(writer) = self.writer.lock().await.take() else {
+            return true;
+        };
+        match tokio::time::timeout(deadline, writer).await {
+            Ok(_) => true,
+            Err(_) => {
+                tracing::error!(
+                    queued = QUEUE - self.tx.capacity(),
+                    "audit events could not be stored before shutdown; they are lost"
+                );
+                false
+            }
         }
     }
 }
@@ -93,6 +136,7 @@ async fn write_events(
     store: Arc<dyn EventStore>,
     mut rx: mpsc::Receiver<Event>,
     jsonl: Option<std::path::PathBuf>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut file = match &jsonl {
         Some(path) => match tokio::fs::OpenOptions::new()
@@ -110,9 +154,32 @@ async fn write_events(
         None => None,
     };
     let mut batch = Vec::with_capacity(BATCH);
+    let mut stopping = false;
     loop {
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
-            return;
+        if stopping {
+            // Take what is queued without waiting; done when nothing is.
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+        } else {
+            tokio::select! {
+                received = rx.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                }
+                // A dropped sender (every sink gone) also means stop.
+                changed = stopped.changed() => {
+                    stopping = changed.is_err() || *stopped.borrow();
+                    continue;
+                }
+            }
         }
         let mut logins = Vec::new();
         let mut repositories = Vec::new();
@@ -135,13 +202,26 @@ async fn write_events(
                 }
             }
         }
-        if let Err(e) = store.insert_events(&logins, &repositories).await {
-            tracing::warn!(error = %e, "storing audit events failed");
-        }
         if let Some(f) = file.as_mut() {
             if let Err(e) = f.write_all(lines.as_bytes()).await {
                 tracing::warn!(error = %e, "writing the event log file failed");
             }
+        }
+        // A database that is briefly away (restart, full disk) gets the
+        // batch again until it takes it; meanwhile new events queue up.
+        let mut wait = RETRY_FIRST;
+        let mut attempts = 0u32;
+        while let Err(e) = store.insert_events(&logins, &repositories).await {
+            attempts += 1;
+            if attempts == 1 || attempts.is_multiple_of(30) {
+                tracing::warn!(error = %e, events = logins.len() + repositories.len(), attempts, "storing audit events failed; retrying");
+            }
+            metrics::counter!("berth_audit_event_write_retries_total").increment(1);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+        if attempts > 0 {
+            tracing::info!(attempts, "audit events stored after retrying");
         }
     }
 }
@@ -207,7 +287,9 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
             .headers()
             .contains_key(http::header::TRANSFER_ENCODING);
 
-    let mut response = next.run(request).await;
+    let mut response = CORRELATION
+        .scope(correlation.clone(), next.run(request))
+        .await;
 
     let elapsed = started.elapsed();
     if let Ok(v) = HeaderValue::from_str(&correlation) {

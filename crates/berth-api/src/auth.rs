@@ -88,10 +88,8 @@ fn from_auth_error(e: AuthError, headers: &HeaderMap) -> ApiError {
         AuthError::Conflict(m) => {
             ApiError::new(ErrorCode::Denied, m).with_status(StatusCode::CONFLICT)
         }
-        other => {
-            tracing::error!(error = %other, "auth failure");
-            ApiError::new(ErrorCode::InternalError, other.to_string())
-        }
+        AuthError::Store(e) => ApiError::store(e),
+        other => ApiError::internal(other),
     }
 }
 

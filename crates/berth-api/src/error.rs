@@ -1,9 +1,15 @@
 //! The one place where failures become HTTP responses: the distribution
 //! spec's JSON error envelope with its codes and statuses.
+//!
+//! Backend failures never reach a client as text: the client gets a stable
+//! message that names the failing part (metadata database, blob store) and
+//! the request's correlation id; the error itself goes to the log under
+//! that id. Outages are `503 UNAVAILABLE` with `Retry-After`, a full disk
+//! is `507 STORAGE_FULL`, anything else `500 INTERNAL_ERROR`.
 
 use axum::response::{IntoResponse, Response};
 use berth_registry::RegistryError;
-use berth_types::{ErrorCode, NameError};
+use berth_types::{ErrorCode, Fault, NameError};
 use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
 
@@ -14,7 +20,13 @@ pub struct ApiError {
     pub message: String,
     /// Extra headers the spec wants on some errors (`Range` on a 416).
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// What went wrong inside: logged with the correlation id, never sent.
+    detail: Option<String>,
 }
+
+/// Seconds a client is asked to wait after a `503`: backends are probed
+/// every second, and a request after that finds one that came back.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -23,7 +35,38 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            detail: None,
         }
+    }
+
+    /// A backend failure: the client hears what kind (and of which part),
+    /// the log gets `detail`.
+    pub fn fault(fault: Fault, detail: impl std::fmt::Display) -> Self {
+        let message = match fault {
+            Fault::Unavailable(backend) => format!(
+                "the registry's {backend} is not answering; retry in a few seconds"
+            ),
+            Fault::Full(backend) => format!(
+                "the registry's {backend} is out of space: writes are refused until space is freed; pulls keep working"
+            ),
+            Fault::Internal => "the registry failed to handle the request".to_string(),
+        };
+        let mut error = ApiError::new(fault.code(), message);
+        error.detail = Some(detail.to_string());
+        if matches!(fault, Fault::Unavailable(_)) {
+            error = error.with_header("retry-after", &RETRY_AFTER_SECONDS.to_string());
+        }
+        error
+    }
+
+    /// A failure of berth's own (a bug, or a state it cannot handle).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        ApiError::fault(Fault::Internal, detail)
+    }
+
+    /// A metadata-store failure.
+    pub fn store(e: berth_metadata::MetadataError) -> Self {
+        ApiError::fault(e.fault(), e)
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
@@ -41,17 +84,16 @@ impl ApiError {
 
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
-        let code = e.code();
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if code == ErrorCode::InternalError {
-            // The details stay in the server log; clients get a stable message.
-            tracing::error!(error = %e, "request failed");
+        if let Some(fault) = e.fault() {
+            return ApiError::fault(fault, e);
         }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError {
             status,
-            code,
+            code: e.code(),
             message: e.to_string(),
             headers: Vec::new(),
+            detail: None,
         }
     }
 }
@@ -68,7 +110,19 @@ impl From<NameError> for ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if let Some(detail) = &self.detail {
+            let correlation = crate::audit::current_correlation_id();
+            let id = correlation.as_deref().unwrap_or("-");
+            if self.code == ErrorCode::InternalError {
+                tracing::error!(correlation_id = id, error = %detail, "request failed");
+            } else {
+                tracing::warn!(correlation_id = id, code = self.code.as_str(), error = %detail, "request failed");
+            }
+            if let Some(id) = correlation {
+                self.message = format!("{} (correlation id {id})", self.message);
+            }
+        }
         let body = json!({
             "errors": [{
                 "code": self.code.as_str(),

@@ -109,11 +109,51 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/readyz`: 200 while the metadata database and the blob store both
+/// answer, else 503 naming the one that does not (probes are cached for a
+/// second). The causes go to the log, not to the anonymous caller.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.registry.catalog(1, None).await {
-        Ok(_) => "ready".into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+    let health = state.registry.health().await;
+    let backends: serde_json::Map<String, serde_json::Value> = health
+        .backends
+        .iter()
+        .map(|b| {
+            let key = match b.backend {
+                berth_types::Backend::Metadata => "metadata",
+                berth_types::Backend::Blobs => "blobs",
+            };
+            let state = if b.error.is_none() {
+                "ok"
+            } else {
+                "unavailable"
+            };
+            (key.to_string(), serde_json::Value::from(state))
+        })
+        .collect();
+    let failing: Vec<&str> = health
+        .backends
+        .iter()
+        .filter(|b| b.error.is_some())
+        .map(|b| b.backend.describe())
+        .collect();
+    if failing.is_empty() {
+        return axum::Json(serde_json::json!({"status": "ready", "backends": backends}))
+            .into_response();
     }
+    let body = serde_json::json!({
+        "status": "unavailable",
+        "backends": backends,
+        "message": format!("not answering: {}", failing.join(", ")),
+    });
+    (
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        [(
+            http::header::RETRY_AFTER,
+            HeaderValue::from(error::RETRY_AFTER_SECONDS),
+        )],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// Step 1: parse a `/v2` path into a [`Route`]; other paths (health,

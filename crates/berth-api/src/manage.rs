@@ -168,7 +168,7 @@ impl LogQuery {
 }
 
 fn store_err(e: berth_metadata::MetadataError) -> ApiError {
-    ApiError::new(ErrorCode::InternalError, e.to_string())
+    ApiError::store(e)
 }
 
 async fn login_logs(State(s): State<AppState>, m: Manager, Query(q): Query<LogQuery>) -> ApiResult {

@@ -72,13 +72,10 @@ impl NetworkPolicy {
             .store()
             .setting(SETTING_KEY)
             .await
-            .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+            .map_err(ApiError::store)?;
         let settings = match &json {
             Some(json) => serde_json::from_str(json).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InternalError,
-                    format!("stored network rules are unreadable: {e}"),
-                )
+                ApiError::internal(format!("stored network rules are unreadable: {e}"))
             })?,
             None => NetworkSettings::default(),
         };
@@ -97,9 +94,7 @@ impl NetworkPolicy {
         change: impl Fn(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
     ) -> Result<Arc<NetworkSettings>, ApiError> {
         let _serial = self.updates.lock().await;
-        let internal = |e: berth_metadata::MetadataError| {
-            ApiError::new(ErrorCode::InternalError, e.to_string())
-        };
+        let internal = ApiError::store;
         for _ in 0..CAS_ATTEMPTS {
             let (stored, before) = Self::stored(auth).await?;
             let mut after = before.clone();
@@ -107,8 +102,7 @@ impl NetworkPolicy {
                 ApiError::new(ErrorCode::Unsupported, e.to_string())
                     .with_status(http::StatusCode::BAD_REQUEST)
             })?;
-            let json = serde_json::to_string(&after)
-                .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?;
+            let json = serde_json::to_string(&after).map_err(ApiError::internal)?;
             let unchanged = stored.as_deref() == Some(json.as_str());
             let stored_it = unchanged
                 || auth

@@ -9,7 +9,7 @@
 //! half-applied change.
 
 use async_trait::async_trait;
-use berth_types::{Digest, Reference, RepositoryName, Tag};
+use berth_types::{Backend, Digest, Fault, Reference, RepositoryName, Tag};
 
 pub mod auth;
 pub mod copy;
@@ -41,6 +41,98 @@ pub enum MetadataError {
     AlreadyExists(String),
     #[error("the metadata database holds a value it cannot read back: {0}")]
     Corrupt(String),
+}
+
+impl MetadataError {
+    /// How a client should hear of this failure (see [`Fault`]): the
+    /// database cannot be reached, is shutting down or is overloaded
+    /// (`Unavailable`), has no space left (`Full`), or something else went
+    /// wrong (`Internal`).
+    pub fn fault(&self) -> Fault {
+        let MetadataError::Database(e) = self else {
+            return Fault::Internal;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => Fault::Unavailable(Backend::Metadata),
+            sqlx::Error::Io(io) if berth_storage_full(io) => Fault::Full(Backend::Metadata),
+            sqlx::Error::Io(_) => Fault::Unavailable(Backend::Metadata),
+            sqlx::Error::Database(db) => {
+                if let Some(sqlite) = db.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                    // Extended result codes: the primary code is the low byte.
+                    let primary = sqlx::error::DatabaseError::code(sqlite)
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .map(|c| c & 0xff);
+                    return match primary {
+                        // SQLITE_FULL (also ENOSPC on the WAL), SQLITE_IOERR
+                        // whose cause is a full disk is reported as FULL too.
+                        Some(13) => Fault::Full(Backend::Metadata),
+                        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_CANTOPEN.
+                        Some(5) | Some(6) | Some(14) => Fault::Unavailable(Backend::Metadata),
+                        _ => Fault::Internal,
+                    };
+                }
+                match db.code().as_deref() {
+                    // PostgreSQL: disk_full; out of memory and too many
+                    // connections; the connection-exception class and
+                    // admin or crash shutdown.
+                    Some("53100") => Fault::Full(Backend::Metadata),
+                    Some("53200") | Some("53300") => Fault::Unavailable(Backend::Metadata),
+                    Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+                        Fault::Unavailable(Backend::Metadata)
+                    }
+                    _ => Fault::Internal,
+                }
+            }
+            _ => Fault::Internal,
+        }
+    }
+}
+
+/// Pool hook (`after_release`) of every read-write pool: a connection goes
+/// back to the pool only if it is outside any transaction.
+///
+/// When a COMMIT fails (SQLite on a full disk rolls back by itself), sqlx
+/// still counts the transaction as open and its ROLLBACK on drop fails too;
+/// the connection's next `begin()` would then be a SAVEPOINT whose RELEASE
+/// commits nothing, and every later write would be acknowledged and lost.
+/// Such a connection is closed instead, and the pool opens a fresh one.
+pub(crate) fn release_outside_transaction<'c, C: sqlx::Connection>(
+    conn: &'c mut C,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'c, Result<bool, sqlx::Error>> {
+    Box::pin(async move { Ok(outside_transaction(conn)) })
+}
+
+/// [`release_outside_transaction`] for SQLite, whose connection runs on a
+/// worker thread: the ping waits for the rollback a dropped transaction
+/// queued there, so the depth read afterwards is settled.
+pub(crate) fn release_sqlite_outside_transaction<'c>(
+    conn: &'c mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures::future::BoxFuture<'c, Result<bool, sqlx::Error>> {
+    Box::pin(async move {
+        sqlx::Connection::ping(conn).await?;
+        Ok(outside_transaction(conn))
+    })
+}
+
+fn outside_transaction<C: sqlx::Connection>(conn: &C) -> bool {
+    if conn.is_in_transaction() {
+        tracing::warn!("a database connection was left inside a failed transaction; replacing it");
+        return false;
+    }
+    true
+}
+
+fn berth_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn list(digests: &[Digest]) -> String {
@@ -135,6 +227,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// queues it for the collector. `false` while the collector is deleting
     /// that blob (its bytes must not be written until it is gone).
     async fn claim_blob(&self, digest: &Digest, size: u64) -> Result<bool, MetadataError>;
+
+    /// The cheapest round trip to the database (`/readyz`).
+    async fn ping(&self) -> Result<(), MetadataError>;
 
     /// Records that `repository` holds blob `digest`, whose record must
     /// exist (see [`MetadataStore::claim_blob`]); `false` if it does not,

@@ -15,6 +15,10 @@ use crate::{now, MetadataError};
 
 const CONNECTIONS: u32 = 16;
 
+/// How long a request waits for a connection before it is answered `503`:
+/// short, so an outage fails requests fast instead of holding them.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     writer: PgPool,
@@ -30,7 +34,8 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_release(crate::release_outside_transaction)
             .connect_with(options)
             .await?;
         crate::schema::postgres_migrator().run(&pool).await?;

@@ -32,6 +32,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .after_release(crate::release_sqlite_outside_transaction)
             .connect_with(options.clone())
             .await?;
         crate::schema::sqlite_migrator().run(&writer).await?;

@@ -1,6 +1,6 @@
 use berth_metadata::MetadataError;
 use berth_storage::StorageError;
-use berth_types::{Digest, ErrorCode, ManifestError, NameError};
+use berth_types::{Digest, ErrorCode, Fault, ManifestError, NameError};
 
 /// Everything that can go wrong in a registry operation. Each variant knows
 /// its distribution-spec code; the HTTP layer turns that into a response.
@@ -99,7 +99,27 @@ impl RegistryError {
             RegistryError::Storage(StorageError::RangeNotSatisfiable { .. }) => {
                 ErrorCode::RangeInvalid
             }
-            RegistryError::Storage(_) | RegistryError::Metadata(_) => ErrorCode::InternalError,
+            RegistryError::Storage(StorageError::UploadIncomplete { .. }) => {
+                ErrorCode::BlobUploadInvalid
+            }
+            RegistryError::Storage(e) => e.fault().code(),
+            RegistryError::Metadata(e) => e.fault().code(),
+        }
+    }
+
+    /// For backend failures, what kind of failure it is (`None` for
+    /// errors that are the client's: they carry their own message).
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            RegistryError::Storage(
+                StorageError::BlobNotFound(_)
+                | StorageError::UploadNotFound(_)
+                | StorageError::RangeNotSatisfiable { .. }
+                | StorageError::UploadIncomplete { .. },
+            ) => None,
+            RegistryError::Storage(e) => Some(e.fault()),
+            RegistryError::Metadata(e) => Some(e.fault()),
+            _ => None,
         }
     }
 }

@@ -17,11 +17,13 @@ use bytes::Bytes;
 mod cache;
 mod error;
 mod gc;
+mod health;
 mod manifests;
 mod uploads;
 
 pub use error::RegistryError;
 pub use gc::GcReport;
+pub use health::{BackendStatus, Health};
 pub use manifests::{ManifestPut, StoredManifest};
 pub use uploads::UploadState;
 
@@ -75,6 +77,10 @@ pub struct Registry {
     /// two requests never append to the same session at once.
     uploads: Mutex<HashMap<uuid::Uuid, Arc<tokio::sync::Mutex<Option<uploads::HashState>>>>>,
     cache: cache::MetadataCache,
+    health: health::HealthCache,
+    /// Clean-ups of requests that were cut off (their unacknowledged upload
+    /// bytes); waited for at shutdown.
+    cleanups: tokio_util::task::TaskTracker,
 }
 
 impl Registry {
@@ -89,7 +95,19 @@ impl Registry {
             metadata,
             config,
             uploads: Mutex::new(HashMap::new()),
+            health: health::HealthCache::default(),
+            cleanups: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// At shutdown, after the listeners stopped: waits (up to `deadline`)
+    /// for the clean-ups of requests that were cut off. `false` if some
+    /// did not finish (their leftovers go when the session expires).
+    pub async fn finish_cleanups(&self, deadline: Duration) -> bool {
+        self.cleanups.close();
+        tokio::time::timeout(deadline, self.cleanups.wait())
+            .await
+            .is_ok()
     }
 
     pub fn config(&self) -> &RegistryConfig {

@@ -86,11 +86,134 @@ pub struct UploadState {
 }
 
 type UploadLock = Arc<tokio::sync::Mutex<Option<HashState>>>;
+type HeldUpload = tokio::sync::OwnedMutexGuard<Option<HashState>>;
+
+/// Holds an upload's lock while a request appends to it. If the request
+/// ends without [`AppendGuard::release`] — it failed, or its future was
+/// dropped because the client went away or the server is shutting down —
+/// the bytes it wrote past the durable length are removed before the lock
+/// is let go, so the next request of the session starts from clean storage
+/// and nothing unacknowledged stays on disk.
+struct AppendGuard {
+    held: Option<HeldUpload>,
+    /// Stands in for the lock's state once `held` is gone (never while the
+    /// guard is in use: `release` and `trim` consume it).
+    spare: Option<HashState>,
+    id: Uuid,
+    blobs: Arc<dyn berth_storage::BlobStore>,
+    metadata: Arc<dyn berth_metadata::MetadataStore>,
+    cleanups: tokio_util::task::TaskTracker,
+}
+
+impl AppendGuard {
+    fn state(&mut self) -> &mut Option<HashState> {
+        match self.held.as_deref_mut() {
+            Some(state) => state,
+            None => &mut self.spare,
+        }
+    }
+
+    /// The request's bytes were acknowledged: nothing to remove.
+    fn release(mut self) {
+        self.held = None;
+    }
+
+    /// The request failed: remove its bytes now, then let go of the lock.
+    async fn trim(mut self) {
+        if let Some(held) = self.held.take() {
+            trim_to_durable(self.blobs.clone(), self.metadata.clone(), self.id).await;
+            drop(held);
+        }
+    }
+}
+
+impl Drop for AppendGuard {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let (blobs, metadata, id) = (self.blobs.clone(), self.metadata.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.cleanups.spawn_on(
+                async move {
+                    trim_to_durable(blobs, metadata, id).await;
+                    drop(held);
+                },
+                &runtime,
+            );
+        }
+    }
+}
+
+/// Cuts an upload's storage back to the length the metadata records as
+/// durable (read again: a cancelled request may have recorded its bytes
+/// just before it was dropped).
+async fn trim_to_durable(
+    blobs: Arc<dyn berth_storage::BlobStore>,
+    metadata: Arc<dyn berth_metadata::MetadataStore>,
+    id: Uuid,
+) {
+    let durable = match metadata.get_upload(&id.to_string()).await {
+        Ok(Some(record)) => record.offset,
+        // Completed, cancelled or expired meanwhile: its bytes are gone
+        // or about to be.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(upload = %id, error = %e, "cannot read the durable length of an upload to trim it; the next request or the expiry will");
+            return;
+        }
+    };
+    if let Err(e) = blobs.trim_upload(id, durable).await {
+        tracing::warn!(upload = %id, error = %e, "trimming the unacknowledged bytes of an upload failed");
+    }
+}
+
+/// Discards a single-request upload whose request never finished (the
+/// client never learned the session, so nothing else will).
+struct DiscardOnDrop<'a> {
+    registry: &'a Registry,
+    id: Option<Uuid>,
+}
+
+impl Drop for DiscardOnDrop<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        let (blobs, metadata) = (self.registry.blobs.clone(), self.registry.metadata.clone());
+        self.registry.forget_upload_lock(id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.registry.cleanups.spawn_on(
+                async move {
+                    if let Err(e) = blobs.delete_upload(id).await {
+                        tracing::warn!(upload = %id, error = %e, "discarding an interrupted upload's bytes failed");
+                    }
+                    if let Err(e) = metadata.delete_upload(&id.to_string()).await {
+                        tracing::warn!(upload = %id, error = %e, "discarding an interrupted upload's session failed");
+                    }
+                },
+                &runtime,
+            );
+        }
+    }
+}
 
 impl Registry {
     fn upload_lock(&self, id: Uuid) -> UploadLock {
         let mut map = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id).or_default().clone()
+    }
+
+    /// Takes an upload's lock for a request that appends to it.
+    async fn lock_for_append(&self, id: Uuid) -> AppendGuard {
+        AppendGuard {
+            held: Some(self.upload_lock(id).lock_owned().await),
+            spare: None,
+            id,
+            blobs: self.blobs.clone(),
+            metadata: self.metadata.clone(),
+            cleanups: self.cleanups.clone(),
+        }
     }
 
     fn forget_upload_lock(&self, id: Uuid) {
@@ -140,22 +263,30 @@ impl Registry {
         body: ByteStream,
     ) -> Result<UploadState> {
         let (uuid, _) = self.upload_record(repository, id).await?;
-        let lock = self.upload_lock(uuid);
-        let mut state = lock.lock().await;
+        let mut guard = self.lock_for_append(uuid).await;
         let (_, offset) = self.upload_record(repository, id).await?;
         if let Some(start) = start {
             if start != offset {
+                guard.release();
                 return Err(RegistryError::RangeInvalid {
                     requested: start,
                     current: offset,
                 });
             }
         }
-        let hashed = self.take_hash_state(uuid, offset, &mut state).await?;
-        let appended = self.append_locked(uuid, hashed, length, body).await?;
-        let offset = appended.offset;
-        *state = Some(appended);
-        Ok(UploadState { id: uuid, offset })
+        let hashed = self.take_hash_state(uuid, offset, guard.state()).await?;
+        match self.append_locked(uuid, hashed, length, body).await {
+            Ok(appended) => {
+                let offset = appended.offset;
+                *guard.state() = Some(appended);
+                guard.release();
+                Ok(UploadState { id: uuid, offset })
+            }
+            Err(e) => {
+                guard.trim().await;
+                Err(e)
+            }
+        }
     }
 
     /// Finishes an upload: appends the final chunk if any, checks the digest,
@@ -168,12 +299,17 @@ impl Registry {
         body: Option<(Option<u64>, ByteStream)>,
     ) -> Result<()> {
         let (uuid, _) = self.upload_record(repository, id).await?;
-        let lock = self.upload_lock(uuid);
-        let mut state = lock.lock().await;
+        let mut guard = self.lock_for_append(uuid).await;
         let (_, offset) = self.upload_record(repository, id).await?;
-        let mut hashed = self.take_hash_state(uuid, offset, &mut state).await?;
+        let mut hashed = self.take_hash_state(uuid, offset, guard.state()).await?;
         if let Some((length, body)) = body {
-            hashed = self.append_locked(uuid, hashed, length, body).await?;
+            hashed = match self.append_locked(uuid, hashed, length, body).await {
+                Ok(hashed) => hashed,
+                Err(e) => {
+                    guard.trim().await;
+                    return Err(e);
+                }
+            };
         }
         let size = hashed.offset;
         let actual = match digest.algorithm() {
@@ -203,7 +339,7 @@ impl Registry {
             )));
         }
         self.metadata.delete_upload(&uuid.to_string()).await?;
-        drop(state);
+        guard.release();
         self.forget_upload_lock(uuid);
         Ok(())
     }
@@ -217,10 +353,15 @@ impl Registry {
         body: ByteStream,
     ) -> Result<()> {
         let upload = self.start_upload(repository).await?;
+        let mut unfinished = DiscardOnDrop {
+            registry: self,
+            id: Some(upload.id),
+        };
         let id = upload.id.to_string();
         let result = self
             .complete_upload(repository, &id, digest, Some((length, body)))
             .await;
+        unfinished.id = None;
         if result.is_err() {
             // Nothing of a failed single-request upload is kept.
             self.discard_upload(upload.id).await?;

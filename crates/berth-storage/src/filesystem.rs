@@ -5,9 +5,12 @@
 //! fsyncs the directory, so a committed blob survives a power loss and a
 //! partial one is never visible under a digest.
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_types::Digest;
@@ -36,6 +39,39 @@ const WRITE_QUEUE: usize = 2;
 #[derive(Debug, Clone)]
 pub struct FilesystemStore {
     root: PathBuf,
+    abandoned: AbandonedWriters,
+}
+
+type WriterThread = tokio::task::JoinHandle<std::io::Result<u64>>;
+
+/// Writer threads of requests that were dropped mid-body, by upload. Their
+/// queued chunks could still land after a trim or a new writer's
+/// truncation, so anything that touches the upload's file waits for them
+/// first.
+#[derive(Debug, Clone, Default)]
+struct AbandonedWriters(Arc<Mutex<HashMap<Uuid, Vec<WriterThread>>>>);
+
+impl AbandonedWriters {
+    fn add(&self, id: Uuid, thread: WriterThread) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .push(thread);
+    }
+
+    async fn wait(&self, id: Uuid) {
+        let threads = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id)
+            .unwrap_or_default();
+        for thread in threads {
+            let _ = thread.await;
+        }
+    }
 }
 
 impl FilesystemStore {
@@ -44,7 +80,10 @@ impl FilesystemStore {
         let root = root.into();
         std::fs::create_dir_all(root.join("_uploads"))
             .map_err(StorageError::io(format!("create {}", root.display())))?;
-        Ok(FilesystemStore { root })
+        Ok(FilesystemStore {
+            root,
+            abandoned: AbandonedWriters::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -74,6 +113,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl BlobStore for FilesystemStore {
+    async fn probe(&self) -> Result<(), StorageError> {
+        // The upload directory is where every write starts.
+        let uploads = self.root.join("_uploads");
+        tokio::fs::metadata(&uploads)
+            .await
+            .map_err(StorageError::io(format!("stat {}", uploads.display())))?;
+        Ok(())
+    }
+
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(Some(m.len())),
@@ -124,6 +172,7 @@ impl BlobStore for FilesystemStore {
         id: Uuid,
         offset: u64,
     ) -> Result<Box<dyn UploadWriter>, StorageError> {
+        self.abandoned.wait(id).await;
         let path = self.upload_path(id);
         let action = format!("open upload {id}");
         let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
@@ -144,7 +193,11 @@ impl BlobStore for FilesystemStore {
             Err(e) if not_found(&e) => return Err(StorageError::UploadNotFound(id)),
             Err(e) => return Err(StorageError::io(action)(e)),
         };
-        Ok(Box::new(FileUploadWriter::spawn(id, file)))
+        Ok(Box::new(FileUploadWriter::spawn(
+            id,
+            file,
+            self.abandoned.clone(),
+        )))
     }
 
     async fn read_upload(&self, id: Uuid, len: u64) -> Result<ByteStream, StorageError> {
@@ -191,7 +244,27 @@ impl BlobStore for FilesystemStore {
         })
     }
 
+    async fn trim_upload(&self, id: Uuid, len: u64) -> Result<(), StorageError> {
+        self.abandoned.wait(id).await;
+        let path = self.upload_path(id);
+        let trimmed = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+            if file.metadata()?.len() > len {
+                file.set_len(len)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::io(format!("trim upload {id}"))(std::io::Error::other(e)))?;
+        match trimmed {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(StorageError::io(format!("trim upload {id}"))(e)),
+        }
+    }
+
     async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError> {
+        self.abandoned.wait(id).await;
         match tokio::fs::remove_file(self.upload_path(id)).await {
             Ok(()) => Ok(true),
             Err(e) if not_found(&e) => Ok(false),
@@ -253,16 +326,24 @@ fn spawn_reader(file: std::fs::File, range: Range<u64>) -> ByteStream {
 struct FileUploadWriter {
     id: Uuid,
     sender: Option<mpsc::Sender<Bytes>>,
-    thread: Option<tokio::task::JoinHandle<std::io::Result<u64>>>,
+    thread: Option<WriterThread>,
+    /// Set when the writer is dropped unfinished: the thread stops writing.
+    abort: Arc<AtomicBool>,
+    abandoned: AbandonedWriters,
 }
 
 impl FileUploadWriter {
-    fn spawn(id: Uuid, file: std::fs::File) -> Self {
+    fn spawn(id: Uuid, file: std::fs::File, abandoned: AbandonedWriters) -> Self {
         let (sender, mut receiver) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let abort = Arc::new(AtomicBool::new(false));
+        let aborted = abort.clone();
         let thread = tokio::task::spawn_blocking(move || {
             // Chunks are already socket-read sized: written as they come.
             let mut file = file;
             while let Some(chunk) = receiver.blocking_recv() {
+                if aborted.load(Ordering::Acquire) {
+                    break;
+                }
                 file.write_all(&chunk)?;
             }
             // Handed to the OS, not fsync'd: survives a process crash; the
@@ -273,6 +354,8 @@ impl FileUploadWriter {
             id,
             sender: Some(sender),
             thread: Some(thread),
+            abort,
+            abandoned,
         }
     }
 
@@ -288,6 +371,17 @@ impl FileUploadWriter {
         match thread.await {
             Ok(result) => result.map_err(StorageError::io(action)),
             Err(e) => Err(StorageError::io(action)(std::io::Error::other(e))),
+        }
+    }
+}
+
+impl Drop for FileUploadWriter {
+    fn drop(&mut self) {
+        // Dropped before `finish` (the request failed or was cut off).
+        if let Some(thread) = self.thread.take() {
+            self.abort.store(true, Ordering::Release);
+            self.sender = None;
+            self.abandoned.add(self.id, thread);
         }
     }
 }

@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::pin::Pin;
 
 use async_trait::async_trait;
-use berth_types::Digest;
+use berth_types::{Backend, Digest, Fault};
 use bytes::Bytes;
 use futures::Stream;
 use uuid::Uuid;
@@ -59,10 +59,42 @@ pub(crate) fn check_range(range: &Range<u64>, size: u64) -> Result<(), StorageEr
 }
 
 impl StorageError {
+    /// How a client should hear of this failure: a full disk (`ENOSPC`,
+    /// a quota) is [`Fault::Full`]; a remote store that cannot be reached
+    /// or answers with a server error is [`Fault::Unavailable`]. Errors
+    /// with a distribution code of their own (not found, range) are not
+    /// faults and answer `Internal` here; callers map those first.
+    pub fn fault(&self) -> Fault {
+        match self {
+            StorageError::Io { source, .. } if is_disk_full(source) => Fault::Full(Backend::Blobs),
+            StorageError::Remote { source, .. } => match source.as_ref() {
+                object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotModified { .. }
+                | object_store::Error::NotImplemented
+                | object_store::Error::InvalidPath { .. } => Fault::Internal,
+                // Connection refused or reset, timeouts, 5xx after the
+                // client's retries, credentials the store refuses: all
+                // things an operator fixes on the store's side.
+                _ => Fault::Unavailable(Backend::Blobs),
+            },
+            _ => Fault::Internal,
+        }
+    }
+
     pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
         let action = action.into();
         move |source| StorageError::Io { action, source }
     }
+}
+
+/// `ENOSPC` or `EDQUOT`: the filesystem (or the user's quota) is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -120,6 +152,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Discards an upload's data; `false` if it had none.
     async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError>;
+
+    /// Discards whatever an upload holds past `len`: the bytes of a request
+    /// that failed or was cut off before it was acknowledged, so they do not
+    /// sit on disk until the session expires.
+    async fn trim_upload(&self, id: Uuid, len: u64) -> Result<(), StorageError>;
+
+    /// A cheap request that shows the store answers (`/readyz`).
+    async fn probe(&self) -> Result<(), StorageError>;
 
     /// Requests made to a remote store so far (the garbage collector
     /// reports its cost with it); 0 for local storage.

@@ -27,7 +27,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig,
+    WriteMultipart,
+};
 use uuid::Uuid;
 
 use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
@@ -39,6 +42,11 @@ const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one request in flight while the next one fills: a request holds
 /// at most about two parts (10 MiB), whatever the blob's size.
 const PARTS_IN_FLIGHT: usize = 1;
+
+/// Connecting to the store: loopback or a LAN answers in milliseconds.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one request keeps retrying transient failures.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where the bucket is and how to reach it (`[storage]` with `kind = "s3"`).
 #[derive(Debug, Clone, Default)]
@@ -72,8 +80,20 @@ impl S3Store {
                 ClientOptions::new()
                     .with_allow_http(true)
                     .with_timeout_disabled()
-                    .with_connect_timeout(Duration::from_secs(10)),
-            );
+                    .with_connect_timeout(CONNECT_TIMEOUT),
+            )
+            // A store that is down fails requests within seconds (503 to
+            // the client) instead of holding them through minutes of
+            // retries; a blip of a few hundred milliseconds is retried.
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(500),
+                    base: 2.0,
+                },
+                max_retries: 3,
+                retry_timeout: RETRY_TIMEOUT,
+            });
         if let Some(endpoint) = &config.endpoint {
             // S3-compatible stores are addressed by path, not by a
             // bucket-named host (which would need DNS for every bucket).
@@ -204,6 +224,17 @@ fn remote(action: impl Into<String>) -> impl FnOnce(object_store::Error) -> Stor
 
 #[async_trait]
 impl BlobStore for S3Store {
+    async fn probe(&self) -> Result<(), StorageError> {
+        // One HEAD of a key that is never written: "not found" means the
+        // store answered and the bucket and credentials are good.
+        self.count(1);
+        let path = Path::from(format!("{}_probe", self.prefix));
+        match self.store.head(&path).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(remote("reach the bucket")(e)),
+        }
+    }
+
     async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, StorageError> {
         self.count(1);
         match self.store.head(&self.blob_path(digest)).await {
@@ -343,6 +374,15 @@ impl BlobStore for S3Store {
             }
         }
         self.delete_parts(id, &parts).await
+    }
+
+    async fn trim_upload(&self, _id: Uuid, _len: u64) -> Result<(), StorageError> {
+        // Nothing to do: a part object exists only once its request's bytes
+        // are all stored (a single PUT, or a completed multipart upload), and
+        // parts past the durable length are never read; an interrupted
+        // multipart upload leaves no object (the bucket's lifecycle rules
+        // remove its parts).
+        Ok(())
     }
 
     async fn delete_upload(&self, id: Uuid) -> Result<bool, StorageError> {

@@ -23,6 +23,12 @@ pub enum ErrorCode {
     #[serde(rename = "TOOMANYREQUESTS")]
     TooManyRequests,
     RangeInvalid,
+    /// Docker's code for a service that cannot answer right now (a backend
+    /// is down); sent with `503` and `Retry-After`.
+    Unavailable,
+    /// Not in the spec: the blob store or the database has no space left.
+    /// Sent with `507`; pulls keep working.
+    StorageFull,
     /// Not in the spec: berth's code for failures of its own (storage, database).
     InternalError,
 }
@@ -47,6 +53,8 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::RangeInvalid => 416,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::StorageFull => 507,
             ErrorCode::InternalError => 500,
         }
     }
@@ -69,7 +77,54 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::StorageFull => "STORAGE_FULL",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+/// The part of berth a backend failure is in, named in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Backend {
+    /// The metadata database (SQLite or PostgreSQL).
+    Metadata,
+    /// The blob store (the filesystem or an S3-compatible bucket).
+    Blobs,
+}
+
+impl Backend {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Backend::Metadata => "metadata database",
+            Backend::Blobs => "blob store",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+/// What kind of failure a backend error is, which decides what a client is
+/// told: an outage (`503`, retry), a full disk (`507`), or a fault of
+/// berth's own (`500`). The error's text itself only goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Unavailable(Backend),
+    Full(Backend),
+    Internal,
+}
+
+impl Fault {
+    pub fn code(self) -> ErrorCode {
+        match self {
+            Fault::Unavailable(_) => ErrorCode::Unavailable,
+            Fault::Full(_) => ErrorCode::StorageFull,
+            Fault::Internal => ErrorCode::InternalError,
         }
     }
 }

@@ -9,6 +9,6 @@ pub mod media_type;
 pub mod name;
 
 pub use digest::{Algorithm, Digest, DigestError, DigestHasher};
-pub use error_code::ErrorCode;
+pub use error_code::{Backend, ErrorCode, Fault};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest, Platform};
 pub use name::{NameError, Reference, RepositoryName, Tag};

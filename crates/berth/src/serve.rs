@@ -202,6 +202,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
     let event_store: Arc<dyn EventStore> = backends.events.clone();
+    let events = EventSink::start(event_store.clone(), config.audit.jsonl_path.clone());
     let data = DataEndpoints::new(
         config
             .data_endpoint
@@ -217,7 +218,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
         network,
         endpoints: Arc::new(endpoints),
-        events: EventSink::start(event_store.clone(), config.audit.jsonl_path.clone()),
+        events: events.clone(),
         event_store,
         metrics,
         data: Arc::new(data),
@@ -271,7 +272,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // Uploads cut off here stay resumable: their durable length is
         // recorded after every acknowledged chunk.
         tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
+        // Dropping the cut-off requests starts their clean-ups.
+        servers.shutdown().await;
     }
+    // Background work that must finish while the database is still open:
+    // trimming the bytes of cut-off uploads, then every accepted event.
+    if !registry.finish_cleanups(Duration::from_secs(10)).await {
+        tracing::warn!(
+            "clean-ups of interrupted uploads did not finish; the expiry removes what is left"
+        );
+    }
+    events.close(Duration::from_secs(10)).await;
     backends.close().await;
     tracing::info!("berth stopped");
     Ok(())

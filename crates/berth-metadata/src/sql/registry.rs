@@ -65,6 +65,11 @@ async fn queue_candidate(tx: &mut Transaction<'_, Db>, digest: &str) -> Result<(
 
 #[async_trait]
 impl MetadataStore for $store {
+    async fn ping(&self) -> Result<(), MetadataError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
     async fn claim_blob(&self, digest: &Digest, size: u64) -> Result<bool, MetadataError> {
         let now = now();
         let mut tx = self.writer.begin().await?;
