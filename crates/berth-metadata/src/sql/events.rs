@@ -74,7 +74,7 @@ impl EventStore for $store {
              ORDER BY id DESC LIMIT $5",
         )
         .bind(f.since)
-        .bind(f.failed_only)
+        .bind(i64::from(f.failed_only))
         .bind(&f.identity)
         .bind(&f.identity)
         .bind(i64::from(f.limit))
@@ -111,7 +111,7 @@ impl EventStore for $store {
              ORDER BY id DESC LIMIT $7",
         )
         .bind(f.since)
-        .bind(f.failed_only)
+        .bind(i64::from(f.failed_only))
         .bind(&f.identity)
         .bind(&f.identity)
         .bind(&f.repository)
