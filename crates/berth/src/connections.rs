@@ -77,7 +77,7 @@ pub struct Gate {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     max_per_ip: usize,
     // Refusals come in floods: one warning per reason every few seconds.
-    refusals: Mutex<HashMap<&'static str, (Instant, u64)>>,
+    refusals: Mutex<HashMap<&'static str, (Option<Instant>, u64)>>,
 }
 
 /// One admitted connection; dropping it frees its place.
@@ -140,11 +140,9 @@ impl Gate {
         metrics::counter!("berth_connections_refused_total", "reason" => reason.as_str())
             .increment(1);
         let mut log = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = log
-            .entry(reason.as_str())
-            .or_insert((Instant::now() - Duration::from_secs(3600), 0));
+        let entry = log.entry(reason.as_str()).or_insert((None, 0));
         entry.1 += 1;
-        if entry.0.elapsed() >= Duration::from_secs(10) {
+        if entry.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
             let limit = match reason {
                 Reason::PerIp => self.max_per_ip,
                 _ => self.max_total,
@@ -156,7 +154,7 @@ impl Gate {
                 "refusing connections: server.{} reached (count since the last warning)",
                 reason.as_str()
             );
-            *entry = (Instant::now(), 0);
+            *entry = (Some(Instant::now()), 0);
         }
     }
 
@@ -232,7 +230,7 @@ pub async fn serve(
                     let timeout = connection.limits.header_read_timeout;
                     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(&b"h2"[..]);
                             connection.run(stream, h2).await
                         }
                         Ok(Err(e)) => {
@@ -541,7 +539,7 @@ pub fn check_fd_limit(max_connections: usize) {
         if let (Some(current), Some(hard)) = (limit.current, limit.maximum) {
             if current < hard {
                 limit.current = Some(hard);
-                if setrlimit(Resource::Nofile, limit.clone()).is_err() {
+                if setrlimit(Resource::Nofile, limit).is_err() {
                     limit.current = Some(current);
                 }
             }

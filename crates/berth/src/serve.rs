@@ -43,14 +43,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref(), overrides)?;
     init_logging(&config)?;
     // Held until the process ends: one server per data directory.
-    let _lock = crate::datadir::DataDirLock::acquire(&config.data_dir)?;
+    let lock = crate::datadir::DataDirLock::acquire(&config.data_dir)?;
+    tracing::debug!(lock = %lock.path().display(), "holding the data directory");
     crate::datadir::secure_modes(&config.data_dir)?;
     crate::connections::check_fd_limit(config.server.max_connections);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("could not start the async runtime")?
-        .block_on(serve(config))
+        .block_on(serve(config))?;
+    drop(lock);
+    Ok(())
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
