@@ -210,7 +210,8 @@ async fn a_flood_from_one_address_is_capped_and_others_are_still_served() {
     .await
     .expect("second flood");
     assert!(
-        (49..=50).contains(&more_open),
+        // 149: the neighbour's last connection may not be gone yet.
+        (149..=150).contains(&more_open),
         "{more_open} of 200 more connections admitted under a total cap of 250"
     );
     let refused = tokio::task::spawn_blocking(move || {
