@@ -132,11 +132,8 @@ async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
         if let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) {
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let port = parsed.port().unwrap_or(5432);
-            match tokio::time::timeout(
-                STARTUP_PROBE,
-                tokio::net::TcpStream::connect((host, port)),
-            )
-            .await
+            match tokio::time::timeout(STARTUP_PROBE, tokio::net::TcpStream::connect((host, port)))
+                .await
             {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => anyhow::bail!("cannot reach the metadata database at {shown}: {e}"),

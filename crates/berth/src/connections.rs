@@ -142,7 +142,10 @@ impl Gate {
         let mut log = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         let entry = log.entry(reason.as_str()).or_insert((None, 0));
         entry.1 += 1;
-        if entry.0.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+        if entry
+            .0
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
             let limit = match reason {
                 Reason::PerIp => self.max_per_ip,
                 _ => self.max_total,

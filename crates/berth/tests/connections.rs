@@ -198,7 +198,10 @@ async fn a_flood_from_one_address_is_capped_and_others_are_still_served() {
     let refused = tokio::task::spawn_blocking(move || get_v2(&mut connect_from(FLOODER, addr)))
         .await
         .expect("probe");
-    assert_eq!(refused, None, "a connection over the per-address cap was served");
+    assert_eq!(
+        refused, None,
+        "a connection over the per-address cap was served"
+    );
 
     // The total cap holds across addresses: 100 + 100 + 50 = 250.
     let (mut others, more_open) = tokio::task::spawn_blocking(move || {

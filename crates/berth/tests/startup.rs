@@ -112,11 +112,7 @@ fn one_server_per_data_directory() {
         "the refusal should name the holder ({pid}): {}",
         second.stderr
     );
-    assert!(
-        !second.stdout.contains("listening on"),
-        "{}",
-        second.stdout
-    );
+    assert!(!second.stdout.contains("listening on"), "{}", second.stdout);
 
     // `berth migrate` must not copy a registry that is still running.
     let to = dir.path().join("to.toml");
@@ -223,7 +219,11 @@ fn unknown_sections_and_keys_are_refused_by_name() {
     // A misspelt section in the environment too.
     let run = serve(&data, &[], &[("BERTH_STORGE__KIND", "s3")]);
     assert!(!run.status.success());
-    assert!(run.stderr.to_lowercase().contains("storge"), "{}", run.stderr);
+    assert!(
+        run.stderr.to_lowercase().contains("storge"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
@@ -265,7 +265,11 @@ fn config_check_prints_the_effective_configuration_with_secrets_masked() {
     );
     assert!(run.status.success(), "{}", run.stderr);
     for secret in ["s3-very-secret", "db-very-secret", "owner-very-secret"] {
-        assert!(!run.stdout.contains(secret), "{secret} shown:\n{}", run.stdout);
+        assert!(
+            !run.stdout.contains(secret),
+            "{secret} shown:\n{}",
+            run.stdout
+        );
     }
     for shown in [
         "bucket = \"images\"",
@@ -278,7 +282,11 @@ fn config_check_prints_the_effective_configuration_with_secrets_masked() {
         "max_connections_per_ip = 512",
         "[server]",
     ] {
-        assert!(run.stdout.contains(shown), "{shown} missing:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(shown),
+            "{shown} missing:\n{}",
+            run.stdout
+        );
     }
 }
 
