@@ -139,7 +139,9 @@ fn one_server_per_data_directory() {
     assert!(!migrate.status.success(), "migrate ran on a live registry");
     assert!(migrate.stderr.contains(&pid), "{}", migrate.stderr);
 
-    // Once the first is gone, the directory is free again.
+    // Once the first is gone, the directory is free again. (Serving first:
+    // a SIGTERM before the server has reached its serve loop kills it.)
+    assert_eq!(first.raw("GET", "/v2/", &[], b"").status, 200);
     first.stop();
     first.restart();
     assert!(first.is_running());
