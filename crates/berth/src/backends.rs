@@ -3,6 +3,7 @@
 //! S3-compatible bucket + PostgreSQL), or a mix.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use berth_metadata::{AuthStore, EventStore, MetadataStore, PostgresStore, SqliteStore};
@@ -53,8 +54,7 @@ pub fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
         })?;
         return Ok(Arc::new(store));
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    crate::datadir::create_private_dir(&config.data_dir)?;
     let store = FilesystemStore::open(config.blob_dir()).with_context(|| {
         format!(
             "cannot open blob storage at {}",
@@ -64,16 +64,19 @@ pub fn open_blob_store(config: &Config) -> anyhow::Result<Arc<dyn BlobStore>> {
     Ok(Arc::new(store))
 }
 
+/// How long startup waits for a configured backend to answer.
+const STARTUP_PROBE: Duration = Duration::from_secs(5);
+
 pub async fn open(config: &Config) -> anyhow::Result<Backends> {
     // Always: the first owner password is written there, whatever the backends.
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    crate::datadir::create_private_dir(&config.data_dir)?;
     let blobs = open_blob_store(config)?;
+    if config.storage.kind == "s3" {
+        probe_object_store(config, blobs.as_ref()).await?;
+    }
     let url = config.metadata_url();
     if config.shared_metadata() {
-        let store = PostgresStore::connect(&url)
-            .await
-            .with_context(|| format!("cannot open metadata database {}", redact(&url)))?;
+        let store = connect_postgres(&url).await?;
         return Ok(Backends {
             blobs,
             metadata: Arc::new(store.clone()),
@@ -82,9 +85,14 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
             database: Database::Postgres(store),
         });
     }
+    if config.metadata.url.is_none() {
+        // SQLite gives its -wal and -shm files the database file's mode.
+        crate::datadir::precreate_database(&config.data_dir)?;
+    }
     let store = SqliteStore::connect(&url)
         .await
         .with_context(|| format!("cannot open metadata database {url}"))?;
+    crate::datadir::secure_modes(&config.data_dir)?;
     Ok(Backends {
         blobs,
         metadata: Arc::new(store.clone()),
@@ -92,6 +100,82 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
         events: Arc::new(store.clone()),
         database: Database::Sqlite(store),
     })
+}
+
+/// A request for a key that is never stored: NotFound means the bucket
+/// answered; anything else (refused, timed out, denied) stops the start.
+async fn probe_object_store(config: &Config, blobs: &dyn BlobStore) -> anyhow::Result<()> {
+    let endpoint = config.storage.endpoint.as_deref().unwrap_or("AWS S3");
+    let bucket = config.storage.bucket.as_deref().unwrap_or_default();
+    let probe = berth_types::Digest::sha256_of(b"berth startup probe: never stored");
+    match tokio::time::timeout(STARTUP_PROBE, blobs.blob_size(&probe)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!(
+            "cannot reach the object store at {endpoint} (bucket {bucket}): {e}"
+        )),
+        Err(_) => Err(anyhow::anyhow!(
+            "cannot reach the object store at {endpoint} (bucket {bucket}): no answer within {}s",
+            STARTUP_PROBE.as_secs()
+        )),
+    }
+}
+
+/// Connects to PostgreSQL, failing within seconds when it cannot be
+/// reached: the pool would retry an unreachable server for its whole
+/// acquire timeout, so a TCP probe first names the cause (refused,
+/// unresolvable, no answer). The connect itself is not cut short: it runs
+/// the schema migrations, which may take their time.
+async fn connect_postgres(url: &str) -> anyhow::Result<PostgresStore> {
+    let shown = redact(url);
+    if let Ok(parsed) = url::Url::parse(url) {
+        // A host-less URL uses a Unix socket: nothing to probe.
+        if let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = parsed.port().unwrap_or(5432);
+            match tokio::time::timeout(STARTUP_PROBE, tokio::net::TcpStream::connect((host, port)))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => anyhow::bail!("cannot reach the metadata database at {shown}: {e}"),
+                Err(_) => anyhow::bail!(
+                    "cannot reach the metadata database at {shown}: no answer within {}s",
+                    STARTUP_PROBE.as_secs()
+                ),
+            }
+        }
+    }
+    PostgresStore::connect(url)
+        .await
+        .with_context(|| format!("cannot open metadata database {shown}"))
+}
+
+/// The storage backend, for the startup log and `config check`.
+pub fn describe_storage(config: &Config) -> String {
+    let s = &config.storage;
+    if s.kind == "s3" {
+        format!(
+            "s3 bucket {} at {}{}",
+            s.bucket.as_deref().unwrap_or_default(),
+            s.endpoint.as_deref().unwrap_or("AWS S3"),
+            s.prefix
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(|p| format!(" (prefix {p})"))
+                .unwrap_or_default()
+        )
+    } else {
+        format!("filesystem {}", config.blob_dir().display())
+    }
+}
+
+/// The metadata backend, password redacted.
+pub fn describe_metadata(config: &Config) -> String {
+    let url = config.metadata_url();
+    if config.shared_metadata() {
+        format!("postgres {}", redact(&url))
+    } else {
+        format!("sqlite {}", url.trim_start_matches("sqlite://"))
+    }
 }
 
 /// A database URL without its password, for messages.

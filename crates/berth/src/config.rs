@@ -1,6 +1,13 @@
 //! Server configuration: built-in defaults, then a TOML file, then
 //! `BERTH_*` environment variables (`BERTH_SERVER__LISTEN=...`, `__`
 //! separating sections), then command-line flags.
+//!
+//! Every level is strict: an unknown section or key is an error naming it,
+//! so a typo (`[storge]`) cannot silently fall back to the defaults. Other
+//! programs' `BERTH_*` variables share the prefix (the client's
+//! `BERTH_REGISTRY`, `BERTH_LOG`, a test harness's `BERTH_BIN`), so only
+//! variables with a `__` (section keys) or exactly a known top-level key
+//! (`BERTH_DATA_DIR`) are configuration; the rest are left alone.
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +16,11 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-// Top-level keys are not strict: other `BERTH_*` variables (the client's
-// `BERTH_REGISTRY`, a test harness's `BERTH_BIN`) share the prefix.
+/// Top-level keys that a `BERTH_<KEY>` variable (no `__`) may set.
+const TOP_LEVEL_ENV_KEYS: &[&str] = &["DATA_DIR"];
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory for embedded storage (blobs and the SQLite database).
     pub data_dir: PathBuf,
@@ -128,6 +137,19 @@ pub struct ServerConfig {
     /// `<hostname>-<pid>`.
     #[serde(default)]
     pub node_id: Option<String>,
+    /// A new connection must deliver its first request headers (and a
+    /// keep-alive connection the rest of a started request's headers)
+    /// within this long; it also bounds the TLS handshake.
+    pub header_read_timeout_seconds: u64,
+    /// A connection with no request in flight and no bytes moving is
+    /// closed after this long.
+    pub idle_timeout_seconds: u64,
+    /// Open connections across all listeners; more are refused (closed
+    /// at once) until some finish.
+    pub max_connections: usize,
+    /// Open connections from one client address (many nodes behind one NAT
+    /// share an address: keep it generous).
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +227,10 @@ impl Default for Config {
                 tls_cert: None,
                 tls_key: None,
                 node_id: None,
+                header_read_timeout_seconds: 10,
+                idle_timeout_seconds: 60,
+                max_connections: 4096,
+                max_connections_per_ip: 512,
             },
             storage: StorageConfig {
                 kind: "filesystem".into(),
@@ -280,13 +306,30 @@ impl Config {
                 "config file {} does not exist",
                 file.display()
             );
-            figment = figment.merge(Toml::file(file));
+            figment = figment.merge(Toml::file_exact(file));
         }
         figment = figment
-            // BERTH_LOG is the log filter, not the [log] section.
-            .merge(Env::prefixed("BERTH_").split("__").ignore(&["log"]))
+            .merge(config_env())
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().context("invalid configuration")?;
+        let config: Config = figment.extract().map_err(|e| {
+            // Every error (not only the first), each naming its key and
+            // where the value came from (the file or the variable).
+            let all = e
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            anyhow::anyhow!("invalid configuration: {all}")
+        })?;
+        let server = &config.server;
+        anyhow::ensure!(
+            server.header_read_timeout_seconds > 0 && server.idle_timeout_seconds > 0,
+            "server.header_read_timeout_seconds and server.idle_timeout_seconds must be at least 1"
+        );
+        anyhow::ensure!(
+            server.max_connections > 0 && server.max_connections_per_ip > 0,
+            "server.max_connections and server.max_connections_per_ip must be at least 1"
+        );
         match config.storage.kind.as_str() {
             "filesystem" => {}
             "s3" => anyhow::ensure!(
@@ -310,6 +353,20 @@ impl Config {
         Ok(config)
     }
 
+    /// A copy fit to print: secrets replaced by `***`.
+    pub fn masked(&self) -> Config {
+        let mut c = self.clone();
+        let mask = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("***".into());
+            }
+        };
+        mask(&mut c.storage.secret_access_key);
+        mask(&mut c.auth.initial_owner_password);
+        c.metadata.url = c.metadata.url.as_deref().map(crate::backends::redact);
+        c
+    }
+
     pub fn blob_dir(&self) -> PathBuf {
         self.storage
             .path
@@ -329,6 +386,29 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("berth.db").display()))
     }
+}
+
+/// `berth config check`: loads like `berth serve` would and prints the
+/// effective configuration, secrets masked.
+pub fn check(file: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(file, Overrides::default())?;
+    let text = toml::to_string(&config.masked()).context("cannot print the configuration")?;
+    let source = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
+    println!("# effective configuration: {source} + BERTH_* environment; secrets masked");
+    print!("{text}");
+    Ok(())
+}
+
+/// The `BERTH_*` variables that are configuration (see the module docs).
+fn config_env() -> Env {
+    Env::prefixed("BERTH_")
+        .filter(|key| {
+            key.as_str().contains("__")
+                || TOP_LEVEL_ENV_KEYS
+                    .iter()
+                    .any(|k| key.as_str().eq_ignore_ascii_case(k))
+        })
+        .split("__")
 }
 
 #[cfg(test)]
@@ -406,5 +486,60 @@ mod tests {
             assert!(Config::load(Some(Path::new("berth.toml")), Overrides::default()).is_err());
             Ok(())
         });
+    }
+
+    fn load_error(toml: &str) -> String {
+        let mut message = String::new();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("berth.toml", toml)?;
+            message = match Config::load(Some(Path::new("berth.toml")), Overrides::default()) {
+                Ok(_) => String::new(),
+                Err(e) => format!("{e:#}"),
+            };
+            Ok(())
+        });
+        message
+    }
+
+    #[test]
+    fn rejects_unknown_sections_and_top_level_keys_naming_them_and_the_file() {
+        let e = load_error("[storge]\nkind = \"s3\"\n");
+        assert!(e.contains("storge") && e.contains("berth.toml"), "{e}");
+        let e = load_error("data_dri = \"/srv\"\n");
+        assert!(e.contains("data_dri") && e.contains("berth.toml"), "{e}");
+        let e = load_error("[server]\nmax_connections = 0\n");
+        assert!(e.contains("max_connections"), "{e}");
+    }
+
+    #[test]
+    fn only_section_variables_and_known_top_level_keys_are_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BERTH_REGISTRY", "http://127.0.0.1:5000");
+            jail.set_env("BERTH_PASSWORD", "x");
+            jail.set_env("BERTH_LOG", "debug");
+            jail.set_env("BERTH_BIN", "/bin/berth");
+            jail.set_env("BERTH_DATA_DIR", "/srv/b");
+            jail.set_env("BERTH_SERVER__MAX_CONNECTIONS", "7");
+            let c = Config::load(None, Overrides::default()).map_err(|e| e.to_string())?;
+            assert_eq!(c.data_dir, PathBuf::from("/srv/b"));
+            assert_eq!(c.server.max_connections, 7);
+            assert_eq!(c.log.level, "info");
+            jail.set_env("BERTH_STORGE__KIND", "s3");
+            let e = Config::load(None, Overrides::default()).expect_err("unknown section");
+            assert!(format!("{e:#}").to_lowercase().contains("storge"), "{e:#}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn masked_hides_every_secret() {
+        let mut c = Config::default();
+        c.storage.secret_access_key = Some("s3-secret".into());
+        c.auth.initial_owner_password = Some("owner-pw".into());
+        c.metadata.url = Some("postgres://berth:db-pw@127.0.0.1/berth".into());
+        let text = format!("{:?}", c.masked());
+        for secret in ["s3-secret", "owner-pw", "db-pw"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 mod backends;
 mod client;
 mod config;
+mod connections;
+mod datadir;
 mod diagnose;
 mod manage;
 mod migrate;
@@ -162,6 +164,11 @@ enum Command {
     /// anything: blobs (re-hashed on the way), then metadata, then a check
     /// that every row arrived. Safe to run again after an interruption.
     Migrate(migrate::MigrateArgs),
+    /// The server's configuration: `berth config check` validates it.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -175,6 +182,18 @@ enum Command {
         client: ClientArgs,
         #[command(subcommand)]
         command: manage::ActivityCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file together with the BERTH_*__* environment
+    /// (unknown sections and keys are errors) and print the effective
+    /// configuration as TOML, secrets masked. Exit status 1 when invalid.
+    Check {
+        /// TOML configuration file (without it: defaults and environment).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -212,6 +231,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Migrate(args) = cli.command {
         return migrate::run(args);
     }
+    if let Command::Config {
+        command: ConfigCommand::Check { config },
+    } = &cli.command
+    {
+        return config::check(config.as_deref());
+    }
     if let Command::CheckHealth(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -234,7 +259,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_)
             | Command::CheckPull(_)
             | Command::CheckHealth(_)
-            | Command::Migrate(_) => Ok(()),
+            | Command::Migrate(_)
+            | Command::Config { .. } => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,

@@ -70,6 +70,9 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         db.display(),
         source.data_dir.display()
     );
+    // A server running on the source would change it under the copy.
+    let _lock = crate::datadir::DataDirLock::acquire(&source.data_dir)
+        .context("the source registry must be stopped before it is moved")?;
 
     let from_blobs = crate::backends::open_blob_store(&source)?;
     let from_meta = SqliteStore::connect(&source.metadata_url())

@@ -42,11 +42,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     init_logging(&config)?;
+    // Held until the process ends: one server per data directory.
+    let lock = crate::datadir::DataDirLock::acquire(&config.data_dir)?;
+    tracing::debug!(lock = %lock.path().display(), "holding the data directory");
+    crate::datadir::secure_modes(&config.data_dir)?;
+    crate::connections::check_fd_limit(config.server.max_connections);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("could not start the async runtime")?
-        .block_on(serve(config))
+        .block_on(serve(config))?;
+    drop(lock);
+    Ok(())
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
@@ -223,49 +230,54 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
         data: Arc::new(data),
     });
-    tracing::info!(data = %config.data_dir.display(), "berth started");
+    let server = &config.server;
+    let limits = crate::connections::Limits {
+        header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+        idle_timeout: Duration::from_secs(server.idle_timeout_seconds),
+        max_connections: server.max_connections,
+        max_connections_per_ip: server.max_connections_per_ip,
+    };
+    tracing::info!(
+        listeners = %listeners
+            .iter()
+            .map(|(_, local, endpoint)| format!("{endpoint} {scheme}://{local}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        storage = %crate::backends::describe_storage(&config),
+        metadata = %crate::backends::describe_metadata(&config),
+        data = %config.data_dir.display(),
+        max_connections = limits.max_connections,
+        max_connections_per_ip = limits.max_connections_per_ip,
+        header_read_timeout_seconds = server.header_read_timeout_seconds,
+        idle_timeout_seconds = server.idle_timeout_seconds,
+        "berth started"
+    );
 
+    let gate = crate::connections::Gate::new(&limits);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (listener, _, endpoint) in listeners {
-        let app = app
-            .clone()
-            .layer(Extension(endpoint))
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let mut stop = stop_rx.clone();
-        match &tls {
-            None => {
-                servers.spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await
-                });
-            }
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                    stopper.graceful_shutdown(None);
-                });
-                let server =
-                    axum_server::from_tcp_rustls(listener.into_std()?, tls.clone())?.handle(handle);
-                servers.spawn(async move { server.serve(app).await });
-            }
-        }
+        // Handlers read their endpoint from this extension and the peer
+        // from ConnectInfo, which the accept loop adds per connection.
+        let app = app.clone().layer(Extension(endpoint));
+        servers.spawn(crate::connections::serve(
+            listener,
+            acceptor.clone(),
+            app,
+            gate.clone(),
+            limits.clone(),
+            stop_rx.clone(),
+        ));
     }
 
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
     let drained = tokio::time::timeout(grace, async {
-        while let Some(result) = servers.join_next().await {
-            if let Ok(Err(e)) = result {
-                tracing::warn!(error = %e, "a listener failed");
-            }
-        }
+        // The accept loops end at once; then every connection finishes.
+        while servers.join_next().await.is_some() {}
+        gate.drained().await;
     })
     .await;
     if drained.is_err() {
@@ -273,7 +285,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         // recorded after every acknowledged chunk.
         tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
         // Dropping the cut-off requests starts their clean-ups.
-        servers.shutdown().await;
+        gate.abort_all(Duration::from_secs(5)).await;
     }
     // Background work that must finish while the database is still open:
     // trimming the bytes of cut-off uploads, then every accepted event.
@@ -289,7 +301,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// rustls configuration from `[server] tls_cert` / `tls_key`, if given.
-fn tls_config(config: &Config) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -318,9 +330,7 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<axum_server::tls_rustls:
     .context("the TLS certificate and key do not fit together")?;
     let mut server = server;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(axum_server::tls_rustls::RustlsConfig::from_config(
-        Arc::new(server),
-    )))
+    Ok(Some(Arc::new(server)))
 }
 
 /// The key that signs data-endpoint URLs: made once, shared by all nodes

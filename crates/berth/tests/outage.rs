@@ -171,12 +171,12 @@ async fn readyz_until(api: &Api, within: Duration, done: impl Fn(u16, &Value) ->
     }
 }
 
+/// The blobs the server acknowledged (201) during the load.
+type Acknowledged = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// Pulls and pushes in a loop until stopped; remembers every blob push the
 /// server acknowledged.
-fn start_load(
-    api: Api,
-    stop: Arc<AtomicBool>,
-) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<Vec<u8>>>>) {
+fn start_load(api: Api, stop: Arc<AtomicBool>) -> (tokio::task::JoinHandle<()>, Acknowledged) {
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let acked = acknowledged.clone();
     let task = tokio::spawn(async move {
