@@ -190,7 +190,11 @@ fn throttle_name(login: &str, secret: &str) -> String {
     let subject = secret
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(str::to_string))
         .unwrap_or_default();
@@ -199,10 +203,7 @@ fn throttle_name(login: &str, secret: &str) -> String {
 
 /// A caller-chosen name, safe and short enough for a message.
 fn printable(name: &str) -> String {
-    name.chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect()
+    name.chars().filter(|c| !c.is_control()).take(100).collect()
 }
 
 /// `'name'`, or `'name' (app id ...)` for service principals, whose login
@@ -903,7 +904,10 @@ mod tests {
         }
         while let Some(result) = tasks.join_next().await {
             let result = result.expect("task");
-            assert!(matches!(result, Err(AuthError::WrongSecret(_))), "{result:?}");
+            assert!(
+                matches!(result, Err(AuthError::WrongSecret(_))),
+                "{result:?}"
+            );
         }
         assert!(auth.password_verifications() <= 32);
         assert!(auth.in_flight.lock().expect("lock").is_empty());
@@ -914,7 +918,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let auth = service(dir.path(), 3).await;
         let (a, b) = (ip("127.0.0.2"), ip("127.0.0.3"));
-        let owner = auth.authenticate("owner", PASSWORD, a).await.expect("owner");
+        let owner = auth
+            .authenticate("owner", PASSWORD, a)
+            .await
+            .expect("owner");
         let refresh = auth.issue_refresh(&owner, "svc").expect("refresh token");
         for _ in 0..3 {
             let r = auth.authenticate("ci", "guess", a).await;
@@ -941,7 +948,9 @@ mod tests {
         assert!(auth.throttled(a, "ci").is_some());
         // Another name from that address, that name from another address,
         // and a refresh token from that address are all checked as usual.
-        auth.authenticate("owner", PASSWORD, a).await.expect("owner from a");
+        auth.authenticate("owner", PASSWORD, a)
+            .await
+            .expect("owner from a");
         let r = auth.authenticate("ci", "guess", b).await;
         assert!(matches!(r, Err(AuthError::UnknownIdentity(_))), "{r:?}");
         auth.principal_from_refresh(&refresh, a)

@@ -87,7 +87,10 @@ impl Throttle {
             let window = self.window;
             map.retain(|_, (_, start)| now.saturating_duration_since(*start) < window);
             if map.len() >= MAX_TRACKED {
-                let oldest = map.iter().min_by_key(|(_, (_, start))| *start).map(|(k, _)| *k);
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, (_, start))| *start)
+                    .map(|(k, _)| *k);
                 if let Some(oldest) = oldest {
                     map.remove(&oldest);
                 }
@@ -102,7 +105,10 @@ impl Throttle {
 
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 

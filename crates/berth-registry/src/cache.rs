@@ -222,13 +222,21 @@ mod tests {
         let ticket = cache.ticket(); // reader reads the old row after this
         a.forget_tag("app", "stable"); // A moved the tag in the store
         cache.fill_tag(ticket, "app", "stable", old.clone());
-        assert_eq!(cache.tag("app", "stable"), None, "stale fill while A is in flight");
+        assert_eq!(
+            cache.tag("app", "stable"),
+            None,
+            "stale fill while A is in flight"
+        );
         drop(a);
         cache.fill_tag(ticket, "app", "stable", old.clone());
         assert_eq!(cache.tag("app", "stable"), None, "stale fill after A ended");
         drop(b);
         cache.fill_tag(ticket, "app", "stable", old);
-        assert_eq!(cache.tag("app", "stable"), None, "ticket from before the writes");
+        assert_eq!(
+            cache.tag("app", "stable"),
+            None,
+            "ticket from before the writes"
+        );
         // A reader that starts now reads the new row and may keep it.
         let fresh = cache.ticket();
         cache.fill_tag(fresh, "app", "stable", new.clone());

@@ -13,6 +13,7 @@ mod diagnose;
 mod manage;
 mod migrate;
 mod output;
+mod recover;
 mod serve;
 
 use manage::ClientArgs;
@@ -162,6 +163,12 @@ enum Command {
     /// anything: blobs (re-hashed on the way), then metadata, then a check
     /// that every row arrived. Safe to run again after an interruption.
     Migrate(migrate::MigrateArgs),
+    /// Recovery without the network, on the server host: reset the owner's
+    /// password or the network rules directly in the registry's store
+    /// (--data DIR, or --config FILE for scale-out). Works on a stopped or
+    /// a running registry, which applies the change within about a second.
+    /// Every change is in the activity log as done by 'recovery'.
+    Recover(recover::RecoverArgs),
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -212,6 +219,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Migrate(args) = cli.command {
         return migrate::run(args);
     }
+    if let Command::Recover(args) = cli.command {
+        return recover::run(args);
+    }
     if let Command::CheckHealth(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -234,7 +244,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Serve(_)
             | Command::CheckPull(_)
             | Command::CheckHealth(_)
-            | Command::Migrate(_) => Ok(()),
+            | Command::Migrate(_)
+            | Command::Recover(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,

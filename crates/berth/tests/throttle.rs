@@ -74,7 +74,10 @@ async fn failures_lock_out_only_that_name_from_that_address() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    let app = created["identity"]["id"].as_str().expect("app id").to_string();
+    let app = created["identity"]["id"]
+        .as_str()
+        .expect("app id")
+        .to_string();
     let secret = created["secrets"][0]["value"]
         .as_str()
         .expect("secret")
@@ -136,7 +139,10 @@ async fn failures_lock_out_only_that_name_from_that_address() {
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
     let message = expect_error(resp, 429, "TOOMANYREQUESTS").await;
     assert!(message.contains(&app), "names the identity: {message}");
-    assert!(message.contains("127.0.0.2"), "names the address: {message}");
+    assert!(
+        message.contains("127.0.0.2"),
+        "names the address: {message}"
+    );
     assert!(!message.contains(&secret), "no secret in: {message}");
     let resp = basic_ping(&shared, &server, &app, &secret).await;
     assert_eq!(resp.status().as_u16(), 429);
