@@ -277,8 +277,13 @@ async fn a_lock_out_is_refused_unless_forced_and_recover_undoes_it() {
     // The owner exists, so the configured initial password is ignored —
     // and the log says so, and what to do instead.
     server.restart();
+    // (The log is written in the background: poll it.)
+    eventually("the startup warning", PICKUP, || async {
+        server.logs().contains("initial_owner_password is ignored")
+    })
+    .await;
     assert!(
-        server.logs().contains("initial_owner_password is ignored"),
+        server.logs().contains("berth recover --reset-owner-password"),
         "{}",
         server.logs()
     );
