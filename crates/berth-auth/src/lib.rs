@@ -89,13 +89,13 @@ impl AuthError {
                 credential,
                 at,
             } => Expired {
-                kind: *kind,
+                kind,
                 login: login.clone(),
                 credential: credential.clone(),
                 at: at.clone(),
             },
             Disabled { kind, login } => Disabled {
-                kind: *kind,
+                kind,
                 login: login.clone(),
             },
             InvalidToken(s) => InvalidToken(s.clone()),

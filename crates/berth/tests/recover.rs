@@ -283,7 +283,9 @@ async fn a_lock_out_is_refused_unless_forced_and_recover_undoes_it() {
     })
     .await;
     assert!(
-        server.logs().contains("berth recover --reset-owner-password"),
+        server
+            .logs()
+            .contains("berth recover --reset-owner-password"),
         "{}",
         server.logs()
     );
