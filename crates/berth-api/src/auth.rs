@@ -4,7 +4,7 @@
 //! spec and the product contract promise — `401` with a Bearer challenge for
 //! missing or bad credentials (with the reason), `403 DENIED` naming the
 //! identity, action and repository for a permission the caller lacks, `429`
-//! after repeated failures. Also the token service endpoints.
+//! after repeated failed logins for one name from one address. Also the token service endpoints.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -140,16 +140,10 @@ pub async fn identify(
 ) -> Result<Caller, ApiError> {
     let ip = address_of(extensions);
     let slot = extensions.get::<AuditSlot>();
+    // No throttle check here: only credential checks are throttled, per
+    // (address, name), inside `authenticate` — anonymous requests and
+    // bearer tokens never wait for someone else's failed logins.
     let auth = &state.auth;
-    if let Some(retry_after) = auth.throttled(ip) {
-        return Err(from_auth_error(
-            AuthError::Throttled {
-                ip: ip.to_string(),
-                retry_after,
-            },
-            headers,
-        ));
-    }
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Caller {
             principal: auth.anonymous(),
@@ -198,11 +192,13 @@ pub async fn identify(
         });
     }
     result.map_err(|e| {
+        // Bad tokens and malformed headers are not counted towards the
+        // throttle: checking them costs no argon2 run and guessing a
+        // signature is hopeless. They are still login attempts for audit.
         if matches!(
             e,
             AuthError::InvalidToken(_) | AuthError::MalformedAuthorization(_)
         ) {
-            auth.record_failure(ip);
             if let Some(slot) = slot {
                 slot.update(|i| i.login_attempt = true);
             }
@@ -457,10 +453,11 @@ async fn form_principal(
         }
         Some("refresh_token") => {
             let token = param(pairs, "refresh_token").unwrap_or("");
-            state.auth.principal_from_refresh(token).await.map_err(|e| {
-                state.auth.record_failure(ip);
-                from_auth_error(e, headers)
-            })
+            state
+                .auth
+                .principal_from_refresh(token, ip)
+                .await
+                .map_err(|e| from_auth_error(e, headers))
         }
         Some(other) => Err(ApiError::new(
             ErrorCode::Unsupported,

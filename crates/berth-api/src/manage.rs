@@ -22,9 +22,23 @@ use crate::AppState;
 /// An authenticated management caller.
 pub struct Manager {
     pub principal: Principal,
+    /// Where the request came from, as the network rules see it.
+    pub ip: std::net::IpAddr,
+    pub endpoint: berth_network::Endpoint,
 }
 
 impl Manager {
+    /// For network changes: refuse one that would lock this caller out,
+    /// unless `force`.
+    fn changer(&self, force: Option<bool>) -> crate::network::Changer {
+        crate::network::Changer {
+            ip: self.ip,
+            endpoint: self.endpoint.clone(),
+            trusted_service: self.principal.trusted_service,
+            force: force.unwrap_or(false),
+        }
+    }
+
     fn require(&self, permission: Permission) -> Result<(), ApiError> {
         if self.principal.allows(permission, None) {
             Ok(())
@@ -61,6 +75,12 @@ impl FromRequestParts<AppState> for Manager {
         }
         Ok(Manager {
             principal: caller.principal,
+            ip: crate::auth::address_of(&parts.extensions),
+            endpoint: parts
+                .extensions
+                .get::<berth_network::Endpoint>()
+                .cloned()
+                .unwrap_or(berth_network::Endpoint::Public),
         })
     }
 }
@@ -220,6 +240,8 @@ struct NetworkUpdate {
     default_action: Option<berth_network::DefaultAction>,
     network_rule_bypass_options: Option<berth_network::Bypass>,
     data_endpoint_enabled: Option<bool>,
+    /// Apply even if it locks the caller's own address out.
+    force: Option<bool>,
 }
 
 async fn update_network(
@@ -241,21 +263,27 @@ async fn update_network(
         }
     };
     s.network
-        .update(&s.auth, &m.principal, "update network rule set", |n, _| {
-            if let Some(p) = public {
-                n.public_network_access = p;
-            }
-            if let Some(a) = u.default_action {
-                n.default_action = a;
-            }
-            if let Some(b) = u.network_rule_bypass_options {
-                n.network_rule_bypass_options = b;
-            }
-            if let Some(d) = u.data_endpoint_enabled {
-                n.data_endpoint_enabled = d;
-            }
-            Ok(())
-        })
+        .update(
+            &s.auth,
+            &m.principal.describe(),
+            Some(&m.changer(u.force)),
+            "update network rule set",
+            |n, _| {
+                if let Some(p) = public {
+                    n.public_network_access = p;
+                }
+                if let Some(a) = u.default_action {
+                    n.default_action = a;
+                }
+                if let Some(b) = u.network_rule_bypass_options {
+                    n.network_rule_bypass_options = b;
+                }
+                if let Some(d) = u.data_endpoint_enabled {
+                    n.data_endpoint_enabled = d;
+                }
+                Ok(())
+            },
+        )
         .await?;
     ok(network_view(&s))
 }
@@ -265,6 +293,8 @@ async fn update_network(
 struct RuleTarget {
     ip_address: Option<String>,
     subnet: Option<String>,
+    /// Removal only: apply even if it locks the caller's own address out.
+    force: Option<bool>,
 }
 
 fn one_target(t: &RuleTarget) -> Result<(), ApiError> {
@@ -284,7 +314,8 @@ async fn add_rule(State(s): State<AppState>, m: Manager, Json(t): Json<RuleTarge
     s.network
         .update(
             &s.auth,
-            &m.principal,
+            &m.principal.describe(),
+            None, // adding a rule only ever lets more in
             "add network rule",
             |n, subnets| match (&t.ip_address, &t.subnet) {
                 (Some(ip), _) => n.add_ip_rule(ip).map(|_| ()),
@@ -304,14 +335,17 @@ async fn remove_rule(
     m.require(Permission::ManageWrite)?;
     one_target(&t)?;
     s.network
-        .update(&s.auth, &m.principal, "remove network rule", |n, _| match (
-            &t.ip_address,
-            &t.subnet,
-        ) {
-            (Some(ip), _) => n.remove_ip_rule(ip).map(|_| ()),
-            (_, Some(subnet)) => n.remove_subnet_rule(subnet),
-            _ => Ok(()),
-        })
+        .update(
+            &s.auth,
+            &m.principal.describe(),
+            Some(&m.changer(t.force)),
+            "remove network rule",
+            |n, _| match (&t.ip_address, &t.subnet) {
+                (Some(ip), _) => n.remove_ip_rule(ip).map(|_| ()),
+                (_, Some(subnet)) => n.remove_subnet_rule(subnet),
+                _ => Ok(()),
+            },
+        )
         .await?;
     ok(network_view(&s))
 }

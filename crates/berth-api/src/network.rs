@@ -86,10 +86,17 @@ impl NetworkPolicy {
     /// activity entry, and makes it current. Across nodes the write is a
     /// compare-and-set: if another node changed the rules meanwhile, the
     /// change is applied again to theirs, so concurrent changes are all kept.
+    ///
+    /// With `changer`, a change that would refuse the changer's own address
+    /// (on the endpoint its request came in on) is refused itself unless
+    /// `changer.force`: the management API sits behind these rules, so
+    /// applying it would lock the caller out with no way back but
+    /// `berth recover` on the server host.
     pub async fn update(
         &self,
         auth: &AuthService,
-        actor: &berth_auth::Principal,
+        actor: &str,
+        changer: Option<&Changer>,
         operation: &str,
         change: impl Fn(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
     ) -> Result<Arc<NetworkSettings>, ApiError> {
@@ -102,6 +109,9 @@ impl NetworkPolicy {
                 ApiError::new(ErrorCode::Unsupported, e.to_string())
                     .with_status(http::StatusCode::BAD_REQUEST)
             })?;
+            if let Some(changer) = changer.filter(|c| !c.force) {
+                changer.check(&before, &after, &self.subnets)?;
+            }
             let json = serde_json::to_string(&after).map_err(ApiError::internal)?;
             let unchanged = stored.as_deref() == Some(json.as_str());
             let stored_it = unchanged
@@ -112,7 +122,7 @@ impl NetworkPolicy {
                         stored.as_deref(),
                         &json,
                         &Activity {
-                            actor: actor.describe(),
+                            actor: actor.to_string(),
                             operation: operation.into(),
                             target: "networkRuleSet".into(),
                             before: serde_json::to_string(&before).ok(),
@@ -137,6 +147,58 @@ impl NetworkPolicy {
     /// The decision for `ip` on `endpoint`, without knowing the caller.
     pub fn decide(&self, endpoint: &Endpoint, ip: IpAddr, trusted: Option<bool>) -> Decision {
         evaluate(&self.settings(), &self.subnets, endpoint, ip, trusted)
+    }
+}
+
+/// Who is changing the network rules, as the rules see them.
+#[derive(Debug, Clone)]
+pub struct Changer {
+    pub ip: IpAddr,
+    pub endpoint: Endpoint,
+    pub trusted_service: bool,
+    /// Apply even if it locks the changer out.
+    pub force: bool,
+}
+
+impl Changer {
+    /// Refuses (409) a change after which the changer's own requests would
+    /// be denied, when they are allowed now.
+    fn check(
+        &self,
+        before: &NetworkSettings,
+        after: &NetworkSettings,
+        subnets: &[Subnet],
+    ) -> Result<(), ApiError> {
+        let decide = |s: &NetworkSettings| {
+            evaluate(
+                s,
+                subnets,
+                &self.endpoint,
+                self.ip,
+                Some(self.trusted_service),
+            )
+        };
+        let now = decide(before);
+        let then = decide(after);
+        if !now.allowed || then.allowed {
+            return Ok(());
+        }
+        let ip = berth_network::canonical(self.ip);
+        let fix = if after.public_network_access {
+            format!(
+                "add a rule for it first (berth network-rule add --ip-address {ip}; API: POST /api/v1/network/rules {{\"ipAddress\": \"{ip}\"}})"
+            )
+        } else {
+            "connect through a private endpoint instead".to_string()
+        };
+        Err(ApiError::new(
+            ErrorCode::Denied,
+            format!(
+                "refused: this change would lock you out — your address {ip} (as this registry sees it, on the {} endpoint) would be denied ({}), and the management API is behind the same rules; {fix}, or repeat with --force (API: \"force\": true) to apply it anyway (recovery then needs 'berth recover' on the server host)",
+                self.endpoint, then.reason
+            ),
+        )
+        .with_status(http::StatusCode::CONFLICT))
     }
 }
 
@@ -219,4 +281,52 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let mut response = next.run(request).await;
     response.extensions_mut().insert(ClientAddress(ip));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changer(ip: &str, endpoint: Endpoint) -> Changer {
+        Changer {
+            ip: ip.parse().expect("ip"),
+            endpoint,
+            trusted_service: false,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn a_change_that_refuses_the_changer_is_refused_naming_the_address() {
+        let open = NetworkSettings::default();
+        let deny = NetworkSettings {
+            default_action: berth_network::DefaultAction::Deny,
+            ..NetworkSettings::default()
+        };
+        let me = changer("203.0.113.7", Endpoint::Public);
+        let err = me.check(&open, &deny, &[]).expect_err("lock-out refused");
+        assert_eq!(err.status, http::StatusCode::CONFLICT);
+        assert!(err.message.contains("203.0.113.7"), "{}", err.message);
+        assert!(err.message.contains("--force"), "{}", err.message);
+
+        // With a rule for the address (or a range holding it) it is fine.
+        let mut ruled = deny.clone();
+        ruled.add_ip_rule("203.0.113.0/24").expect("rule");
+        assert!(me.check(&open, &ruled, &[]).is_ok());
+        // Only a change from allowed to denied is a lock-out.
+        assert!(changer("198.51.100.1", Endpoint::Public)
+            .check(&ruled, &deny, &[])
+            .is_ok());
+        // Private endpoints are not subject to the rules.
+        assert!(changer("203.0.113.7", Endpoint::Private("vnet".into()))
+            .check(&open, &deny, &[])
+            .is_ok());
+        // Public access off refuses everyone on the public endpoint.
+        let closed = NetworkSettings {
+            public_network_access: false,
+            ..NetworkSettings::default()
+        };
+        let err = me.check(&open, &closed, &[]).expect_err("refused");
+        assert!(err.message.contains("private endpoint"), "{}", err.message);
+    }
 }

@@ -41,8 +41,12 @@ pub enum AuthError {
     InvalidToken(String),
     #[error("malformed Authorization header: {0}")]
     MalformedAuthorization(String),
-    #[error("too many failed logins from {ip}; retry in {retry_after} seconds")]
-    Throttled { ip: String, retry_after: u64 },
+    #[error("too many failed logins for '{name}' from {ip}; retry in {retry_after} seconds (only this name from this address waits)")]
+    Throttled {
+        ip: String,
+        name: String,
+        retry_after: u64,
+    },
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{0} not found")]
@@ -68,6 +72,49 @@ impl AuthError {
                 | AuthError::InvalidToken(_)
                 | AuthError::MalformedAuthorization(_)
         )
+    }
+}
+
+impl AuthError {
+    /// A copy, for the errors that carry only text (all but store faults):
+    /// what waiters on a shared verification are given.
+    pub fn duplicate(&self) -> Option<AuthError> {
+        use AuthError::*;
+        Some(match self {
+            UnknownIdentity(s) => UnknownIdentity(s.clone()),
+            WrongSecret(s) => WrongSecret(s.clone()),
+            Expired {
+                kind,
+                login,
+                credential,
+                at,
+            } => Expired {
+                kind,
+                login: login.clone(),
+                credential: credential.clone(),
+                at: at.clone(),
+            },
+            Disabled { kind, login } => Disabled {
+                kind,
+                login: login.clone(),
+            },
+            InvalidToken(s) => InvalidToken(s.clone()),
+            MalformedAuthorization(s) => MalformedAuthorization(s.clone()),
+            Throttled {
+                ip,
+                name,
+                retry_after,
+            } => Throttled {
+                ip: ip.clone(),
+                name: name.clone(),
+                retry_after: *retry_after,
+            },
+            InvalidRequest(s) => InvalidRequest(s.clone()),
+            NotFound(s) => NotFound(s.clone()),
+            Conflict(s) => Conflict(s.clone()),
+            Internal(s) => Internal(s.clone()),
+            Store(_) => return None,
+        })
     }
 }
 

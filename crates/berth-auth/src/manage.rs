@@ -317,6 +317,35 @@ impl AuthService {
         Ok(secret)
     }
 
+    /// `berth recover --reset-owner-password`: a new random owner password,
+    /// recorded as done by `actor` — recovery is not an identity (it works
+    /// when no one can sign in). A running server drops its cached
+    /// sign-ins when it sees the activity entry (within a second).
+    pub async fn reset_owner_password(&self, actor: &str) -> Result<NewSecret, AuthError> {
+        let owner = self
+            .store
+            .identities(Some("owner"))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AuthError::NotFound("owner".into()))?;
+        let (cred, secret) = credential(&owner.id, "password", None).await?;
+        self.store
+            .put_credential(
+                &cred,
+                &Activity {
+                    actor: actor.into(),
+                    operation: "reset owner password".into(),
+                    target: "owner".into(),
+                    before: None,
+                    after: None,
+                },
+            )
+            .await?;
+        self.invalidate();
+        Ok(secret)
+    }
+
     pub fn settings(&self) -> serde_json::Value {
         json!({
             "anonymousPullEnabled": self.anonymous_pull_enabled(),

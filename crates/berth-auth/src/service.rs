@@ -1,10 +1,12 @@
 //! Authentication and the token service.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use berth_metadata::{now, AuthStore, IdentityRecord, SigningKeyRecord};
 use quick_cache::sync::Cache;
 use serde::Serialize;
@@ -135,6 +137,10 @@ pub struct AuthService {
     /// verification costs more than serving a cached manifest.
     token_cache: Cache<[u8; 32], (TokenPrincipal, i64)>,
     throttle: Throttle,
+    /// Verifications running now, by [`cache_key`]: see
+    /// [`AuthService::verify_single_flight`].
+    in_flight: Mutex<HashMap<[u8; 32], Arc<Flight>>>,
+    verifications: AtomicU64,
     anonymous_pull: AtomicBool,
     admin_enabled: AtomicBool,
 }
@@ -145,6 +151,59 @@ fn cache_key(login: &str, secret: &str) -> [u8; 32] {
     h.update([0]);
     h.update(secret.as_bytes());
     h.finalize().into()
+}
+
+/// One shared verification: the principal, or the failure if every waiter
+/// may be given a copy of it (`None`: verify again yourself).
+type Flight = tokio::sync::OnceCell<Result<Principal, Option<AuthError>>>;
+
+/// Takes a flight out of the in-flight map when its last waiter leaves —
+/// landed, or every waiter cancelled (a dropped request) before it did.
+struct LeaveFlight<'a> {
+    map: &'a Mutex<HashMap<[u8; 32], Arc<Flight>>>,
+    key: [u8; 32],
+    cell: Arc<Flight>,
+}
+
+impl Drop for LeaveFlight<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(current) = map.get(&self.key) {
+            // Clones are only taken under this lock: a count of 2 (the map
+            // and this guard) means no one else is waiting.
+            if Arc::ptr_eq(current, &self.cell)
+                && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 2)
+            {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The name a credential check is throttled under: the login, or for a
+/// refresh token its (unverified) subject — a forged subject only picks
+/// the forger's own bucket, as any Basic user name would.
+fn throttle_name(login: &str, secret: &str) -> String {
+    if login != REFRESH_TOKEN_USER {
+        return login.to_string();
+    }
+    let subject = secret
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(str::to_string))
+        .unwrap_or_default();
+    format!("{REFRESH_TOKEN_USER}/{subject}")
+}
+
+/// A caller-chosen name, safe and short enough for a message.
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(100).collect()
 }
 
 /// `'name'`, or `'name' (app id ...)` for service principals, whose login
@@ -190,6 +249,8 @@ impl AuthService {
             basic_cache: Cache::new(2_000),
             seen_activity: std::sync::atomic::AtomicI64::new(0),
             token_cache: Cache::new(2_000),
+            in_flight: Mutex::new(HashMap::new()),
+            verifications: AtomicU64::new(0),
             anonymous_pull: AtomicBool::new(false),
             admin_enabled: AtomicBool::new(false),
         };
@@ -284,9 +345,16 @@ impl AuthService {
         secret: &str,
         ip: IpAddr,
     ) -> Result<Principal, AuthError> {
-        if let Some(retry_after) = self.throttle.retry_after(ip) {
+        // Only this name from this address waits: anonymous requests, bearer
+        // tokens and other names are never held up by someone's failures.
+        // Checked before the credential, so a lock-out refuses even the
+        // right password — guessing during it learns nothing (see
+        // docs/auth.md).
+        let name = throttle_name(login, secret);
+        if let Some(retry_after) = self.throttle.retry_after(ip, &name) {
             return Err(AuthError::Throttled {
                 ip: ip.to_string(),
+                name: printable(login),
                 retry_after,
             });
         }
@@ -296,26 +364,92 @@ impl AuthService {
                 return Ok(principal);
             }
         }
-        let result = self.authenticate_uncached(login, secret).await;
-        match result {
-            Ok((principal, expires_at)) => {
-                self.throttle.record_success(ip);
-                let mut ttl = self.config.basic_cache_ttl;
-                if let Some(expires) = expires_at {
-                    let left = Duration::from_secs((expires - now()).max(0) as u64);
-                    ttl = ttl.min(left);
-                }
-                self.basic_cache
-                    .insert(key, (principal.clone(), Instant::now() + ttl));
+        match self.verify_single_flight(key, login, secret).await {
+            Ok(principal) => {
+                self.throttle.record_success(ip, &name);
                 Ok(principal)
             }
             Err(e) => {
                 if e.is_authentication_failure() {
-                    self.throttle.record_failure(ip);
+                    self.throttle.record_failure(ip, &name);
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Concurrent checks of the same (login, secret) share one verification:
+    /// a burst of identical logins on a cold cache costs one argon2 run, not
+    /// one each. Keyed by [`cache_key`], never by the secret itself.
+    async fn verify_single_flight(
+        &self,
+        key: [u8; 32],
+        login: &str,
+        secret: &str,
+    ) -> Result<Principal, AuthError> {
+        // The guard holds the only reference outside the map: see its Drop.
+        let flight = {
+            let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            LeaveFlight {
+                map: &self.in_flight,
+                key,
+                cell: map.entry(key).or_default().clone(),
+            }
+        };
+        // Errors only the runner sees (store faults): the others verify
+        // for themselves rather than share an error they cannot copy.
+        let mut own_error = None;
+        let own = &mut own_error;
+        let shared = flight
+            .cell
+            .get_or_init(|| async move {
+                match self.authenticate_uncached(login, secret).await {
+                    Ok((principal, expires_at)) => {
+                        let mut ttl = self.config.basic_cache_ttl;
+                        if let Some(expires) = expires_at {
+                            let left = Duration::from_secs((expires - now()).max(0) as u64);
+                            ttl = ttl.min(left);
+                        }
+                        // Filled before the flight lands, so later arrivals
+                        // hit the cache instead of starting a new flight.
+                        self.basic_cache
+                            .insert(key, (principal.clone(), Instant::now() + ttl));
+                        Ok(principal)
+                    }
+                    Err(e) => {
+                        let copy = e.duplicate();
+                        *own = Some(e);
+                        Err(copy)
+                    }
+                }
+            })
+            .await;
+        if let Some(e) = own_error {
+            return Err(e);
+        }
+        match shared {
+            Ok(principal) => Ok(principal.clone()),
+            Err(Some(e)) => Err(e
+                .duplicate()
+                .unwrap_or_else(|| AuthError::Internal(e.to_string()))),
+            Err(None) => self
+                .authenticate_uncached(login, secret)
+                .await
+                .map(|(principal, _)| principal),
+        }
+    }
+
+    /// Password (argon2) verifications this service has run, including
+    /// the dummy one for unknown logins: what single flight and the cache
+    /// save is visible here (and as `berth_auth_password_verifications_total`).
+    pub fn password_verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    async fn verify_password(&self, secret: &str, hash: String) -> Result<bool, AuthError> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("berth_auth_password_verifications_total").increment(1);
+        secret::verify(secret.to_string(), hash).await
     }
 
     /// Verifies credentials; also returns when the matched credential
@@ -342,7 +476,7 @@ impl AuthService {
         }
         let Some(identity) = self.store.identity_by_login(login).await? else {
             // Same cost as a real check, so timing does not reveal logins.
-            let _ = secret::verify(secret.to_string(), DUMMY_HASH.to_string()).await;
+            let _ = self.verify_password(secret, DUMMY_HASH.to_string()).await;
             return Err(AuthError::UnknownIdentity(login.to_string()));
         };
         let kind = IdentityKind::parse(&identity.kind)
@@ -350,7 +484,7 @@ impl AuthService {
         let credentials = self.store.credentials(&identity.id).await?;
         let mut matched = None;
         for c in credentials {
-            if secret::verify(secret.to_string(), c.hash.clone()).await? {
+            if self.verify_password(secret, c.hash.clone()).await? {
                 matched = Some(c);
                 break;
             }
@@ -691,26 +825,149 @@ impl AuthService {
 
     /// Verifies a refresh token (`grant_type=refresh_token`) and returns its
     /// identity as it is now: a deleted or disabled identity gets nothing.
-    pub async fn principal_from_refresh(&self, token: &str) -> Result<Principal, AuthError> {
-        self.authenticate_uncached(REFRESH_TOKEN_USER, token)
-            .await
-            .map(|(principal, _)| principal)
+    /// Throttled like a password, under the token's subject.
+    pub async fn principal_from_refresh(
+        &self,
+        token: &str,
+        ip: IpAddr,
+    ) -> Result<Principal, AuthError> {
+        self.authenticate(REFRESH_TOKEN_USER, token, ip).await
     }
 
-    /// Records an authentication failure that happened outside
-    /// [`authenticate`](Self::authenticate) (a bad bearer token).
-    pub fn record_failure(&self, ip: IpAddr) {
-        self.throttle.record_failure(ip);
-    }
-
-    pub fn throttled(&self, ip: IpAddr) -> Option<u64> {
-        self.throttle.retry_after(ip)
+    /// Seconds until credentials for `login` are checked again from `ip`,
+    /// if that pair is locked out.
+    pub fn throttled(&self, ip: IpAddr, login: &str) -> Option<u64> {
+        self.throttle.retry_after(ip, login)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PASSWORD: &str = "the-owner-password";
+
+    async fn service(dir: &std::path::Path, throttle_limit: u32) -> Arc<AuthService> {
+        let url = format!("sqlite://{}", dir.join("berth.db").display());
+        let store = berth_metadata::SqliteStore::connect(&url)
+            .await
+            .expect("sqlite");
+        let config = AuthConfig {
+            throttle_limit,
+            ..AuthConfig::default()
+        };
+        let auth = AuthService::open(Arc::new(store), config)
+            .await
+            .expect("auth service");
+        auth.bootstrap_owner(Some(PASSWORD))
+            .await
+            .expect("owner")
+            .expect("created");
+        Arc::new(auth)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_logins_with_one_credential_verify_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = service(dir.path(), 10).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let auth = auth.clone();
+            tasks.spawn(async move { auth.authenticate("owner", PASSWORD, ip("10.0.0.1")).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            let principal = result.expect("task").expect("signed in");
+            assert_eq!(principal.login, "owner");
+        }
+        // Whoever came later than the one run found the cache it filled.
+        assert_eq!(auth.password_verifications(), 1);
+        assert!(auth.in_flight.lock().expect("lock").is_empty());
+
+        // A different secret is a different flight.
+        let wrong = auth.authenticate("owner", "wrong", ip("10.0.0.1")).await;
+        assert!(matches!(wrong, Err(AuthError::WrongSecret(_))), "{wrong:?}");
+        assert_eq!(auth.password_verifications(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_wrong_secrets_all_fail_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = service(dir.path(), 1000).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let auth = auth.clone();
+            tasks.spawn(async move { auth.authenticate("owner", "nope", ip("10.0.0.1")).await });
+        }
+        while let Some(result) = tasks.join_next().await {
+            let result = result.expect("task");
+            assert!(
+                matches!(result, Err(AuthError::WrongSecret(_))),
+                "{result:?}"
+            );
+        }
+        assert!(auth.password_verifications() <= 32);
+        assert!(auth.in_flight.lock().expect("lock").is_empty());
+    }
+
+    #[tokio::test]
+    async fn failures_throttle_only_their_name_and_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let auth = service(dir.path(), 3).await;
+        let (a, b) = (ip("127.0.0.2"), ip("127.0.0.3"));
+        let owner = auth
+            .authenticate("owner", PASSWORD, a)
+            .await
+            .expect("owner");
+        let refresh = auth.issue_refresh(&owner, "svc").expect("refresh token");
+        for _ in 0..3 {
+            let r = auth.authenticate("ci", "guess", a).await;
+            assert!(matches!(r, Err(AuthError::UnknownIdentity(_))), "{r:?}");
+        }
+        let before = auth.password_verifications();
+        let r = auth.authenticate("ci", "guess", a).await;
+        match r {
+            Err(AuthError::Throttled {
+                ref name,
+                retry_after,
+                ..
+            }) => {
+                assert_eq!(name, "ci");
+                assert!((1..=60).contains(&retry_after), "{retry_after}");
+            }
+            other => panic!("not throttled: {other:?}"),
+        }
+        assert_eq!(
+            auth.password_verifications(),
+            before,
+            "a locked-out check costs no argon2 run"
+        );
+        assert!(auth.throttled(a, "ci").is_some());
+        // Another name from that address, that name from another address,
+        // and a refresh token from that address are all checked as usual.
+        auth.authenticate("owner", PASSWORD, a)
+            .await
+            .expect("owner from a");
+        let r = auth.authenticate("ci", "guess", b).await;
+        assert!(matches!(r, Err(AuthError::UnknownIdentity(_))), "{r:?}");
+        auth.principal_from_refresh(&refresh, a)
+            .await
+            .expect("refresh from a");
+
+        // The owner's own lock-out refuses even the right password.
+        for _ in 0..3 {
+            let r = auth.authenticate("owner", "wrong", b).await;
+            assert!(matches!(r, Err(AuthError::WrongSecret(_))), "{r:?}");
+        }
+        let r = auth.authenticate("owner", PASSWORD, b).await;
+        assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+        auth.authenticate("owner", PASSWORD, a)
+            .await
+            .expect("still fine from a");
+    }
 
     #[test]
     fn parses_scopes() {

@@ -253,7 +253,7 @@ impl PullCheck {
             429 => run.fail(
                 Cause::Throttled,
                 format!("{what}: 429 {message} (Retry-After: {})", r.header("retry-after").unwrap_or("?")),
-                "too many failed logins from this address: fix the credentials and wait for Retry-After",
+                "too many failed logins for this identity from this address: fix the credentials and wait for Retry-After (other identities and tokens are not affected)",
             ),
             status => run.fail(
                 Cause::Unexpected,

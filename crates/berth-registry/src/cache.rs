@@ -3,10 +3,18 @@
 //! frequent than pushes, and a manifest GET must not cost a database round
 //! trip.
 //!
-//! Consistency on one node: every write bumps `generation` before and after
-//! it changes the store and then invalidates; a reader only fills the cache
-//! if the generation did not move during its database read, so a fill can
-//! never resurrect a value a concurrent write replaced. With shared
+//! Consistency on one node: a write counts itself in `writers` and bumps
+//! `generation` when it begins, invalidates what it changed, then bumps
+//! `generation` again and leaves `writers` when it ends. A reader takes a
+//! ticket (the generation) before its database read and may fill only if
+//! no write is in flight and the generation has not moved since: whatever
+//! it read is then what the store still holds. (A parity check on the
+//! generation alone is not enough: with two writes in flight it is even,
+//! and a fill between one writer's invalidation and its end kept the old
+//! value — a moved tag served its old digest.) The check and the insert are
+//! not one atomic step, so a fill re-checks after inserting and takes its
+//! entry back if a write began in between. No lock on the read path: a
+//! few atomic loads. With shared
 //! metadata (several nodes) the cache is off: another node's write would not
 //! bump this node's generation (see docs/scale-out.md).
 
@@ -38,7 +46,10 @@ impl Weighter<RepoKey, Arc<StoredManifest>> for ManifestWeight {
 pub(crate) struct MetadataCache {
     /// Off: nothing is ever filled, so every lookup reads the database.
     enabled: bool,
+    /// Moves at the start and the end of every write.
     generation: AtomicU64,
+    /// Writes in flight (begun, guard not yet dropped).
+    writers: AtomicU64,
     tags: Cache<RepoKey, Digest>,
     manifests: Cache<RepoKey, Arc<StoredManifest>, ManifestWeight>,
     links: Cache<RepoKey, u64>,
@@ -54,6 +65,7 @@ impl MetadataCache {
         MetadataCache {
             enabled,
             generation: AtomicU64::new(0),
+            writers: AtomicU64::new(0),
             tags: Cache::new(TAG_ENTRIES),
             manifests: Cache::with_weighter(2_000, MANIFEST_BYTES, ManifestWeight),
             links: Cache::new(LINK_ENTRIES),
@@ -61,21 +73,35 @@ impl MetadataCache {
     }
 
     pub(crate) fn ticket(&self) -> Ticket {
-        Ticket(self.generation.load(Ordering::Acquire))
+        Ticket(self.generation.load(Ordering::SeqCst))
     }
 
     fn valid(&self, ticket: Ticket) -> bool {
-        // Writes bump twice (before and after), so an odd value is a write
-        // in progress.
+        // SeqCst throughout: a writer's `writers` increment and the reader's
+        // loads must be in one order for the re-check in `fill` to work.
         self.enabled
-            && ticket.0.is_multiple_of(2)
-            && self.generation.load(Ordering::Acquire) == ticket.0
+            && self.writers.load(Ordering::SeqCst) == 0
+            && self.generation.load(Ordering::SeqCst) == ticket.0
+    }
+
+    /// Inserts if `ticket` is still valid; if a write began between the
+    /// check and the insert, removes the entry again (the write's own
+    /// invalidation may already have run).
+    fn fill(&self, ticket: Ticket, insert: impl FnOnce(), remove: impl FnOnce()) {
+        if !self.valid(ticket) {
+            return;
+        }
+        insert();
+        if !self.valid(ticket) {
+            remove();
+        }
     }
 
     /// Brackets a write: call before changing the store, and call the
     /// returned guard's `done` (or drop it) afterwards.
     pub(crate) fn write(&self) -> WriteGuard<'_> {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.writers.fetch_add(1, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         WriteGuard { cache: self }
     }
 
@@ -84,10 +110,14 @@ impl MetadataCache {
     }
 
     pub(crate) fn fill_tag(&self, ticket: Ticket, repo: &str, tag: &str, digest: Digest) {
-        if self.valid(ticket) {
-            self.tags
-                .insert((repo.to_string(), tag.to_string()), digest);
-        }
+        let key = (repo.to_string(), tag.to_string());
+        self.fill(
+            ticket,
+            || self.tags.insert(key.clone(), digest),
+            || {
+                self.tags.remove(&key);
+            },
+        );
     }
 
     pub(crate) fn manifest(&self, repo: &str, digest: &Digest) -> Option<Arc<StoredManifest>> {
@@ -95,10 +125,14 @@ impl MetadataCache {
     }
 
     pub(crate) fn fill_manifest(&self, ticket: Ticket, repo: &str, manifest: Arc<StoredManifest>) {
-        if self.valid(ticket) {
-            self.manifests
-                .insert((repo.to_string(), manifest.digest.to_string()), manifest);
-        }
+        let key = (repo.to_string(), manifest.digest.to_string());
+        self.fill(
+            ticket,
+            || self.manifests.insert(key.clone(), manifest),
+            || {
+                self.manifests.remove(&key);
+            },
+        );
     }
 
     pub(crate) fn link(&self, repo: &str, digest: &Digest) -> Option<u64> {
@@ -106,10 +140,14 @@ impl MetadataCache {
     }
 
     pub(crate) fn fill_link(&self, ticket: Ticket, repo: &str, digest: &Digest, size: u64) {
-        if self.valid(ticket) {
-            self.links
-                .insert((repo.to_string(), digest.to_string()), size);
-        }
+        let key = (repo.to_string(), digest.to_string());
+        self.fill(
+            ticket,
+            || self.links.insert(key.clone(), size),
+            || {
+                self.links.remove(&key);
+            },
+        );
     }
 }
 
@@ -153,6 +191,113 @@ impl WriteGuard<'_> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        self.cache.generation.fetch_add(1, Ordering::AcqRel);
+        // Generation first: a ticket taken once `writers` is back to zero
+        // must not match one taken while this write was in flight.
+        self.cache.generation.fetch_add(1, Ordering::SeqCst);
+        self.cache.writers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> Digest {
+        format!("sha256:{}", hex_of(n)).parse().expect("digest")
+    }
+
+    fn hex_of(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    /// The race the writer count closes, step by step: a ticket taken while
+    /// two writes are in flight (generation even), a fill after one
+    /// writer's invalidation but before it ends.
+    #[test]
+    fn fill_between_a_writers_forget_and_its_end_is_refused() {
+        let cache = MetadataCache::new(true);
+        let (old, new) = (digest(1), digest(2));
+        let a = cache.write();
+        let b = cache.write();
+        let ticket = cache.ticket(); // reader reads the old row after this
+        a.forget_tag("app", "stable"); // A moved the tag in the store
+        cache.fill_tag(ticket, "app", "stable", old.clone());
+        assert_eq!(
+            cache.tag("app", "stable"),
+            None,
+            "stale fill while A is in flight"
+        );
+        drop(a);
+        cache.fill_tag(ticket, "app", "stable", old.clone());
+        assert_eq!(cache.tag("app", "stable"), None, "stale fill after A ended");
+        drop(b);
+        cache.fill_tag(ticket, "app", "stable", old);
+        assert_eq!(
+            cache.tag("app", "stable"),
+            None,
+            "ticket from before the writes"
+        );
+        // A reader that starts now reads the new row and may keep it.
+        let fresh = cache.ticket();
+        cache.fill_tag(fresh, "app", "stable", new.clone());
+        assert_eq!(cache.tag("app", "stable"), Some(new));
+    }
+
+    /// The order from the bug report: ticket, A begins, B begins, A
+    /// forgets, A ends, the reader fills (B still in flight), B ends.
+    #[test]
+    fn fill_with_another_writer_still_in_flight_is_refused() {
+        let cache = MetadataCache::new(true);
+        let ticket = cache.ticket();
+        let a = cache.write();
+        let b = cache.write();
+        a.forget_tag("app", "stable");
+        drop(a);
+        cache.fill_tag(ticket, "app", "stable", digest(1));
+        assert_eq!(cache.tag("app", "stable"), None);
+        // Even a ticket taken after A ended, while B is in flight.
+        let during_b = cache.ticket();
+        cache.fill_tag(during_b, "app", "stable", digest(1));
+        assert_eq!(cache.tag("app", "stable"), None);
+        b.forget_tag("app", "stable");
+        drop(b);
+        cache.fill_tag(during_b, "app", "stable", digest(1));
+        assert_eq!(cache.tag("app", "stable"), None);
+    }
+
+    /// A write that begins between the validity check and the insert: the
+    /// fill's re-check takes the entry back.
+    #[test]
+    fn write_beginning_during_a_fill_takes_the_entry_back() {
+        let cache = MetadataCache::new(true);
+        let ticket = cache.ticket();
+        let key = ("app".to_string(), "stable".to_string());
+        let mut writer = None;
+        cache.fill(
+            ticket,
+            || {
+                let w = cache.write();
+                w.forget_tag("app", "stable"); // runs before the insert
+                writer = Some(w);
+                cache.tags.insert(key.clone(), digest(1));
+            },
+            || {
+                cache.tags.remove(&key);
+            },
+        );
+        assert_eq!(cache.tag("app", "stable"), None);
+        drop(writer);
+    }
+
+    #[test]
+    fn fills_when_quiet_and_never_when_disabled() {
+        let cache = MetadataCache::new(true);
+        let ticket = cache.ticket();
+        cache.fill_link(ticket, "app", &digest(3), 42);
+        assert_eq!(cache.link("app", &digest(3)), Some(42));
+        let off = MetadataCache::new(false);
+        let ticket = off.ticket();
+        off.fill_link(ticket, "app", &digest(3), 42);
+        assert_eq!(off.link("app", &digest(3)), None);
     }
 }

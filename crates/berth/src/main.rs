@@ -15,6 +15,7 @@ mod diagnose;
 mod manage;
 mod migrate;
 mod output;
+mod recover;
 mod serve;
 
 use manage::ClientArgs;
@@ -169,6 +170,12 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Recovery without the network, on the server host: reset the owner's
+    /// password or the network rules directly in the registry's store
+    /// (--data DIR, or --config FILE for scale-out). Works on a stopped or
+    /// a running registry, which applies the change within about a second.
+    /// Every change is in the activity log as done by 'recovery'.
+    Recover(recover::RecoverArgs),
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -237,6 +244,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     {
         return config::check(config.as_deref());
     }
+    if let Command::Recover(args) = cli.command {
+        return recover::run(args);
+    }
     if let Command::CheckHealth(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -260,7 +270,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::CheckPull(_)
             | Command::CheckHealth(_)
             | Command::Migrate(_)
-            | Command::Config { .. } => Ok(()),
+            | Command::Config { .. }
+            | Command::Recover(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,

@@ -268,6 +268,11 @@ pub struct UpdateArgs {
     /// Redirect blob downloads to the dedicated data endpoint.
     #[arg(long)]
     pub data_endpoint_enabled: Option<bool>,
+    /// Apply a network change even if it refuses this client's own address
+    /// (without it the registry refuses such a change and says why; with it
+    /// you are locked out until `berth recover` is run on the server host).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -285,7 +290,14 @@ pub enum NetworkRuleCommand {
     /// Allow an IP range or a declared subnet.
     Add(RuleTarget),
     /// Remove a rule.
-    Remove(RuleTarget),
+    Remove {
+        #[command(flatten)]
+        target: RuleTarget,
+        /// Remove it even if that refuses this client's own address (see
+        /// `berth update --force`).
+        #[arg(long)]
+        force: bool,
+    },
     /// Show the rule set.
     List,
 }
@@ -502,6 +514,11 @@ pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<
                 .post("/api/v1/owner/credentials/renew", json!({}))
                 .await?;
             print_secret("New owner password:", &json!([secret]), args.output);
+            // This is a remote client: the server's files are out of reach.
+            eprintln!(
+                "note: the server's <data>/initial-owner-password file is not updated and still holds an earlier password; \
+                 to reset the password and rewrite that file, run 'berth recover --reset-owner-password' on the server host"
+            );
         }
         OwnerCommand::RotateSigningKey => {
             let answer = client
@@ -786,7 +803,7 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
 
 pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
-    let network = json!({
+    let mut network = json!({
         "publicNetworkAccess": update.public_network_enabled.map(|e| if e { "Enabled" } else { "Disabled" }),
         "defaultAction": update.default_action,
         "networkRuleBypassOptions": update.allow_trusted_services.map(|t| if t { "TrustedServices" } else { "None" }),
@@ -796,6 +813,9 @@ pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()
         .as_object()
         .is_some_and(|o| o.values().any(|v| !v.is_null()))
     {
+        if update.force {
+            network["force"] = json!(true);
+        }
         let answer = client.patch("/api/v1/network", network).await?;
         print_network(&answer, args.output);
     }
@@ -851,12 +871,15 @@ pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> an
                 )
                 .await?
         }
-        NetworkRuleCommand::Remove(t) => {
-            let query = match (&t.ip_address, &t.subnet) {
+        NetworkRuleCommand::Remove { target: t, force } => {
+            let mut query = match (&t.ip_address, &t.subnet) {
                 (Some(ip), _) => format!("ipAddress={}", query_value(ip)),
                 (_, Some(subnet)) => format!("subnet={}", query_value(subnet)),
                 _ => bail!("give --ip-address or --subnet"),
             };
+            if *force {
+                query.push_str("&force=true");
+            }
             client
                 .delete(&format!("/api/v1/network/rules?{query}"))
                 .await?

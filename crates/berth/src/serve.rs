@@ -195,6 +195,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "created the owner identity: user 'owner', password {password}\n  (also in {}, mode 0600; shown only this once)",
             file.display()
         );
+    } else if config
+        .auth
+        .initial_owner_password
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        tracing::warn!("auth.initial_owner_password is ignored: the owner already exists (it applies on first start only); to reset the owner's password run 'berth recover --reset-owner-password' on this host");
     }
     spawn_housekeeping(
         &config,

@@ -471,7 +471,7 @@ fn time_in(seconds: u64) -> String {
 }
 
 #[tokio::test]
-async fn repeated_failures_are_throttled_per_address() {
+async fn repeated_failures_throttle_that_name_from_that_address() {
     let dir = tempdir("auth-throttle");
     let server = TestServer::start_with_env(
         &dir.path().join("data"),
@@ -485,7 +485,8 @@ async fn repeated_failures_are_throttled_per_address() {
         )
         .await;
     }
-    // Now even the right password waits.
+    // Now even the right password waits (for this name from this address;
+    // tests/throttle.rs shows everything else is untouched).
     let resp = token(
         &server,
         Some(("owner", server.owner_password())),

@@ -29,7 +29,7 @@ async fn status_as(server: &TestServer, user: &str, password: &str, path: &str) 
 const PROPAGATION: Duration = Duration::from_millis(2500);
 
 /// Polls `check` every 200 ms for up to `limit`; the time it took. (Not
-/// faster: refused logins count towards the per-address throttle.)
+/// faster: refused logins count towards the per-(address, name) throttle.)
 async fn within<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
