@@ -1,4 +1,4 @@
-//! Getting back in after a lock-out (docs/recovery.md): a network change
+//! Getting back in after a lock-out (docs/operations.md): a network change
 //! that would refuse the caller's own address is refused unless forced;
 //! once forced, `berth recover` on the server host — against the running
 //! server's store — lets the owner back in, resets the rules, or resets the
