@@ -36,6 +36,9 @@ pub enum Cause {
     NoMatchingPlatform,
     DataEndpointError,
     Throttled,
+    /// 503: the registry is up but one of its backends (database, blob
+    /// store) is not answering.
+    RegistryUnavailable,
     /// Something the checker does not recognise.
     Unexpected,
 }
@@ -57,6 +60,7 @@ impl Cause {
             Cause::NoMatchingPlatform => 20,
             Cause::DataEndpointError => 21,
             Cause::Throttled => 22,
+            Cause::RegistryUnavailable => 23,
             Cause::Unexpected => 1,
         }
     }
@@ -76,6 +80,7 @@ impl Cause {
             Cause::NoMatchingPlatform => "NO_MATCHING_PLATFORM",
             Cause::DataEndpointError => "CONNECTIVITY_DATA_ENDPOINT_ERROR",
             Cause::Throttled => "CONNECTIVITY_TOOMANYREQUESTS_ERROR",
+            Cause::RegistryUnavailable => "REGISTRY_UNAVAILABLE",
             Cause::Unexpected => "UNEXPECTED",
         }
     }

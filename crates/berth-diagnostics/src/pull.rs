@@ -255,6 +255,11 @@ impl PullCheck {
                 format!("{what}: 429 {message} (Retry-After: {})", r.header("retry-after").unwrap_or("?")),
                 "too many failed logins for this identity from this address: fix the credentials and wait for Retry-After (other identities and tokens are not affected)",
             ),
+            503 => run.fail(
+                Cause::RegistryUnavailable,
+                format!("{what}: 503 {message} (Retry-After: {})", r.header("retry-after").unwrap_or("?")),
+                "the registry answers but its metadata database or blob store does not (the message names which): nothing is wrong with this client; retry after Retry-After — operators: GET /readyz shows the failing backend, and the server log has the cause under the correlation id",
+            ),
             status => run.fail(
                 Cause::Unexpected,
                 format!("{what}: HTTP {status} {message}"),

@@ -266,6 +266,26 @@ async fn outages_of_postgresql_and_garage_fail_fast_and_recover() {
         .await
         .expect("POST upload");
     assert_unavailable(resp, "metadata database", "upload start without PostgreSQL").await;
+    // check-pull names the cause from the client's side.
+    let out = Command::new(BIN)
+        .args([
+            "check-pull",
+            &format!("{}/{REPO}:v1", server.addr()),
+            "--plain-http",
+        ])
+        .args(["--username", "owner", "--password", server.owner_password()])
+        .args(["--output", "json"])
+        .env_remove("BERTH_REGISTRY")
+        .output()
+        .expect("run check-pull");
+    let verdict: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        out.status.code(),
+        Some(23),
+        "check-pull during the outage: {verdict} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verdict["code"], "REGISTRY_UNAVAILABLE", "{verdict}");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // --- PostgreSQL is back: ready again, and the next request works.
