@@ -142,7 +142,7 @@ async fn changes_on_one_node_reach_the_others_within_a_second() {
         &a,
         reqwest::Method::PATCH,
         "/api/v1/network",
-        json!({"defaultAction": "Deny"}),
+        json!({"defaultAction": "Deny", "force": true}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
