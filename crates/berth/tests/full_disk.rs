@@ -182,6 +182,11 @@ async fn a_full_disk_refuses_pushes_with_507_and_loses_no_acknowledged_push() {
     }
     assert_eq!(metadata_refusals, 20, "SQLite never refused a commit");
 
+    eprintln!(
+        "full disk: {} manifests acknowledged, 1 blob push and {metadata_refusals} manifest pushes refused with 507",
+        pushed.len()
+    );
+
     // 3. Reads keep working on the full disk.
     check_all_pull(&api, &pushed, "on the full disk").await;
     let ready = api.get("/readyz").await;

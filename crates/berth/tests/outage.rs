@@ -252,6 +252,10 @@ async fn outages_of_postgresql_and_garage_fail_fast_and_recover() {
         "a pull during the outage took {:?}",
         started.elapsed()
     );
+    eprintln!(
+        "outage: a pull without PostgreSQL was answered in {:?}",
+        started.elapsed()
+    );
     assert_unavailable(
         resp,
         "metadata database",
@@ -292,6 +296,10 @@ async fn outages_of_postgresql_and_garage_fail_fast_and_recover() {
     engines.ctl("pg-start");
     let pg_back = Instant::now();
     readyz_until(&api, RECOVER_WITHIN, |s, _| s == 200).await;
+    eprintln!(
+        "outage: /readyz said ready {:?} after pg-start returned",
+        pg_back.elapsed()
+    );
     let resp = api.get(&format!("/v2/{REPO}/manifests/v1")).await;
     assert_eq!(
         resp.status().as_u16(),
@@ -310,6 +318,10 @@ async fn outages_of_postgresql_and_garage_fail_fast_and_recover() {
     assert!(
         started.elapsed() < FAIL_WITHIN,
         "a blob pull took {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "outage: a blob pull without Garage was answered 503 in {:?}",
         started.elapsed()
     );
     assert_unavailable(resp, "blob store", "blob pull without Garage").await;
