@@ -1,4 +1,4 @@
-"""Identities, tokens and access (PRODUCT.md §3) with real clients — berth only.
+"""Identities, tokens and access with real clients — berth only.
 
 Every identity is created through the management API (``/api/v1``, Basic auth
 as the owner) and then used by skopeo, podman, ``ctr --user``, the Docker

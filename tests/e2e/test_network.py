@@ -1,4 +1,4 @@
-"""Network access, endpoints, data endpoints and audit (PRODUCT.md §4, §5) — berth only.
+"""Network access, endpoints, data endpoints and audit — berth only.
 
 Every scenario runs against berth servers of its own, started by the
 ``berth_servers`` factory with a config file: the module's main server

@@ -1,4 +1,4 @@
-//! Login and repository events (PRODUCT.md §5), correlation ids, and
+//! Login and repository events, correlation ids, and
 //! Prometheus metrics — everything recorded about a request once it is
 //! answered.
 //!

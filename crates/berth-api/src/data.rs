@@ -1,4 +1,4 @@
-//! Dedicated data endpoints (PRODUCT.md §4). When `dataEndpointEnabled`,
+//! Dedicated data endpoints. When `dataEndpointEnabled`,
 //! a blob GET on the login server is answered with `307` to the data host
 //! (`<registry>.<region>.data.<domain>`, from configuration) with a URL
 //! signed for one repository, digest and identity, valid for a few minutes.

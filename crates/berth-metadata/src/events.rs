@@ -1,4 +1,4 @@
-//! Audit events (PRODUCT.md §5): login events and repository events.
+//! Audit events: login events and repository events.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

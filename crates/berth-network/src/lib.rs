@@ -1,7 +1,7 @@
 //! Network access policy, evaluated for every request before anything else
 //! (distribution API, token service, data endpoints, management API).
 //!
-//! Order on a public endpoint (PRODUCT.md §4):
+//! Order on a public endpoint:
 //!
 //! | step | condition | result |
 //! | --- | --- | --- |

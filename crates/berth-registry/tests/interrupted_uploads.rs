@@ -1,5 +1,5 @@
 //! Bytes of requests that never got acknowledged do not stay on disk
-//! (PRODUCT.md §9): a PATCH whose body fails midway, a PATCH whose request
+//!: a PATCH whose body fails midway, a PATCH whose request
 //! is dropped (client gone, server shutting down), and a single-request
 //! upload cut off before the client learned its session.
 

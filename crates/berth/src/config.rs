@@ -298,6 +298,23 @@ pub struct LogOverrides {
 }
 
 impl Config {
+    /// The configuration of a registry an offline command works on: its
+    /// file, or its data directory (embedded defaults); `None` if neither
+    /// is given.
+    pub fn of_registry(file: Option<&Path>, data: Option<&Path>) -> anyhow::Result<Option<Config>> {
+        Ok(match (file, data) {
+            (Some(file), _) => Some(Config::load(Some(file), Overrides::default())?),
+            (None, Some(dir)) => Some(Config::load(
+                None,
+                Overrides {
+                    data_dir: Some(dir.to_path_buf()),
+                    ..Overrides::default()
+                },
+            )?),
+            (None, None) => None,
+        })
+    }
+
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {

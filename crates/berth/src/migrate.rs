@@ -43,17 +43,8 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let source = match (&args.from, &args.from_data) {
-        (Some(file), _) => Config::load(Some(file), Overrides::default())?,
-        (None, Some(dir)) => Config::load(
-            None,
-            Overrides {
-                data_dir: Some(dir.clone()),
-                ..Overrides::default()
-            },
-        )?,
-        (None, None) => bail!("say which registry to move: --from FILE or --from-data DIR"),
-    };
+    let source = Config::of_registry(args.from.as_deref(), args.from_data.as_deref())?
+        .context("say which registry to move: --from FILE or --from-data DIR")?;
     let target = Config::load(Some(&args.to), Overrides::default())?;
     ensure!(
         source.storage.kind == "filesystem" && !source.shared_metadata(),

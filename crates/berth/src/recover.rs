@@ -10,13 +10,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use berth_api::network::NetworkPolicy;
 use berth_auth::{AuthConfig, AuthService};
 use berth_metadata::{AuthStore, PostgresStore, SqliteStore};
 use berth_network::DefaultAction;
 
-use crate::config::{Config, Overrides};
+use crate::config::Config;
 
 /// The actor recoveries are recorded under in the activity log.
 pub const ACTOR: &str = "recovery";
@@ -107,17 +107,8 @@ async fn open(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn recover(args: RecoverArgs) -> anyhow::Result<()> {
-    let config = match (&args.config, &args.data) {
-        (Some(file), _) => Config::load(Some(file), Overrides::default())?,
-        (None, Some(dir)) => Config::load(
-            None,
-            Overrides {
-                data_dir: Some(dir.clone()),
-                ..Overrides::default()
-            },
-        )?,
-        (None, None) => bail!("say which registry to recover: --data DIR or --config FILE"),
-    };
+    let config = Config::of_registry(args.config.as_deref(), args.data.as_deref())?
+        .context("say which registry to recover: --data DIR or --config FILE")?;
     let store = open(&config).await?;
     let result = apply(&args, &config, store.auth()).await;
     store.close().await;

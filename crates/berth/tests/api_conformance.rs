@@ -1,4 +1,4 @@
-//! The happy paths of the OCI distribution API (PRODUCT.md §2) against the
+//! The happy paths of the OCI distribution API against the
 //! real `berth serve` binary: uploads of every kind, blob reads with ranges,
 //! every manifest format with `Accept` negotiation, tags and catalog
 //! pagination, cross-repository mounts, the referrers API, uploads that

@@ -1,4 +1,4 @@
-//! The token service and the error behaviour of PRODUCT.md §3 that real
+//! The token service and the error behaviour that real
 //! clients cannot easily provoke: expired and foreign tokens, `alg: none`,
 //! malformed `Authorization` headers and scopes, scopes that ask for other
 //! repositories, expired secrets, permission denials naming identity, action

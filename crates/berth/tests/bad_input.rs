@@ -1,4 +1,4 @@
-//! Bad input (PRODUCT.md §9): every malformed request gets the spec's error
+//! Bad input: every malformed request gets the spec's error
 //! code in the JSON envelope with a readable message, and changes nothing —
 //! no tag moves, no repository appears, no blob or upload file is left on
 //! disk, and no path escapes the data directory.

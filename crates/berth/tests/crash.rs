@@ -1,4 +1,4 @@
-//! `kill -9` in the middle of 1 GiB uploads (PRODUCT.md §9): a crash never
+//! `kill -9` in the middle of 1 GiB uploads: a crash never
 //! leaves a partial blob visible, never corrupts metadata, and loses no
 //! acknowledged write. The 1 GiB is generated on the fly from a cheap
 //! position-addressable pattern and hashed while it is sent; it is never

@@ -1,4 +1,4 @@
-//! The data directory fills up (PRODUCT.md §9, §10): a 48 MiB tmpfs this
+//! The data directory fills up: a 48 MiB tmpfs this
 //! test mounts (as root, as the whole suite runs) is filled by pushes until
 //! blob writes fail, then by a filler file until SQLite's own writes fail.
 //! Every push the registry acknowledged must pull back — on the full disk,

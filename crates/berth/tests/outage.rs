@@ -1,4 +1,4 @@
-//! Backend outages under load (PRODUCT.md §10): PostgreSQL stopped and
+//! Backend outages under load: PostgreSQL stopped and
 //! started, Garage killed and restarted, while a client keeps pulling and
 //! pushing. This test runs its own PostgreSQL and Garage
 //! (`scripts/scale-out-services.sh start` on a private directory), since it
