@@ -1,0 +1,63 @@
+//! Repositories as the management API shows them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint;
+
+/// `GET /api/v1/repositories`: every repository's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListRepositories {}
+endpoint!(ListRepositories => Vec<String>, Get "/api/v1/repositories", ManageRead);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedRepository {
+    pub repository: String,
+    pub manifests_deleted: u64,
+}
+
+/// `DELETE /api/v1/repositories?repository=NAME`: the repository, its
+/// manifests and tags (blobs go when the collector finds them unused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteRepository {
+    pub repository: String,
+}
+endpoint!(DeleteRepository => DeletedRepository, Delete "/api/v1/repositories", Delete);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TagInfo {
+    pub name: String,
+    pub digest: String,
+    pub media_type: String,
+}
+
+/// `GET /api/v1/repositories/tags?repository=NAME`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListTags {
+    pub repository: String,
+}
+endpoint!(ListTags => Vec<TagInfo>, Get "/api/v1/repositories/tags", ManageRead);
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestInfo {
+    pub digest: String,
+    pub media_type: String,
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    pub size: u64,
+    pub tags: Vec<String>,
+    pub created_at: String,
+}
+
+/// `GET /api/v1/repositories/manifests?repository=NAME`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListManifests {
+    pub repository: String,
+}
+endpoint!(ListManifests => Vec<ManifestInfo>, Get "/api/v1/repositories/manifests", ManageRead);
