@@ -60,7 +60,7 @@ pub struct AppState {
     pub body_idle_timeout: std::time::Duration,
     pub network: Arc<network::NetworkPolicy>,
     /// Listeners and data hosts, for `berth show-endpoints`.
-    pub endpoints: Arc<serde_json::Value>,
+    pub endpoints: Arc<berth_manage::registry::Endpoints>,
     pub events: audit::EventSink,
     pub event_store: Arc<dyn berth_metadata::EventStore>,
     pub data: Arc<data::DataEndpoints>,

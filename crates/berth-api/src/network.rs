@@ -18,6 +18,7 @@ use berth_types::ErrorCode;
 use ipnet::IpNet;
 
 use crate::error::ApiError;
+use crate::manage::ManageError;
 use crate::AppState;
 
 /// Compare-and-set rounds before a change gives up.
@@ -99,16 +100,13 @@ impl NetworkPolicy {
         changer: Option<&Changer>,
         operation: &str,
         change: impl Fn(&mut NetworkSettings, &[Subnet]) -> Result<(), RuleError>,
-    ) -> Result<Arc<NetworkSettings>, ApiError> {
+    ) -> Result<Arc<NetworkSettings>, ManageError> {
         let _serial = self.updates.lock().await;
         let internal = ApiError::store;
         for _ in 0..CAS_ATTEMPTS {
             let (stored, before) = Self::stored(auth).await?;
             let mut after = before.clone();
-            change(&mut after, &self.subnets).map_err(|e| {
-                ApiError::new(ErrorCode::Unsupported, e.to_string())
-                    .with_status(http::StatusCode::BAD_REQUEST)
-            })?;
+            change(&mut after, &self.subnets)?;
             if let Some(changer) = changer.filter(|c| !c.force) {
                 changer.check(&before, &after, &self.subnets)?;
             }
@@ -137,11 +135,9 @@ impl NetworkPolicy {
                 return Ok(after);
             }
         }
-        Err(ApiError::new(
-            ErrorCode::Unsupported,
+        Err(ManageError::conflict(
             "the network rules kept changing under this update (other nodes are changing them too); try again",
-        )
-        .with_status(http::StatusCode::CONFLICT))
+        ))
     }
 
     /// The decision for `ip` on `endpoint`, without knowing the caller.
@@ -168,7 +164,7 @@ impl Changer {
         before: &NetworkSettings,
         after: &NetworkSettings,
         subnets: &[Subnet],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ManageError> {
         let decide = |s: &NetworkSettings| {
             evaluate(
                 s,
@@ -191,14 +187,12 @@ impl Changer {
         } else {
             "connect through a private endpoint instead".to_string()
         };
-        Err(ApiError::new(
-            ErrorCode::Denied,
+        Err(ManageError::conflict(
             format!(
                 "refused: this change would lock you out — your address {ip} (as this registry sees it, on the {} endpoint) would be denied ({}), and the management API is behind the same rules; {fix}, or repeat with --force (API: \"force\": true) to apply it anyway (recovery then needs 'berth recover' on the server host)",
                 self.endpoint, then.reason
             ),
-        )
-        .with_status(http::StatusCode::CONFLICT))
+        ))
     }
 }
 
@@ -305,9 +299,10 @@ mod tests {
         };
         let me = changer("203.0.113.7", Endpoint::Public);
         let err = me.check(&open, &deny, &[]).expect_err("lock-out refused");
-        assert_eq!(err.status, http::StatusCode::CONFLICT);
-        assert!(err.message.contains("203.0.113.7"), "{}", err.message);
-        assert!(err.message.contains("--force"), "{}", err.message);
+        assert_eq!(err.status(), http::StatusCode::CONFLICT);
+        assert_eq!(err.code(), "CONFLICT");
+        assert!(err.message().contains("203.0.113.7"), "{}", err.message());
+        assert!(err.message().contains("--force"), "{}", err.message());
 
         // With a rule for the address (or a range holding it) it is fine.
         let mut ruled = deny.clone();
@@ -327,6 +322,10 @@ mod tests {
             ..NetworkSettings::default()
         };
         let err = me.check(&open, &closed, &[]).expect_err("refused");
-        assert!(err.message.contains("private endpoint"), "{}", err.message);
+        assert!(
+            err.message().contains("private endpoint"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -5,14 +5,16 @@
 //! [`Principal`] through [`AuthService`] and asks it whether an action is
 //! allowed; nothing here knows about HTTP.
 
+mod explain;
 pub mod manage;
 pub mod model;
 pub mod secret;
 pub mod service;
 pub mod throttle;
 pub mod token;
+pub mod view;
 
-pub use model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Scope};
+pub use model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Role, Scope};
 pub use service::{AuthConfig, AuthService, RequestedScope, TokenPrincipal, TokenResponse};
 
 use berth_metadata::MetadataError;
@@ -51,6 +53,10 @@ pub enum AuthError {
     InvalidRequest(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// A management lookup by id or name found no identity (the message
+    /// says what was looked for).
+    #[error("{0}")]
+    IdentityNotFound(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -111,6 +117,7 @@ impl AuthError {
             },
             InvalidRequest(s) => InvalidRequest(s.clone()),
             NotFound(s) => NotFound(s.clone()),
+            IdentityNotFound(s) => IdentityNotFound(s.clone()),
             Conflict(s) => Conflict(s.clone()),
             Internal(s) => Internal(s.clone()),
             Store(_) => return None,
@@ -127,4 +134,20 @@ pub fn rfc3339(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string())
+}
+
+/// RFC 3339 with milliseconds, for events (`2026-12-01T10:00:00.250Z`).
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let seconds = rfc3339(unix_ms.div_euclid(1000));
+    match seconds.strip_suffix('Z') {
+        Some(base) => format!("{base}.{:03}Z", unix_ms.rem_euclid(1000)),
+        None => seconds,
+    }
+}
+
+/// An RFC 3339 time as unix milliseconds.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let at =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
 }

@@ -93,6 +93,15 @@ pub const TOKEN_ACTIONS: [&str; 5] = [
     "metadata/write",
 ];
 
+/// A role: a named set of permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: String,
+    pub description: String,
+    pub builtin: bool,
+    pub permissions: Vec<Permission>,
+}
+
 /// The built-in roles, in the order `berth role definition list` shows them.
 pub fn builtin_roles() -> Vec<(&'static str, &'static str, Vec<Permission>)> {
     use Permission::*;

@@ -12,7 +12,7 @@ use quick_cache::sync::Cache;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Scope};
+use crate::model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Role, Scope};
 use crate::throttle::Throttle;
 use crate::token::{AccessEntry, Claims, KeyRing, ISSUER};
 use crate::{rfc3339, secret, AuthError, REFRESH_TOKEN_USER};
@@ -568,7 +568,7 @@ impl AuthService {
         let Some(map) = self.store.scope_map(name).await? else {
             return Ok(Vec::new());
         };
-        let rules: Vec<crate::manage::ScopeRule> = serde_json::from_str(&map.rules_json)
+        let rules: Vec<berth_manage::tokens::ScopeRule> = serde_json::from_str(&map.rules_json)
             .map_err(|e| AuthError::Internal(format!("scope map '{name}' is unreadable: {e}")))?;
         let mut grants = Vec::new();
         for rule in rules {
@@ -576,7 +576,7 @@ impl AuthService {
                 continue;
             };
             for action in &rule.actions {
-                if let Some(permission) = Permission::from_token_action(action) {
+                if let Some(permission) = Permission::from_token_action(action.as_str()) {
                     grants.push(Grant {
                         permission,
                         scope: scope.clone(),
@@ -595,13 +595,13 @@ impl AuthService {
         let roles = self.roles().await?;
         let mut grants = Vec::new();
         for a in assignments {
-            let Some((_, _, permissions)) = roles.iter().find(|r| r.0 == a.role) else {
+            let Some(role) = roles.iter().find(|r| r.name == a.role) else {
                 continue;
             };
             let Ok(scope) = Scope::parse(&a.scope) else {
                 continue;
             };
-            grants.extend(permissions.iter().map(|p| Grant {
+            grants.extend(role.permissions.iter().map(|p| Grant {
                 permission: *p,
                 scope: scope.clone(),
             }));
@@ -609,23 +609,39 @@ impl AuthService {
         Ok(grants)
     }
 
-    /// Built-in and custom roles: (name, description, permissions).
-    pub async fn roles(&self) -> Result<Vec<(String, String, Vec<Permission>)>, AuthError> {
-        let mut roles: Vec<(String, String, Vec<Permission>)> = builtin_roles()
+    /// Built-in and custom roles. A custom role whose stored actions do not
+    /// parse is an error, not a role that silently grants nothing.
+    pub async fn roles(&self) -> Result<Vec<Role>, AuthError> {
+        let mut roles: Vec<Role> = builtin_roles()
             .into_iter()
-            .map(|(n, d, p)| (n.to_string(), d.to_string(), p))
+            .map(|(n, d, p)| Role {
+                name: n.to_string(),
+                description: d.to_string(),
+                builtin: true,
+                permissions: p,
+            })
             .collect();
         for custom in self.store.role_definitions().await? {
-            let actions: Vec<String> =
-                serde_json::from_str(&custom.actions_json).unwrap_or_default();
-            roles.push((
-                custom.name,
-                custom.description,
-                actions
-                    .iter()
-                    .filter_map(|a| Permission::parse(a))
-                    .collect(),
-            ));
+            let unreadable = |why: String| {
+                AuthError::Internal(format!(
+                    "custom role '{}' is unreadable: {why}",
+                    custom.name
+                ))
+            };
+            let actions: Vec<String> = serde_json::from_str(&custom.actions_json)
+                .map_err(|e| unreadable(e.to_string()))?;
+            let permissions = actions
+                .iter()
+                .map(|a| {
+                    Permission::parse(a).ok_or_else(|| unreadable(format!("unknown action '{a}'")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            roles.push(Role {
+                name: custom.name,
+                description: custom.description,
+                builtin: false,
+                permissions,
+            });
         }
         Ok(roles)
     }

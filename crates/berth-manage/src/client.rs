@@ -19,7 +19,9 @@ pub enum ClientError {
         code: String,
         message: String,
     },
-    #[error("the registry answered {verb} {path} with something that is not its contract ({detail})")]
+    #[error(
+        "the registry answered {verb} {path} with something that is not its contract ({detail})"
+    )]
     Unexpected {
         verb: &'static str,
         path: String,
@@ -95,10 +97,13 @@ impl ManageClient {
         } else {
             builder.json(request)
         };
-        let response = builder.send().await.map_err(|source| ClientError::Connect {
-            base: self.base.clone(),
-            source,
-        })?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|source| ClientError::Connect {
+                base: self.base.clone(),
+                source,
+            })?;
         let status = response.status().as_u16();
         let body = response
             .bytes()

@@ -231,7 +231,11 @@ mod tests {
     fn every_endpoint_is_listed_once_and_paths_are_well_formed() {
         let all = all();
         let routes: HashSet<_> = all.iter().map(|e| (e.verb, e.path)).collect();
-        assert_eq!(routes.len(), all.len(), "a (method, path) pair is listed twice");
+        assert_eq!(
+            routes.len(),
+            all.len(),
+            "a (method, path) pair is listed twice"
+        );
         let types: HashSet<_> = all.iter().map(|e| e.request).collect();
         assert_eq!(types.len(), all.len(), "a request type is listed twice");
         for e in &all {

@@ -144,6 +144,8 @@ pub trait AuthStore: Send + Sync + 'static {
         map: &ScopeMapRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError>;
+    /// Deletes the scope map unless a token uses it (checked in the same
+    /// statement); false if nothing was deleted.
     async fn delete_scope_map(
         &self,
         name: &str,

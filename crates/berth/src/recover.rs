@@ -136,7 +136,7 @@ async fn apply(
                 Ok(())
             })
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reset the network rules: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("cannot reset the network rules: {}", e.message()))?;
         println!("network rules: all removed, default action Allow");
         if !after.public_network_access {
             println!(
@@ -155,7 +155,7 @@ async fn apply(
                 n.add_ip_rule(&net.to_string()).map(|_| ())
             })
             .await
-            .map_err(|e| anyhow::anyhow!("cannot add a rule for {net}: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("cannot add a rule for {net}: {}", e.message()))?;
         ensure!(
             after.ip_rules.contains(&net),
             "the rule for {net} was not stored"
@@ -184,7 +184,7 @@ async fn apply(
                 },
             )
             .await
-            .map_err(|e| anyhow::anyhow!("cannot enable public network access: {}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("cannot enable public network access: {}", e.message()))?;
         println!("public network access: enabled");
         changed = true;
     }

@@ -16,7 +16,6 @@ use berth_auth::{AuthConfig, AuthService};
 use berth_metadata::EventStore;
 use berth_network::{parse_cidr, Endpoint, Subnet};
 use berth_registry::{Registry, RegistryConfig};
-use serde_json::json;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -159,17 +158,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("private endpoint '{}'", pe.name))?;
         listeners.push((listener, local, Endpoint::Private(pe.name.clone())));
     }
-    let endpoints = json!({
-        "dataEndpoints": config.data_endpoint.iter().map(|d| json!({
-            "region": d.region,
-            "host": d.host,
-        })).collect::<Vec<_>>(),
-        "loginServer": listeners.iter().find(|l| l.2 == Endpoint::Public).map(|l| l.1.to_string()),
-        "endpoints": listeners.iter().map(|(_, local, endpoint)| json!({
-            "endpoint": endpoint.to_string(),
-            "address": local.to_string(),
-        })).collect::<Vec<_>>(),
-    });
+    let endpoints = berth_manage::registry::Endpoints {
+        login_server: listeners
+            .iter()
+            .find(|l| l.2 == Endpoint::Public)
+            .map(|l| l.1.to_string()),
+        endpoints: listeners
+            .iter()
+            .map(|(_, local, endpoint)| berth_manage::registry::Listener {
+                endpoint: endpoint.to_string(),
+                address: local.to_string(),
+            })
+            .collect(),
+        data_endpoints: config
+            .data_endpoint
+            .iter()
+            .map(|d| berth_manage::registry::DataEndpoint {
+                region: d.region.clone(),
+                host: d.host.clone(),
+            })
+            .collect(),
+    };
     // On stdout, for people and for scripts waiting for the port: the
     // public endpoint's line comes first.
     for (_, local, endpoint) in &listeners {

@@ -348,7 +348,13 @@ impl AuthStore for $store {
     ) -> Result<bool, MetadataError> {
         Ok(self
             .logged(
-                sqlx::query("DELETE FROM scope_maps WHERE name = $1").bind(name),
+                // One statement, so no token can start using the map
+                // between the check and the delete.
+                sqlx::query(
+                    "DELETE FROM scope_maps WHERE name = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM identities WHERE kind = 'token' AND scope_map = $1)",
+                )
+                .bind(name),
                 activity,
             )
             .await?

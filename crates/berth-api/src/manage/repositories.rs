@@ -1,0 +1,128 @@
+//! Repositories, their tags and manifests, and the garbage collector.
+
+use berth_manage::gc::*;
+use berth_manage::repositories::*;
+use berth_manage::ManageCode;
+use berth_types::{Reference, RepositoryName};
+
+use super::{DeleteContent, ManageError, ManageRead, ManageWrite, Routes};
+use crate::AppState;
+
+type Result<T> = std::result::Result<T, ManageError>;
+
+pub(super) fn routes(r: Routes) -> Routes {
+    r.serve(list_repositories)
+        .serve(delete_repository)
+        .serve(list_tags)
+        .serve(list_manifests)
+        .serve(gc_status)
+        .serve(gc_run)
+}
+
+fn repository(name: &str) -> Result<RepositoryName> {
+    if name.is_empty() {
+        return Err(ManageError::validation(
+            "the 'repository' query parameter is required",
+        ));
+    }
+    Ok(name.parse()?)
+}
+
+async fn list_repositories(s: AppState, _: ManageRead, _: ListRepositories) -> Result<Vec<String>> {
+    Ok(s.registry.catalog(u32::MAX, None).await?)
+}
+
+async fn delete_repository(
+    s: AppState,
+    _: DeleteContent,
+    r: DeleteRepository,
+) -> Result<DeletedRepository> {
+    let repo = repository(&r.repository)?;
+    let deleted = s.registry.delete_repository(&repo).await?;
+    Ok(DeletedRepository {
+        repository: repo.as_str().to_string(),
+        manifests_deleted: deleted,
+    })
+}
+
+async fn list_tags(s: AppState, _: ManageRead, r: ListTags) -> Result<Vec<TagInfo>> {
+    let repo = repository(&r.repository)?;
+    let mut out = Vec::new();
+    for tag in s.registry.list_tags(&repo, u32::MAX, None).await? {
+        let reference: Reference = tag.parse()?;
+        let manifest = s.registry.get_manifest(&repo, &reference, &[]).await?;
+        out.push(TagInfo {
+            name: tag,
+            digest: manifest.digest.to_string(),
+            media_type: manifest.media_type,
+        });
+    }
+    Ok(out)
+}
+
+async fn list_manifests(s: AppState, _: ManageRead, r: ListManifests) -> Result<Vec<ManifestInfo>> {
+    let repo = repository(&r.repository)?;
+    Ok(s.registry
+        .list_manifests(&repo)
+        .await?
+        .into_iter()
+        .map(|m| ManifestInfo {
+            digest: m.digest.to_string(),
+            media_type: m.media_type,
+            artifact_type: m.artifact_type,
+            size: m.size,
+            tags: m.tags,
+            created_at: berth_auth::rfc3339(m.created_at),
+        })
+        .collect())
+}
+
+fn gc_run_view(r: &berth_metadata::GcRunRecord) -> GcRun {
+    GcRun {
+        id: r.id,
+        node: r.holder.clone(),
+        state: r.state.clone(),
+        started_at: berth_auth::rfc3339(r.started_at / 1000),
+        finished_at: r.finished_at.map(|t| berth_auth::rfc3339(t / 1000)),
+        duration_ms: r.finished_at.map(|t| t - r.started_at),
+        examined: r.examined,
+        blobs_deleted: r.blobs_deleted,
+        bytes_reclaimed: r.bytes_reclaimed,
+        uploads_purged: r.uploads_purged,
+        storage_requests: r.storage_requests,
+        error: r.error.clone(),
+    }
+}
+
+/// The collector's queue and its latest runs, on any node.
+async fn gc_status(s: AppState, _: ManageRead, _: GetGcStatus) -> Result<GcStatus> {
+    let metadata = s.registry.metadata();
+    Ok(GcStatus {
+        queued_candidates: metadata.gc_queue_length().await?,
+        grace_seconds: s.registry.config().gc_grace.as_secs(),
+        runs: metadata
+            .gc_runs(10)
+            .await?
+            .iter()
+            .map(gc_run_view)
+            .collect(),
+    })
+}
+
+/// A collection pass now, on this node.
+async fn gc_run(s: AppState, _: ManageWrite, _: RunGc) -> Result<GcReport> {
+    let report = s.registry.collect_garbage().await?;
+    if report.skipped {
+        return Err(ManageError::new(
+            ManageCode::Conflict,
+            "another node is collecting garbage right now; see `berth gc status`",
+        ));
+    }
+    Ok(GcReport {
+        examined: report.examined,
+        blobs_deleted: report.blobs_deleted,
+        bytes_reclaimed: report.bytes_reclaimed,
+        uploads_purged: report.uploads_purged,
+        storage_requests: report.storage_requests,
+    })
+}
