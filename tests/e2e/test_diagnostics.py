@@ -599,7 +599,7 @@ def test_wrong_secret(diag, env, puller, tmp_path):
     deadline = time.time() + 10
     while True:
         events = diag.api("GET", "/logs/login", params={"failed": "true", "limit": "1000"})
-        if any(e["CorrelationId"] == m.group(1) and e["ResultType"] == 401 for e in events):
+        if any(e["correlationId"] == m.group(1) and e["resultType"] == 401 for e in events):
             break
         assert time.time() < deadline, f"no failed login event with correlation id {m.group(1)}"
         time.sleep(0.2)

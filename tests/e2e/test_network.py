@@ -24,6 +24,7 @@ appear only as ``X-Forwarded-For`` header strings.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gzip
 import io
 import json
@@ -91,6 +92,8 @@ LOGIN_EVENT_FIELDS = {
     "CorrelationId",
     "JwtId",
 }
+# The management API's names for the same fields: camelCase.
+API_LOGIN_EVENT_FIELDS = {f[0].lower() + f[1:] for f in LOGIN_EVENT_FIELDS}
 REPOSITORY_EVENT_FIELDS = {
     "TimeGenerated",
     "LoginServer",
@@ -109,6 +112,7 @@ REPOSITORY_EVENT_FIELDS = {
     "DurationMs",
     "CorrelationId",
 }
+API_REPOSITORY_EVENT_FIELDS = {f[0].lower() + f[1:] for f in REPOSITORY_EVENT_FIELDS}
 
 
 def no_rule_matches(ip_rules: int, subnet_rules: int) -> str:
@@ -228,25 +232,36 @@ def assert_ok(r: requests.Response, status: int = 200) -> requests.Response:
     return r
 
 
+def rfc3339_ms(ms: int) -> str:
+    """Unix milliseconds as the management API's RFC 3339 time."""
+    at = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def ms_of(text: str) -> int:
+    """An RFC 3339 time from the management API as unix milliseconds."""
+    return round(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
 def login_events(server: BerthServer, since_ms: int, failed: bool = False) -> list[dict]:
-    params = {"since": since_ms, "limit": 10000}
+    params = {"since": rfc3339_ms(since_ms), "limit": 10000}
     if failed:
         params["failed"] = "true"
     return server.api("GET", "/logs/login", params=params)
 
 
 def wait_login_event(server: BerthServer, cid: str, since_ms: int, failed: bool = False) -> dict:
-    """The login event with CorrelationId ``cid`` (polled: events are stored in batches)."""
+    """The login event with correlation id ``cid`` (polled: events are stored in batches)."""
     deadline = time.monotonic() + EVENT_TIMEOUT
     while True:
-        found = [e for e in login_events(server, since_ms - 1000, failed) if e.get("CorrelationId") == cid]
+        found = [e for e in login_events(server, since_ms - 1000, failed) if e.get("correlationId") == cid]
         if found:
             assert len(found) == 1, found
-            assert LOGIN_EVENT_FIELDS <= set(found[0]), found[0]
+            assert API_LOGIN_EVENT_FIELDS <= set(found[0]), found[0]
             return found[0]
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"no login event{' (failed=true)' if failed else ''} with CorrelationId {cid} after {EVENT_TIMEOUT}s"
+                f"no login event{' (failed=true)' if failed else ''} with correlation id {cid} after {EVENT_TIMEOUT}s"
             )
         time.sleep(0.2)
 
@@ -255,20 +270,20 @@ def assert_denial_logged(server: BerthServer, r: requests.Response, ip: str, rea
     """``assert_denied`` + the denial is a failed login event with the same correlation id."""
     cid = assert_denied(r, ip, reason)
     event = wait_login_event(server, cid, since_ms, failed=True)
-    assert event["ResultType"] == 403, event
-    assert event["CallerIpAddress"] == ip, event
-    assert event["ResultDescription"] == denial_message(ip, reason), event
-    assert event["LoginServer"] == urllib.parse.urlsplit(r.url).netloc, event
-    assert event["TimeGenerated"] >= since_ms - 1000, event
+    assert event["resultType"] == 403, event
+    assert event["callerIpAddress"] == ip, event
+    assert event["resultDescription"] == denial_message(ip, reason), event
+    assert event["loginServer"] == urllib.parse.urlsplit(r.url).netloc, event
+    assert ms_of(event["timeGenerated"]) >= since_ms - 1000, event
     return event
 
 
 def assert_login_logged(server: BerthServer, r: requests.Response, ip: str, since_ms: int, identity: str = "'owner'"):
     """A request with Basic credentials that got through: a login event with status 200 from ``ip``."""
     event = wait_login_event(server, correlation_id(r), since_ms)
-    assert event["ResultType"] == 200, event
-    assert event["CallerIpAddress"] == ip, event
-    assert identity in event["Identity"], event
+    assert event["resultType"] == 200, event
+    assert event["callerIpAddress"] == ip, event
+    assert identity in event["identity"], event
     return event
 
 
@@ -501,9 +516,9 @@ def test_default_deny_with_an_ip_rule(net, net_images, net_skopeo):
 
     # `berth logs login --failed -o json` lists the denial with the same correlation id.
     logged = json.loads(net.cli("logs", "login", "--failed", "--since", "1h", "-o", "json", "--limit", "1000").stdout)
-    (cli_event,) = [e for e in logged if e["CorrelationId"] == event["CorrelationId"]]
-    assert cli_event["ResultType"] == 403 and cli_event["CallerIpAddress"] == OTHER_IP, cli_event
-    assert cli_event["ResultDescription"] == denial_message(OTHER_IP, reason), cli_event
+    (cli_event,) = [e for e in logged if e["correlationId"] == event["correlationId"]]
+    assert cli_event["resultType"] == 403 and cli_event["callerIpAddress"] == OTHER_IP, cli_event
+    assert cli_event["resultDescription"] == denial_message(OTHER_IP, reason), cli_event
 
     # Real client: skopeo from the allowed address reads the manifest; from another one it is refused.
     ref = f"{net_images.app}:v1"
@@ -697,7 +712,7 @@ def test_trusted_service_bypasses_rules_over_http(net, net_images, trusted_sps):
         # Another SP from the same address is refused, at the registry and at the token service.
         r = get_manifest(net.session(source, other.creds), net.host, net_images.app, "v1")
         event = assert_denial_logged(net, r, source, reason, since)
-        assert other.id in event["Identity"], f"the denial should name the SP that was identified: {event}"
+        assert other.id in event["identity"], f"the denial should name the SP that was identified: {event}"
         assert_denied(bearer_token(net, net.session(source, creds=None), other.creds, net_images.app), source, reason)
         # An anonymous request cannot use the bypass yet: it gets the challenge
         # (naming the denial) so that a trusted service can authenticate.
@@ -962,10 +977,11 @@ def test_data_endpoint_url_expires(berth_servers):
 # --------------------------------------------------------------------------
 
 
-def api_error(r: requests.Response, status: int) -> str:
+def api_error(r: requests.Response, status: int, code: str) -> str:
+    """A refused management request: its status, its management error code, its message."""
     assert r.status_code == status, f"{r.request.method} {r.url} {r.request.body!r} -> {r.status_code} {r.text}"
     errors = r.json()["errors"]
-    assert len(errors) == 1 and errors[0]["code"] and errors[0]["message"], r.text
+    assert len(errors) == 1 and errors[0]["code"] == code and errors[0]["message"], r.text
     return errors[0]["message"]
 
 
@@ -980,30 +996,31 @@ def test_rule_validation_limits_and_activity(net):
     def unchanged():
         assert net.api("GET", "/network") == baseline
 
-    msg = api_error(s.post(rules_url, json={"ipAddress": "300.1.1.1"}, timeout=HTTP_TIMEOUT), 400)
+    msg = api_error(s.post(rules_url, json={"ipAddress": "300.1.1.1"}, timeout=HTTP_TIMEOUT), 400, "VALIDATION")
     assert msg == "'300.1.1.1' is not an IPv4 or IPv6 address or CIDR range (e.g. 203.0.113.0/24, 2001:db8::/48)"
     unchanged()
-    msg = api_error(s.post(rules_url, json={"ipAddress": "10.0.0.0/33"}, timeout=HTTP_TIMEOUT), 400)
+    msg = api_error(s.post(rules_url, json={"ipAddress": "10.0.0.0/33"}, timeout=HTTP_TIMEOUT), 400, "VALIDATION")
     assert "'10.0.0.0/33' is not an IPv4 or IPv6 address or CIDR range" in msg
     unchanged()
     res = net.cli_fail("network-rule", "add", "--ip-address", "300.1.1.1")
     assert "'300.1.1.1' is not an IPv4 or IPv6 address or CIDR range" in output(res), output(res)
     unchanged()
     for dup in (f"{ALLOWED_IP}/32", ALLOWED_IP):  # a bare address is the same host route
-        msg = api_error(s.post(rules_url, json={"ipAddress": dup}, timeout=HTTP_TIMEOUT), 400)
+        msg = api_error(s.post(rules_url, json={"ipAddress": dup}, timeout=HTTP_TIMEOUT), 409, "CONFLICT")
         assert msg == f"the rule set already has an IP rule for {ALLOWED_IP}/32", msg
         unchanged()
-    msg = api_error(s.post(rules_url, json={"subnet": "nope"}, timeout=HTTP_TIMEOUT), 400)
+    msg = api_error(s.post(rules_url, json={"subnet": "nope"}, timeout=HTTP_TIMEOUT), 400, "VALIDATION")
     assert msg == "subnet 'nope' is not declared in the configuration ([[subnet]] name = \"nope\")", msg
-    msg = api_error(s.post(rules_url, json={"ipAddress": "10.0.0.1", "subnet": "build"}, timeout=HTTP_TIMEOUT), 400)
+    msg = api_error(s.post(rules_url, json={"ipAddress": "10.0.0.1", "subnet": "build"}, timeout=HTTP_TIMEOUT), 400, "VALIDATION")
     assert "exactly one of" in msg, msg
-    msg = api_error(s.delete(rules_url, params={"ipAddress": "192.0.2.0/24"}, timeout=HTTP_TIMEOUT), 400)
+    msg = api_error(s.delete(rules_url, params={"ipAddress": "192.0.2.0/24"}, timeout=HTTP_TIMEOUT), 404, "NOT_FOUND")
     assert msg == "there is no rule for 192.0.2.0/24", msg
     msg = api_error(
         s.patch(f"http://{net.admin_host}/api/v1/network", json={"publicNetworkAccess": "Off"}, timeout=HTTP_TIMEOUT),
         400,
+        "VALIDATION",
     )
-    assert "must be Enabled or Disabled" in msg, msg
+    assert "expected `Enabled` or `Disabled`" in msg, msg
     unchanged()
 
     # Up to 100 IP rules; the 101st is refused and the set stays at 100.
@@ -1012,12 +1029,12 @@ def test_rule_validation_limits_and_activity(net):
         net.api("POST", "/network/rules", {"ipAddress": cidr})
     full = net.api("GET", "/network")
     assert len(full["networkRuleSet"]["ipRules"]) == 100, full
-    msg = api_error(s.post(rules_url, json={"ipAddress": "172.16.0.0/12"}, timeout=HTTP_TIMEOUT), 400)
+    msg = api_error(s.post(rules_url, json={"ipAddress": "172.16.0.0/12"}, timeout=HTTP_TIMEOUT), 422, "LIMIT_EXCEEDED")
     assert msg == "the rule set already has 100 IP rules, the limit", msg
     assert net.api("GET", "/network") == full
 
     # Every successful change is in the activity log with before and after; no refused one is.
-    activity = [a for a in net.api("GET", "/activity", params={"since": since_s}) if a["target"] == "networkRuleSet"]
+    activity = [a for a in net.api("GET", "/activity", params={"since": rfc3339_ms(since_s * 1000)}) if a["target"] == "networkRuleSet"]
     adds = [a for a in activity if a["operation"] == "add network rule"]
     assert len(adds) == 100, [a["after"]["ipRules"][-1:] for a in adds]
     for a in adds:
@@ -1232,14 +1249,18 @@ def test_jsonl_event_sink(net, net_images, net_skopeo, tmp_path):
         e["ResultType"] == 200 and "skopeo" in e["UserAgent"] and e["TimeGenerated"] >= since - 1000 for e in logins
     ), "no successful skopeo login event"
 
-    # The same repository events over the management API (and the CLI).
+    # The same repository events over the management API (and the CLI), in
+    # the API's casing (camelCase, RFC 3339 times).
     api_events = net.api("GET", "/logs/repository", params={"repository": repo})
-    assert {(e["OperationName"], e["CorrelationId"]) for e in api_events} >= {
+    assert {(e["operationName"], e["correlationId"]) for e in api_events} >= {
         ("Push", push["CorrelationId"]),
         ("Pull", pull["CorrelationId"]),
     }, api_events
+    for e in api_events:
+        assert API_REPOSITORY_EVENT_FIELDS <= set(e), e
+        assert ms_of(e["timeGenerated"]) >= since - 1000, e
     cli_events = json.loads(net.cli("logs", "repository", "--repository", repo, "-o", "json").stdout)
-    assert {e["CorrelationId"] for e in cli_events} >= {push["CorrelationId"], pull["CorrelationId"]}
+    assert {e["correlationId"] for e in cli_events} >= {push["CorrelationId"], pull["CorrelationId"]}
 
 
 # --------------------------------------------------------------------------

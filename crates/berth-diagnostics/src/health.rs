@@ -6,7 +6,6 @@ use std::net::IpAddr;
 
 use http::{Method, Uri};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::credentials::Credentials;
 use crate::pull::{CredentialSource, ImageRef, PullCheck};
@@ -244,7 +243,7 @@ impl HealthCheck {
             ),
         }
 
-        let mut endpoints = Value::Null;
+        let mut endpoints = berth_manage::registry::Endpoints::default();
         // Data endpoints are checked only when the registry uses them.
         let mut data_enabled = true;
         if let Some(c) = &self.credentials {
@@ -332,10 +331,10 @@ impl HealthCheck {
             .await
             {
                 if r.status == 200 {
-                    data_enabled = serde_json::from_slice::<Value>(&r.body)
-                        .ok()
-                        .and_then(|v| v["dataEndpointEnabled"].as_bool())
-                        .unwrap_or(true);
+                    data_enabled =
+                        serde_json::from_slice::<berth_manage::network::NetworkSettings>(&r.body)
+                            .map(|n| n.data_endpoint_enabled)
+                            .unwrap_or(true);
                 }
             }
             let endpoints_uri: Uri = format!("{}/api/v1/endpoints", self.base())
@@ -351,20 +350,17 @@ impl HealthCheck {
             .await
             {
                 if r.status == 200 {
-                    endpoints = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                    endpoints = serde_json::from_slice(&r.body).unwrap_or_default();
                 }
             }
         }
 
         // Data endpoints: each must resolve and answer.
-        let mut data_hosts: Vec<String> = endpoints["dataEndpoints"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d["host"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut data_hosts: Vec<String> = endpoints
+            .data_endpoints
+            .iter()
+            .map(|d| d.host.clone())
+            .collect();
         if !data_enabled && !data_hosts.is_empty() {
             emit!(
                 "data endpoints",
@@ -412,27 +408,19 @@ impl HealthCheck {
         }
 
         if self.expect_private_ip {
-            let private: Vec<IpAddr> = endpoints["endpoints"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|e| {
-                            e["endpoint"]
-                                .as_str()
-                                .is_some_and(|s| s.starts_with("private:"))
-                        })
-                        .filter_map(|e| {
-                            e["address"]
-                                .as_str()?
-                                .rsplit_once(':')?
-                                .0
-                                .trim_matches(['[', ']'])
-                                .parse()
-                                .ok()
-                        })
-                        .collect()
+            let private: Vec<IpAddr> = endpoints
+                .endpoints
+                .iter()
+                .filter(|e| e.endpoint.starts_with("private:"))
+                .filter_map(|e| {
+                    e.address
+                        .rsplit_once(':')?
+                        .0
+                        .trim_matches(['[', ']'])
+                        .parse()
+                        .ok()
                 })
-                .unwrap_or_default();
+                .collect();
             if private.is_empty() {
                 emit!(
                     "private dns",

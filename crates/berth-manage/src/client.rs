@@ -13,7 +13,7 @@ pub enum ClientError {
         source: reqwest::Error,
     },
     /// The server refused the request; `code` is its error code.
-    #[error("{status}: {code}: {message}")]
+    #[error("{}: {code}: {message}", status_line(*status))]
     Refused {
         status: u16,
         code: String,
@@ -27,6 +27,15 @@ pub enum ClientError {
         path: String,
         detail: String,
     },
+}
+
+/// `409 Conflict`.
+fn status_line(status: u16) -> String {
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    format!("{status} {reason}").trim_end().to_string()
 }
 
 impl ClientError {

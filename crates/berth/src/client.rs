@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use base64::Engine;
+use berth_manage::client::{ClientError, ManageClient};
+use berth_manage::Endpoint;
 use serde_json::Value;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -96,6 +98,7 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     credentials: Option<(String, String)>,
+    manage: ManageClient,
 }
 
 impl Client {
@@ -118,6 +121,7 @@ impl Client {
             .build()
             .context("cannot create an HTTP client")?;
         Ok(Client {
+            manage: ManageClient::new(&base, http.clone(), credentials.clone()),
             base,
             http,
             credentials,
@@ -128,67 +132,18 @@ impl Client {
         &self.base
     }
 
-    /// Sends a request to `path` (with an optional JSON body) and returns
-    /// the JSON answer; a failure carries the server's message.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url);
-        if let Some((u, p)) = &self.credentials {
-            request = request.basic_auth(u, Some(p));
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the registry at {}", self.base))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            if text.trim().is_empty() {
-                return Ok(Value::Null);
+    /// Sends a management request (a type of the contract) and returns its
+    /// typed answer; a refusal carries the server's code and message.
+    pub async fn send<E: Endpoint>(&self, request: &E) -> anyhow::Result<E::Response> {
+        self.manage.send(request).await.map_err(|e| {
+            let hint = matches!(e, ClientError::Refused { status: 401, .. })
+                && self.credentials.is_none();
+            if hint {
+                anyhow::anyhow!("{e}\nhint: pass --username/--password, set BERTH_USERNAME/BERTH_PASSWORD, or run 'berth login'")
+            } else {
+                anyhow::Error::new(e)
             }
-            return serde_json::from_str(&text).with_context(|| {
-                format!("the registry answered {method} {path} with invalid JSON")
-            });
-        }
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                let e = v.get("errors")?.get(0)?.clone();
-                Some(format!(
-                    "{}: {}",
-                    e.get("code")?.as_str()?,
-                    e.get("message")?.as_str()?
-                ))
-            })
-            .unwrap_or(text);
-        if status == reqwest::StatusCode::UNAUTHORIZED && self.credentials.is_none() {
-            bail!("{status}: {message}\nhint: pass --username/--password, set BERTH_USERNAME/BERTH_PASSWORD, or run 'berth login'");
-        }
-        bail!("{status}: {message}")
-    }
-
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    pub async fn patch(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::PATCH, path, Some(body)).await
-    }
-
-    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::DELETE, path, None).await
+        })
     }
 
     /// Checks credentials against `/v2/` with Basic auth.
@@ -214,27 +169,14 @@ impl Client {
     }
 }
 
-/// Percent-encodes a query value.
-pub fn query_value(v: &str) -> String {
-    // Unreserved characters and '/' (repository names) stay as they are.
-    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~')
-        .remove(b'/');
-    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn hosts_and_query_values() {
+    fn hosts() {
         assert_eq!(registry_host("http://127.0.0.1:5000/"), "127.0.0.1:5000");
         assert_eq!(registry_host("https://r.example/v2"), "r.example");
         assert_eq!(registry_host("r:5000"), "r:5000");
-        assert_eq!(query_value("app/web x"), "app/web%20x");
     }
 }

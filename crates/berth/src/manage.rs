@@ -5,7 +5,9 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::client::{query_value, registry_host, store_credentials, Client, Connection};
+use berth_manage::{explain, gc, identities, logs, network, registry, repositories, roles, tokens};
+
+use crate::client::{registry_host, store_credentials, Client, Connection};
 use crate::output::{print, print_secret, Column, Format};
 
 #[derive(Debug, Args)]
@@ -429,6 +431,16 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `--since 24h` as the RFC 3339 time the API takes.
+fn since_time(since: &str) -> anyhow::Result<String> {
+    Ok(berth_auth::rfc3339(now() - duration_seconds(since)?))
+}
+
+/// A typed answer as JSON, for the table printer and `-o json`.
+fn json_of(value: impl serde::Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 pub async fn login(args: &ClientArgs, login: &LoginArgs) -> anyhow::Result<()> {
     let mut connection = args.connection.clone();
     if login.password_stdin {
@@ -454,16 +466,23 @@ pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<
     let client = Client::new(&args.connection)?;
     let enabled = matches!(command, AdminCommand::Enable);
     let answer = client
-        .patch("/api/v1/registry", json!({ "adminUserEnabled": enabled }))
+        .send(&registry::UpdateRegistry {
+            admin_user_enabled: Some(enabled),
+            ..Default::default()
+        })
         .await?;
-    if let Some(passwords) = answer.get("adminPasswords") {
+    if !answer.admin_passwords.is_empty() {
+        let username = client
+            .send(&registry::GetAdminCredentials {})
+            .await?
+            .username;
         print_secret(
-            "The admin user 'berth' was created with these passwords:",
-            passwords,
+            &format!("The admin user '{username}' was created with these passwords:"),
+            &json_of(&answer.admin_passwords),
             args.output,
         );
     } else if args.output == Format::Json {
-        print(&answer, &[], args.output);
+        print(&json_of(&answer), &[], args.output);
     } else {
         println!(
             "admin user {}",
@@ -477,30 +496,31 @@ pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyho
     let client = Client::new(&args.connection)?;
     match command {
         CredentialCommand::Show => {
-            let answer = client.get("/api/v1/admin/credentials").await?;
+            let answer = client.send(&registry::GetAdminCredentials {}).await?;
             if args.output == Format::Json {
-                print(&answer, &[], args.output);
+                print(&json_of(&answer), &[], args.output);
             } else {
                 println!(
                     "username: {}  (admin user {})",
-                    answer["username"].as_str().unwrap_or(""),
-                    if answer["enabled"] == json!(true) {
+                    answer.username,
+                    if answer.enabled {
                         "enabled"
                     } else {
                         "disabled"
                     }
                 );
-                print(&answer["passwords"], CREDENTIAL, args.output);
+                print(&json_of(&answer.passwords), CREDENTIAL, args.output);
             }
         }
         CredentialCommand::Renew { password_name } => {
+            let password_name = match password_name.as_str() {
+                "password2" => registry::PasswordName::Password2,
+                _ => registry::PasswordName::Password,
+            };
             let secret = client
-                .post(
-                    "/api/v1/admin/credentials/renew",
-                    json!({ "passwordName": password_name }),
-                )
+                .send(&registry::RenewAdminPassword { password_name })
                 .await?;
-            print_secret("New admin password:", &json!([secret]), args.output);
+            print_secret("New admin password:", &json_of([secret]), args.output);
         }
     }
     Ok(())
@@ -510,10 +530,8 @@ pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<
     let client = Client::new(&args.connection)?;
     match command {
         OwnerCommand::RotatePassword => {
-            let secret = client
-                .post("/api/v1/owner/credentials/renew", json!({}))
-                .await?;
-            print_secret("New owner password:", &json!([secret]), args.output);
+            let secret = client.send(&registry::RenewOwnerPassword {}).await?;
+            print_secret("New owner password:", &json_of([secret]), args.output);
             // This is a remote client: the server's files are out of reach.
             eprintln!(
                 "note: the server's <data>/initial-owner-password file is not updated and still holds an earlier password; \
@@ -521,10 +539,12 @@ pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<
             );
         }
         OwnerCommand::RotateSigningKey => {
-            let answer = client
-                .post("/api/v1/signing-keys/rotate", json!({}))
-                .await?;
-            print(&answer, &[("NEW SIGNING KEY", "/kid")], args.output);
+            let answer = client.send(&registry::RotateSigningKey {}).await?;
+            print(
+                &json_of(answer),
+                &[("NEW SIGNING KEY", "/kid")],
+                args.output,
+            );
         }
     }
     Ok(())
@@ -541,40 +561,39 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
             end_date,
         } => {
             let created = client
-                .post(
-                    "/api/v1/service-principals",
-                    json!({ "name": name, "role": role, "scope": scope, "years": years, "endDate": end_date }),
-                )
+                .send(&identities::CreateServicePrincipal {
+                    name: name.clone(),
+                    role: role.clone(),
+                    scope: scope.clone(),
+                    years: Some(*years),
+                    end_date: end_date.clone(),
+                })
                 .await?;
             if args.output == Format::Json {
-                print(&created, &[], args.output);
+                print(&json_of(&created), &[], args.output);
             } else {
-                println!(
-                    "app id: {}",
-                    created["identity"]["id"].as_str().unwrap_or("")
-                );
-                print_secret("secret:", &created["secrets"], args.output);
+                println!("app id: {}", created.identity.id);
+                print_secret("secret:", &json_of(&created.secrets), args.output);
             }
         }
         SpCommand::List => print(
-            &client.get("/api/v1/service-principals").await?,
+            &json_of(client.send(&identities::ListServicePrincipals {}).await?),
             IDENTITY,
             args.output,
         ),
         SpCommand::Delete { id } => {
             client
-                .delete(&format!("/api/v1/service-principals/{}", query_value(id)))
+                .send(&identities::DeleteServicePrincipal { id: id.clone() })
                 .await?;
             println!("deleted service principal {id}");
         }
         SpCommand::Credential { command } => match command {
             SpCredentialCommand::List { id } => print(
-                &client
-                    .get(&format!(
-                        "/api/v1/service-principals/{}/credentials",
-                        query_value(id)
-                    ))
-                    .await?,
+                &json_of(
+                    client
+                        .send(&identities::ListServicePrincipalCredentials { id: id.clone() })
+                        .await?,
+                ),
                 CREDENTIAL,
                 args.output,
             ),
@@ -584,35 +603,44 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
                 end_date,
             } => {
                 let secret = client
-                    .post(
-                        &format!(
-                            "/api/v1/service-principals/{}/credentials/reset",
-                            query_value(id)
-                        ),
-                        json!({ "years": years, "endDate": end_date }),
-                    )
+                    .send(&identities::ResetServicePrincipalSecret {
+                        id: id.clone(),
+                        years: Some(*years),
+                        end_date: end_date.clone(),
+                    })
                     .await?;
-                print_secret("New secret:", &json!([secret]), args.output);
+                print_secret("New secret:", &json_of([secret]), args.output);
             }
         },
     }
     Ok(())
 }
 
-fn scope_rules(repositories: &[String]) -> anyhow::Result<Value> {
+fn scope_rules(repositories: &[String]) -> anyhow::Result<Vec<tokens::ScopeRule>> {
     let mut rules = Vec::new();
     for r in repositories {
         let Some((repo, actions)) = r.split_once('=') else {
             bail!("--repository '{r}' must be REPOSITORY=ACTION[,ACTION...], e.g. app/web=content/read,content/write");
         };
-        let actions: Vec<&str> = actions
+        let actions = actions
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
-            .collect();
-        rules.push(json!({ "repository": repo, "actions": actions }));
+            .map(|a| {
+                tokens::ScopeAction::parse(a).with_context(|| {
+                    format!(
+                        "action '{a}' is not a scope-map action; use {}",
+                        tokens::ScopeAction::ALL.map(|a| a.as_str()).join(", ")
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        rules.push(tokens::ScopeRule {
+            repository: repo.to_string(),
+            actions,
+        });
     }
-    Ok(Value::Array(rules))
+    Ok(rules)
 }
 
 const SCOPE_MAP: &[Column] = &[
@@ -624,41 +652,35 @@ const SCOPE_MAP: &[Column] = &[
 
 pub async fn scope_map(args: &ClientArgs, command: &ScopeMapCommand) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
-    match command {
-        ScopeMapCommand::Create(m) => {
-            let body = json!({ "name": m.name, "description": m.description, "rules": scope_rules(&m.repositories)? });
-            print(
-                &client.post("/api/v1/scope-maps", body).await?,
-                SCOPE_MAP,
-                args.output,
-            );
-        }
-        ScopeMapCommand::Update(m) => {
-            let body =
-                json!({ "description": m.description, "rules": scope_rules(&m.repositories)? });
-            print(
-                &client
-                    .patch(
-                        &format!("/api/v1/scope-maps/{}", query_value(&m.name)),
-                        body,
-                    )
-                    .await?,
-                SCOPE_MAP,
-                args.output,
-            );
-        }
-        ScopeMapCommand::List => print(
-            &client.get("/api/v1/scope-maps").await?,
-            SCOPE_MAP,
-            args.output,
+    let answer = match command {
+        ScopeMapCommand::Create(m) => json_of(
+            client
+                .send(&tokens::CreateScopeMap {
+                    name: m.name.clone(),
+                    description: m.description.clone(),
+                    rules: scope_rules(&m.repositories)?,
+                })
+                .await?,
         ),
+        ScopeMapCommand::Update(m) => json_of(
+            client
+                .send(&tokens::UpdateScopeMap {
+                    name: m.name.clone(),
+                    description: m.description.clone(),
+                    rules: scope_rules(&m.repositories)?,
+                })
+                .await?,
+        ),
+        ScopeMapCommand::List => json_of(client.send(&tokens::ListScopeMaps {}).await?),
         ScopeMapCommand::Delete { name } => {
             client
-                .delete(&format!("/api/v1/scope-maps/{}", query_value(name)))
+                .send(&tokens::DeleteScopeMap { name: name.clone() })
                 .await?;
             println!("deleted scope map {name}");
+            return Ok(());
         }
-    }
+    };
+    print(&answer, SCOPE_MAP, args.output);
     Ok(())
 }
 
@@ -672,39 +694,45 @@ pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<
             expiration_in_days,
         } => {
             let created = client
-                .post(
-                    "/api/v1/tokens",
-                    json!({ "name": name, "scopeMap": scope_map, "enabled": !disabled, "expiryDays": expiration_in_days }),
-                )
+                .send(&tokens::CreateToken {
+                    name: name.clone(),
+                    scope_map: scope_map.clone(),
+                    enabled: !disabled,
+                    expiry_days: *expiration_in_days,
+                })
                 .await?;
             if args.output == Format::Json {
-                print(&created, &[], args.output);
+                print(&json_of(&created), &[], args.output);
             } else {
                 println!("token {name} created (log in with user name '{name}')");
-                print_secret("passwords:", &created["secrets"], args.output);
+                print_secret("passwords:", &json_of(&created.secrets), args.output);
             }
         }
         TokenCommand::Update {
             name,
             status,
             scope_map,
-        } => {
-            let body = json!({
-                "enabled": status.as_deref().map(|s| s == "enabled"),
-                "scopeMap": scope_map,
-            });
-            print(
-                &client
-                    .patch(&format!("/api/v1/tokens/{}", query_value(name)), body)
+        } => print(
+            &json_of(
+                client
+                    .send(&tokens::UpdateToken {
+                        name: name.clone(),
+                        enabled: status.as_deref().map(|s| s.eq_ignore_ascii_case("enabled")),
+                        scope_map: scope_map.clone(),
+                    })
                     .await?,
-                IDENTITY,
-                args.output,
-            );
-        }
-        TokenCommand::List => print(&client.get("/api/v1/tokens").await?, IDENTITY, args.output),
+            ),
+            IDENTITY,
+            args.output,
+        ),
+        TokenCommand::List => print(
+            &json_of(client.send(&tokens::ListTokens {}).await?),
+            IDENTITY,
+            args.output,
+        ),
         TokenCommand::Delete { name } => {
             client
-                .delete(&format!("/api/v1/tokens/{}", query_value(name)))
+                .send(&tokens::DeleteToken { name: name.clone() })
                 .await?;
             println!("deleted token {name}");
         }
@@ -715,14 +743,18 @@ pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<
                 password2,
                 expiration_in_days,
             } => {
-                let password_name = if *password2 { "password2" } else { "password1" };
                 let secret = client
-                    .post(
-                        &format!("/api/v1/tokens/{}/credentials", query_value(name)),
-                        json!({ "passwordName": password_name, "expiryDays": expiration_in_days }),
-                    )
+                    .send(&tokens::GenerateTokenPassword {
+                        name: name.clone(),
+                        password_name: if *password2 {
+                            tokens::TokenPasswordName::Password2
+                        } else {
+                            tokens::TokenPasswordName::Password1
+                        },
+                        expiry_days: *expiration_in_days,
+                    })
                     .await?;
-                print_secret("New token password:", &json!([secret]), args.output);
+                print_secret("New token password:", &json_of([secret]), args.output);
             }
         },
     }
@@ -749,7 +781,7 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
     match command {
         RoleCommand::Definition { command } => match command {
             RoleDefinitionCommand::List => print(
-                &client.get("/api/v1/role-definitions").await?,
+                &json_of(client.send(&roles::ListRoleDefinitions {}).await?),
                 ROLE,
                 args.output,
             ),
@@ -758,12 +790,15 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
                 actions,
                 description,
             } => print(
-                &client
-                    .post(
-                        "/api/v1/role-definitions",
-                        json!({ "name": name, "actions": actions, "description": description }),
-                    )
-                    .await?,
+                &json_of(
+                    client
+                        .send(&roles::CreateRoleDefinition {
+                            name: name.clone(),
+                            description: description.clone(),
+                            actions: actions.clone(),
+                        })
+                        .await?,
+                ),
                 ROLE,
                 args.output,
             ),
@@ -774,25 +809,32 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
                 role,
                 scope,
             } => print(
-                &client
-                    .post(
-                        "/api/v1/role-assignments",
-                        json!({ "assignee": assignee, "role": role, "scope": scope }),
-                    )
-                    .await?,
+                &json_of(
+                    client
+                        .send(&roles::CreateRoleAssignment {
+                            assignee: assignee.clone(),
+                            role: role.clone(),
+                            scope: scope.clone(),
+                        })
+                        .await?,
+                ),
                 ASSIGNMENT,
                 args.output,
             ),
-            RoleAssignmentCommand::List { assignee } => {
-                let path = match assignee {
-                    Some(a) => format!("/api/v1/role-assignments?assignee={}", query_value(a)),
-                    None => "/api/v1/role-assignments".to_string(),
-                };
-                print(&client.get(&path).await?, ASSIGNMENT, args.output)
-            }
+            RoleAssignmentCommand::List { assignee } => print(
+                &json_of(
+                    client
+                        .send(&roles::ListRoleAssignments {
+                            assignee: assignee.clone(),
+                        })
+                        .await?,
+                ),
+                ASSIGNMENT,
+                args.output,
+            ),
             RoleAssignmentCommand::Delete { id } => {
                 client
-                    .delete(&format!("/api/v1/role-assignments/{}", query_value(id)))
+                    .send(&roles::DeleteRoleAssignment { id: id.clone() })
                     .await?;
                 println!("deleted role assignment {id}");
             }
@@ -803,39 +845,61 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
 
 pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
-    let mut network = json!({
-        "publicNetworkAccess": update.public_network_enabled.map(|e| if e { "Enabled" } else { "Disabled" }),
-        "defaultAction": update.default_action,
-        "networkRuleBypassOptions": update.allow_trusted_services.map(|t| if t { "TrustedServices" } else { "None" }),
-        "dataEndpointEnabled": update.data_endpoint_enabled,
-    });
-    if network
-        .as_object()
-        .is_some_and(|o| o.values().any(|v| !v.is_null()))
+    let default_action = match update.default_action.as_deref() {
+        None => None,
+        Some(a) if a.eq_ignore_ascii_case("deny") => Some(network::DefaultAction::Deny),
+        Some(_) => Some(network::DefaultAction::Allow),
+    };
+    let network_change = network::UpdateNetwork {
+        public_network_access: update.public_network_enabled.map(|e| {
+            if e {
+                network::PublicNetworkAccess::Enabled
+            } else {
+                network::PublicNetworkAccess::Disabled
+            }
+        }),
+        default_action,
+        network_rule_bypass_options: update.allow_trusted_services.map(|t| {
+            if t {
+                network::Bypass::TrustedServices
+            } else {
+                network::Bypass::None
+            }
+        }),
+        data_endpoint_enabled: update.data_endpoint_enabled,
+        force: update.force.then_some(true),
+    };
+    if network_change
+        != (network::UpdateNetwork {
+            force: network_change.force,
+            ..Default::default()
+        })
     {
-        if update.force {
-            network["force"] = json!(true);
-        }
-        let answer = client.patch("/api/v1/network", network).await?;
-        print_network(&answer, args.output);
+        let answer = client.send(&network_change).await?;
+        print_network(&json_of(answer), args.output);
     }
     if update.anonymous_pull_enabled.is_none() && update.admin_enabled.is_none() {
         return Ok(());
     }
-    let body = json!({
-        "anonymousPullEnabled": update.anonymous_pull_enabled,
-        "adminUserEnabled": update.admin_enabled,
-    });
-    let answer = client.patch("/api/v1/registry", body).await?;
-    if let Some(passwords) = answer.get("adminPasswords") {
+    let answer = client
+        .send(&registry::UpdateRegistry {
+            anonymous_pull_enabled: update.anonymous_pull_enabled,
+            admin_user_enabled: update.admin_enabled,
+        })
+        .await?;
+    if !answer.admin_passwords.is_empty() {
+        let username = client
+            .send(&registry::GetAdminCredentials {})
+            .await?
+            .username;
         print_secret(
-            "The admin user 'berth' was created with these passwords:",
-            passwords,
+            &format!("The admin user '{username}' was created with these passwords:"),
+            &json_of(&answer.admin_passwords),
             args.output,
         );
     }
     print(
-        &answer,
+        &json_of(&answer),
         &[
             ("ANONYMOUS PULL", "/anonymousPullEnabled"),
             ("ADMIN USER", "/adminUserEnabled"),
@@ -865,53 +929,46 @@ pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> an
     let answer = match command {
         NetworkRuleCommand::Add(t) => {
             client
-                .post(
-                    "/api/v1/network/rules",
-                    json!({ "ipAddress": t.ip_address, "subnet": t.subnet }),
-                )
+                .send(&network::AddNetworkRule {
+                    ip_address: t.ip_address.clone(),
+                    subnet: t.subnet.clone(),
+                })
                 .await?
         }
         NetworkRuleCommand::Remove { target: t, force } => {
-            let mut query = match (&t.ip_address, &t.subnet) {
-                (Some(ip), _) => format!("ipAddress={}", query_value(ip)),
-                (_, Some(subnet)) => format!("subnet={}", query_value(subnet)),
-                _ => bail!("give --ip-address or --subnet"),
-            };
-            if *force {
-                query.push_str("&force=true");
-            }
             client
-                .delete(&format!("/api/v1/network/rules?{query}"))
+                .send(&network::RemoveNetworkRule {
+                    ip_address: t.ip_address.clone(),
+                    subnet: t.subnet.clone(),
+                    force: force.then_some(true),
+                })
                 .await?
         }
-        NetworkRuleCommand::List => client.get("/api/v1/network").await?,
+        NetworkRuleCommand::List => client.send(&network::GetNetwork {}).await?,
     };
-    print_network(&answer, args.output);
+    print_network(&json_of(answer), args.output);
     Ok(())
 }
 
 pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
-    let answer = client.get("/api/v1/endpoints").await?;
+    let answer = client.send(&registry::GetEndpoints {}).await?;
     if args.output == Format::Json {
-        print(&answer, &[], args.output);
+        print(&json_of(&answer), &[], args.output);
         return Ok(());
     }
     println!(
         "login server: {}",
-        answer["loginServer"].as_str().unwrap_or("(none)")
+        answer.login_server.as_deref().unwrap_or("(none)")
     );
     print(
-        &answer["endpoints"],
+        &json_of(&answer.endpoints),
         &[("ENDPOINT", "/endpoint"), ("ADDRESS", "/address")],
         args.output,
     );
-    if answer["dataEndpoints"]
-        .as_array()
-        .is_some_and(|a| !a.is_empty())
-    {
+    if !answer.data_endpoints.is_empty() {
         print(
-            &answer["dataEndpoints"],
+            &json_of(&answer.data_endpoints),
             &[("DATA ENDPOINT REGION", "/region"), ("HOST", "/host")],
             args.output,
         );
@@ -921,69 +978,63 @@ pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
 
 pub async fn identity(args: &ClientArgs, command: &IdentityCommand) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
-    match command {
-        IdentityCommand::List => print(
-            &client.get("/api/v1/identities").await?,
-            IDENTITY,
-            args.output,
-        ),
+    let answer = match command {
+        IdentityCommand::List => {
+            json_of(client.send(&identities::ListIdentities::default()).await?)
+        }
         IdentityCommand::Update {
             id,
             trusted_service,
-        } => print(
-            &client
-                .patch(
-                    &format!("/api/v1/identities/{}", query_value(id)),
-                    json!({ "trustedService": trusted_service }),
-                )
+        } => json_of(
+            client
+                .send(&identities::UpdateIdentity {
+                    id: id.clone(),
+                    trusted_service: Some(*trusted_service),
+                })
                 .await?,
-            IDENTITY,
-            args.output,
         ),
-    }
+    };
+    print(&answer, IDENTITY, args.output);
     Ok(())
 }
+
+const GC_REPORT: &[Column] = &[
+    ("EXAMINED", "/examined"),
+    ("DELETED", "/blobsDeleted"),
+    ("BYTES", "/bytesReclaimed"),
+    ("UPLOADS PURGED", "/uploadsPurged"),
+    ("STORAGE REQUESTS", "/storageRequests"),
+];
 
 pub async fn gc(args: &ClientArgs, command: &GcCommand) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
     match command {
         GcCommand::Status => {
-            let status = client.get("/api/v1/gc").await?;
+            let status = client.send(&gc::GetGcStatus {}).await?;
             if args.output == Format::Json {
-                print(&status, &[], args.output);
+                print(&json_of(&status), &[], args.output);
                 return Ok(());
             }
             println!(
                 "queued candidates: {} (examined once their grace period of {} s has passed)",
-                status["queuedCandidates"], status["graceSeconds"]
+                status.queued_candidates, status.grace_seconds
             );
-            print(
-                &status["runs"],
-                &[
-                    ("RUN", "/id"),
-                    ("NODE", "/node"),
-                    ("STATE", "/state"),
-                    ("STARTED", "/startedAt"),
-                    ("MS", "/durationMs"),
-                    ("EXAMINED", "/examined"),
-                    ("DELETED", "/blobsDeleted"),
-                    ("BYTES", "/bytesReclaimed"),
-                    ("UPLOADS PURGED", "/uploadsPurged"),
-                    ("STORAGE REQUESTS", "/storageRequests"),
-                    ("ERROR", "/error"),
-                ],
-                args.output,
-            );
+            let columns: Vec<Column> = [
+                ("RUN", "/id"),
+                ("NODE", "/node"),
+                ("STATE", "/state"),
+                ("STARTED", "/startedAt"),
+                ("MS", "/durationMs"),
+            ]
+            .into_iter()
+            .chain(GC_REPORT.iter().copied())
+            .chain([("ERROR", "/error")])
+            .collect();
+            print(&json_of(&status.runs), &columns, args.output);
         }
         GcCommand::Run => print(
-            &client.post("/api/v1/gc/run", json!({})).await?,
-            &[
-                ("EXAMINED", "/examined"),
-                ("DELETED", "/blobsDeleted"),
-                ("BYTES", "/bytesReclaimed"),
-                ("UPLOADS PURGED", "/uploadsPurged"),
-                ("STORAGE REQUESTS", "/storageRequests"),
-            ],
+            &json_of(client.send(&gc::RunGc {}).await?),
+            GC_REPORT,
             args.output,
         ),
     }
@@ -994,24 +1045,22 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
     let client = Client::new(&args.connection)?;
     match command {
         RepositoryCommand::List => {
-            let repos = client.get("/api/v1/repositories").await?;
-            let rows: Vec<Value> = repos
-                .as_array()
-                .map(|a| a.iter().map(|r| json!({ "name": r })).collect())
-                .unwrap_or_default();
+            let repos = client.send(&repositories::ListRepositories {}).await?;
             if args.output == Format::Json {
-                print(&repos, &[], args.output);
+                print(&json_of(&repos), &[], args.output);
             } else {
+                let rows: Vec<Value> = repos.iter().map(|r| json!({ "name": r })).collect();
                 print(&Value::Array(rows), &[("REPOSITORY", "/name")], args.output);
             }
         }
         RepositoryCommand::ShowTags { repository } => print(
-            &client
-                .get(&format!(
-                    "/api/v1/repositories/tags?repository={}",
-                    query_value(repository)
-                ))
-                .await?,
+            &json_of(
+                client
+                    .send(&repositories::ListTags {
+                        repository: repository.clone(),
+                    })
+                    .await?,
+            ),
             &[
                 ("TAG", "/name"),
                 ("DIGEST", "/digest"),
@@ -1020,12 +1069,13 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
             args.output,
         ),
         RepositoryCommand::ShowManifests { repository } => print(
-            &client
-                .get(&format!(
-                    "/api/v1/repositories/manifests?repository={}",
-                    query_value(repository)
-                ))
-                .await?,
+            &json_of(
+                client
+                    .send(&repositories::ListManifests {
+                        repository: repository.clone(),
+                    })
+                    .await?,
+            ),
             &[
                 ("DIGEST", "/digest"),
                 ("TAGS", "/tags"),
@@ -1041,13 +1091,12 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
                 bail!("deleting '{repository}' removes all its manifests and tags; repeat with --yes to confirm");
             }
             let answer = client
-                .delete(&format!(
-                    "/api/v1/repositories?repository={}",
-                    query_value(repository)
-                ))
+                .send(&repositories::DeleteRepository {
+                    repository: repository.clone(),
+                })
                 .await?;
             print(
-                &answer,
+                &json_of(answer),
                 &[
                     ("REPOSITORY", "/repository"),
                     ("MANIFESTS DELETED", "/manifestsDeleted"),
@@ -1059,50 +1108,28 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
     Ok(())
 }
 
-fn log_query(args: &LogArgs, repository: Option<&str>) -> anyhow::Result<String> {
-    let since_ms = (now() - duration_seconds(&args.since)?) * 1000;
-    let mut q = format!("since={since_ms}&limit={}", args.limit);
-    if args.failed {
-        q.push_str("&failed=true");
-    }
-    if let Some(i) = &args.identity {
-        q.push_str(&format!("&identity={}", query_value(i)));
-    }
-    if let Some(r) = repository {
-        q.push_str(&format!("&repository={}", query_value(r)));
-    }
-    Ok(q)
-}
-
-/// Event times are unix milliseconds; people read RFC 3339.
-fn with_readable_times(mut events: Value) -> Value {
-    if let Some(list) = events.as_array_mut() {
-        for e in list {
-            if let Some(ms) = e["TimeGenerated"].as_i64() {
-                e["Time"] = json!(berth_auth::rfc3339(ms / 1000));
-            }
-        }
-    }
-    events
-}
-
 pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
     match command {
         LogsCommand::Login(a) => {
             let events = client
-                .get(&format!("/api/v1/logs/login?{}", log_query(a, None)?))
+                .send(&logs::ListLoginEvents {
+                    since: Some(since_time(&a.since)?),
+                    failed: a.failed,
+                    identity: a.identity.clone(),
+                    limit: Some(a.limit),
+                })
                 .await?;
             print(
-                &with_readable_times(events),
+                &json_of(events),
                 &[
-                    ("TIME", "/Time"),
-                    ("IDENTITY", "/Identity"),
-                    ("CALLER IP", "/CallerIpAddress"),
-                    ("OPERATION", "/OperationName"),
-                    ("RESULT", "/ResultType"),
-                    ("DESCRIPTION", "/ResultDescription"),
-                    ("CORRELATION ID", "/CorrelationId"),
+                    ("TIME", "/timeGenerated"),
+                    ("IDENTITY", "/identity"),
+                    ("CALLER IP", "/callerIpAddress"),
+                    ("OPERATION", "/operationName"),
+                    ("RESULT", "/resultType"),
+                    ("DESCRIPTION", "/resultDescription"),
+                    ("CORRELATION ID", "/correlationId"),
                 ],
                 args.output,
             );
@@ -1112,23 +1139,26 @@ pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()
             repository,
         } => {
             let events = client
-                .get(&format!(
-                    "/api/v1/logs/repository?{}",
-                    log_query(a, repository.as_deref())?
-                ))
+                .send(&logs::ListRepositoryEvents {
+                    since: Some(since_time(&a.since)?),
+                    failed: a.failed,
+                    identity: a.identity.clone(),
+                    repository: repository.clone(),
+                    limit: Some(a.limit),
+                })
                 .await?;
             print(
-                &with_readable_times(events),
+                &json_of(events),
                 &[
-                    ("TIME", "/Time"),
-                    ("OPERATION", "/OperationName"),
-                    ("REPOSITORY", "/Repository"),
-                    ("TAG", "/Tag"),
-                    ("DIGEST", "/Digest"),
-                    ("IDENTITY", "/Identity"),
-                    ("CALLER IP", "/CallerIpAddress"),
-                    ("RESULT", "/ResultType"),
-                    ("DESCRIPTION", "/ResultDescription"),
+                    ("TIME", "/timeGenerated"),
+                    ("OPERATION", "/operationName"),
+                    ("REPOSITORY", "/repository"),
+                    ("TAG", "/tag"),
+                    ("DIGEST", "/digest"),
+                    ("IDENTITY", "/identity"),
+                    ("CALLER IP", "/callerIpAddress"),
+                    ("RESULT", "/resultType"),
+                    ("DESCRIPTION", "/resultDescription"),
                 ],
                 args.output,
             );
@@ -1140,23 +1170,25 @@ pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()
 pub async fn activity(args: &ClientArgs, command: &ActivityCommand) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
     match command {
-        ActivityCommand::List { since } => {
-            let since = now() - duration_seconds(since)?;
-            print(
-                &client
-                    .get(&format!("/api/v1/activity?since={since}"))
+        ActivityCommand::List { since } => print(
+            &json_of(
+                client
+                    .send(&logs::ListActivity {
+                        since: Some(since_time(since)?),
+                        limit: None,
+                    })
                     .await?,
-                &[
-                    ("TIME", "/time"),
-                    ("ACTOR", "/actor"),
-                    ("OPERATION", "/operation"),
-                    ("TARGET", "/target"),
-                    ("BEFORE", "/before"),
-                    ("AFTER", "/after"),
-                ],
-                args.output,
-            );
-        }
+            ),
+            &[
+                ("TIME", "/time"),
+                ("ACTOR", "/actor"),
+                ("OPERATION", "/operation"),
+                ("TARGET", "/target"),
+                ("BEFORE", "/before"),
+                ("AFTER", "/after"),
+            ],
+            args.output,
+        ),
     }
     Ok(())
 }
@@ -1195,92 +1227,65 @@ pub struct ExplainArgs {
 /// Asks the registry for its decision trace.
 pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
+    let action = match e.action.to_ascii_lowercase().as_str() {
+        "push" => explain::ExplainAction::Push,
+        "delete" => explain::ExplainAction::Delete,
+        "catalog" => explain::ExplainAction::Catalog,
+        _ => explain::ExplainAction::Pull,
+    };
     let answer = client
-        .post(
-            "/api/v1/explain",
-            json!({
-                "ip": e.ip,
-                "endpoint": e.endpoint,
-                "identity": e.identity,
-                "action": e.action,
-                "repository": e.repository,
-            }),
-        )
+        .send(&explain::Explain {
+            ip: e.ip.clone(),
+            endpoint: Some(e.endpoint.clone()),
+            identity: e.identity.clone(),
+            action,
+            repository: e.repository.clone(),
+        })
         .await?;
     if args.output == Format::Json {
-        print(&answer, &[], args.output);
+        print(&json_of(&answer), &[], args.output);
     } else {
-        let a = &answer["access"];
-        let list = |v: &Value| {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .unwrap_or_default()
-        };
-        println!("verdict:   {}", answer["verdict"].as_str().unwrap_or(""));
+        let a = &answer.access;
+        let n = &answer.network;
+        println!("verdict:   {}", answer.verdict);
         println!(
             "network:   {} on {} endpoint: {}",
-            if answer["network"]["allowed"] == json!(true) {
-                "allowed"
-            } else {
-                "DENIED"
-            },
-            answer["network"]["endpoint"].as_str().unwrap_or(""),
-            answer["network"]["reason"]
-                .as_str()
-                .or(answer["network"]["rule"].as_str())
-                .unwrap_or("")
+            if n.allowed { "allowed" } else { "DENIED" },
+            n.endpoint,
+            n.reason.as_deref().unwrap_or(&n.rule)
         );
-        match a["identity"].as_object() {
+        let problem = a.identity_problem.as_deref();
+        match &a.identity {
             Some(i) => println!(
                 "identity:  {} '{}' ({}){}",
-                i.get("kind").and_then(Value::as_str).unwrap_or(""),
-                i.get("name").and_then(Value::as_str).unwrap_or(""),
-                i.get("id").and_then(Value::as_str).unwrap_or(""),
-                a["identityProblem"]
-                    .as_str()
-                    .map(|p| format!(" — {p}"))
-                    .unwrap_or_default()
+                i.kind,
+                i.name,
+                i.id,
+                problem.map(|p| format!(" — {p}")).unwrap_or_default()
             ),
-            None => println!(
-                "identity:  {}",
-                a["identityProblem"].as_str().unwrap_or("anonymous")
-            ),
+            None => println!("identity:  {}", problem.unwrap_or("anonymous")),
         }
-        println!("granted by: {}", list(&a["grantedBy"]));
-        if a["otherAssignments"]
-            .as_array()
-            .is_some_and(|x| !x.is_empty())
-        {
+        println!("granted by: {}", a.granted_by.join("; "));
+        if !a.other_assignments.is_empty() {
             println!(
                 "other grants (not covering this): {}",
-                list(&a["otherAssignments"])
+                a.other_assignments.join("; ")
             );
         }
-        if let Some(missing) = a["missing"].as_str() {
+        if let Some(missing) = &a.missing {
             println!("missing:   {missing}");
         }
-        if let Some(orphans) = a["orphanedAssignments"]
-            .as_array()
-            .filter(|o| !o.is_empty())
-        {
+        if !a.orphaned_assignments.is_empty() {
             println!("orphaned assignments (principal deleted; they grant nothing):");
-            for o in orphans {
+            for o in &a.orphaned_assignments {
                 println!(
                     "  {} role {} at {} for deleted principal {}",
-                    o["id"].as_str().unwrap_or(""),
-                    o["role"].as_str().unwrap_or(""),
-                    o["scope"].as_str().unwrap_or(""),
-                    o["principalId"].as_str().unwrap_or("")
+                    o.id, o.role, o.scope, o.principal_id
                 );
             }
         }
     }
-    if answer["allowed"] != json!(true) {
+    if !answer.allowed {
         std::process::exit(2);
     }
     Ok(())

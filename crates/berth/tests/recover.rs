@@ -125,6 +125,7 @@ async fn a_lock_out_is_refused_unless_forced_and_recover_undoes_it() {
     );
     let said = text(&out);
     assert!(said.contains("409"), "{said}");
+    assert!(said.contains("CONFLICT"), "the management code: {said}");
     assert!(said.contains("127.0.0.1"), "names the address: {said}");
     assert!(said.contains("--force"), "says how to insist: {said}");
     assert!(
