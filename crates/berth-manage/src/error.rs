@@ -24,7 +24,9 @@ pub enum ManageCode {
     Conflict,
     /// 422: a limit is reached (e.g. 100 IP rules).
     LimitExceeded,
-    /// 429: too many failed logins for this name from this address.
+    /// 429: too many failed logins for this name from this address (the
+    /// distribution API's spelling, since the same throttle answers both).
+    #[serde(rename = "TOOMANYREQUESTS")]
     TooManyRequests,
     /// 503: a backend is not answering; retry (the response says when).
     Unavailable,
@@ -59,7 +61,7 @@ impl ManageCode {
             ManageCode::NotFound => "NOT_FOUND",
             ManageCode::Conflict => "CONFLICT",
             ManageCode::LimitExceeded => "LIMIT_EXCEEDED",
-            ManageCode::TooManyRequests => "TOO_MANY_REQUESTS",
+            ManageCode::TooManyRequests => "TOOMANYREQUESTS",
             ManageCode::Unavailable => "UNAVAILABLE",
             ManageCode::StorageFull => "STORAGE_FULL",
             ManageCode::InternalError => "INTERNAL_ERROR",

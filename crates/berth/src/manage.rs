@@ -462,6 +462,25 @@ pub async fn login(args: &ClientArgs, login: &LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Enabling the admin user the first time created it: its name (asked of
+/// the server, not assumed) and its two passwords, shown this once.
+async fn print_admin_created(
+    client: &Client,
+    answer: &registry::RegistrySettings,
+    format: Format,
+) -> anyhow::Result<()> {
+    let username = client
+        .send(&registry::GetAdminCredentials {})
+        .await?
+        .username;
+    print_secret(
+        &format!("The admin user '{username}' was created with these passwords:"),
+        &json_of(&answer.admin_passwords),
+        format,
+    );
+    Ok(())
+}
+
 pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<()> {
     let client = Client::new(&args.connection)?;
     let enabled = matches!(command, AdminCommand::Enable);
@@ -472,15 +491,7 @@ pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<
         })
         .await?;
     if !answer.admin_passwords.is_empty() {
-        let username = client
-            .send(&registry::GetAdminCredentials {})
-            .await?
-            .username;
-        print_secret(
-            &format!("The admin user '{username}' was created with these passwords:"),
-            &json_of(&answer.admin_passwords),
-            args.output,
-        );
+        print_admin_created(&client, &answer, args.output).await?;
     } else if args.output == Format::Json {
         print(&json_of(&answer), &[], args.output);
     } else {
@@ -888,15 +899,7 @@ pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()
         })
         .await?;
     if !answer.admin_passwords.is_empty() {
-        let username = client
-            .send(&registry::GetAdminCredentials {})
-            .await?
-            .username;
-        print_secret(
-            &format!("The admin user '{username}' was created with these passwords:"),
-            &json_of(&answer.admin_passwords),
-            args.output,
-        );
+        print_admin_created(&client, &answer, args.output).await?;
     }
     print(
         &json_of(&answer),

@@ -60,22 +60,14 @@ impl AuthService {
 
     /// A new owner password (the old one stops working at once).
     pub async fn rotate_owner(&self, actor: &Principal) -> Result<NewSecret, AuthError> {
-        let owner = self
-            .store
-            .identities(Some(IdentityKind::Owner.as_str()))
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| AuthError::NotFound("owner".into()))?;
-        let (cred, secret) = credential(&owner.id, "password", None).await?;
-        self.store
-            .put_credential(
-                &cred,
-                &activity(actor, "regenerate owner password", "owner", None, None),
-            )
-            .await?;
-        self.invalidate();
-        Ok(secret)
+        self.new_owner_password(activity(
+            actor,
+            "regenerate owner password",
+            "owner",
+            None,
+            None,
+        ))
+        .await
     }
 
     /// `berth recover --reset-owner-password`: a new random owner password,
@@ -83,6 +75,18 @@ impl AuthService {
     /// when no one can sign in). A running server drops its cached
     /// sign-ins when it sees the activity entry (within a second).
     pub async fn reset_owner_password(&self, actor: &str) -> Result<NewSecret, AuthError> {
+        self.new_owner_password(Activity {
+            actor: actor.into(),
+            operation: "reset owner password".into(),
+            target: "owner".into(),
+            before: None,
+            after: None,
+        })
+        .await
+    }
+
+    /// Replaces the owner's password with a random one, recording `entry`.
+    async fn new_owner_password(&self, entry: Activity) -> Result<NewSecret, AuthError> {
         let owner = self
             .store
             .identities(Some(IdentityKind::Owner.as_str()))
@@ -91,18 +95,7 @@ impl AuthService {
             .next()
             .ok_or_else(|| AuthError::NotFound("owner".into()))?;
         let (cred, secret) = credential(&owner.id, "password", None).await?;
-        self.store
-            .put_credential(
-                &cred,
-                &Activity {
-                    actor: actor.into(),
-                    operation: "reset owner password".into(),
-                    target: "owner".into(),
-                    before: None,
-                    after: None,
-                },
-            )
-            .await?;
+        self.store.put_credential(&cred, &entry).await?;
         self.invalidate();
         Ok(secret)
     }
