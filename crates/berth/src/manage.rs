@@ -1,21 +1,14 @@
 //! Client subcommands: `az acr`-style management of a running registry
 //! through its management API.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::client::{query_value, registry_host, store_credentials, Client, Connection};
-use crate::output::{print, print_secret, Column, Format};
-
-#[derive(Debug, Args)]
-pub struct ClientArgs {
-    #[command(flatten)]
-    pub connection: Connection,
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "table", global = true)]
-    pub output: Format,
-}
+use crate::cli_error::invalid_argument;
+use crate::client::{query_value, registry_host, store_credentials, Client, ClientArgs};
+use crate::output::{outln, print, print_json, print_secret, summarise_change, Column, Format};
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -32,6 +25,24 @@ pub enum AdminCommand {
     Disable,
 }
 
+/// One of the two passwords of the admin user or of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PasswordName {
+    /// The first password.
+    Password,
+    /// The second password.
+    Password2,
+}
+
+impl PasswordName {
+    fn as_str(self) -> &'static str {
+        match self {
+            PasswordName::Password => "password",
+            PasswordName::Password2 => "password2",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CredentialCommand {
     /// Show the admin user's name and its passwords' dates (values are
@@ -39,8 +50,9 @@ pub enum CredentialCommand {
     Show,
     /// Regenerate one admin password; the other keeps working.
     Renew {
-        #[arg(long, value_parser = ["password", "password2"])]
-        password_name: String,
+        /// Which password to regenerate.
+        #[arg(long, value_enum, ignore_case = true)]
+        password_name: PasswordName,
     },
 }
 
@@ -58,6 +70,7 @@ pub enum OwnerCommand {
 pub enum SpCommand {
     /// Create a service principal; prints its app id and secret once.
     Create {
+        /// The service principal's name (unique; shown in logs and lists).
         #[arg(long)]
         name: String,
         /// Role to assign at once (AcrPull, AcrPush, ... or a custom role).
@@ -77,7 +90,7 @@ pub enum SpCommand {
     List,
     /// Delete a service principal (its role assignments stay, orphaned).
     Delete {
-        /// App id (or name).
+        /// The service principal's app id (or name).
         #[arg(long)]
         id: String,
     },
@@ -92,11 +105,13 @@ pub enum SpCommand {
 pub enum SpCredentialCommand {
     /// Show a service principal's secret dates (end dates included).
     List {
+        /// The service principal's app id (or name).
         #[arg(long)]
         id: String,
     },
     /// Replace the secret with a new one, printed once.
     Reset {
+        /// The service principal's app id (or name).
         #[arg(long)]
         id: String,
         /// Years until the new secret expires.
@@ -110,6 +125,7 @@ pub enum SpCredentialCommand {
 
 #[derive(Debug, Args)]
 pub struct ScopeMapArgs {
+    /// The scope map's name.
     #[arg(long)]
     pub name: String,
     /// A repository (or `prefix/*`) and its comma-separated actions, as
@@ -122,6 +138,7 @@ pub struct ScopeMapArgs {
         required = true
     )]
     pub repositories: Vec<String>,
+    /// A description for people.
     #[arg(long, default_value = "")]
     pub description: String,
 }
@@ -136,32 +153,47 @@ pub enum ScopeMapCommand {
     List,
     /// Delete a scope map no token uses.
     Delete {
+        /// The scope map's name.
         #[arg(long)]
         name: String,
     },
+}
+
+/// Whether a token may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TokenStatus {
+    /// Its passwords work.
+    Enabled,
+    /// Its passwords are refused.
+    Disabled,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a repository-scoped token; prints both passwords once.
     Create {
+        /// The token's name, which is also its user name for logins.
         #[arg(long)]
         name: String,
+        /// The scope map naming the repositories and actions it may use.
         #[arg(long)]
         scope_map: String,
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
         /// Days until the passwords expire (default: never).
-        #[arg(long)]
+        #[arg(long, value_name = "DAYS")]
         expiration_in_days: Option<u32>,
     },
     /// Enable/disable a token or change its scope map.
     Update {
+        /// The token's name.
         #[arg(long)]
         name: String,
-        #[arg(long, value_parser = ["enabled", "disabled"])]
-        status: Option<String>,
+        /// Enable or disable the token.
+        #[arg(long, value_enum, ignore_case = true)]
+        status: Option<TokenStatus>,
+        /// Give the token this scope map instead.
         #[arg(long)]
         scope_map: Option<String>,
     },
@@ -169,6 +201,7 @@ pub enum TokenCommand {
     List,
     /// Delete a token.
     Delete {
+        /// The token's name.
         #[arg(long)]
         name: String,
     },
@@ -183,13 +216,17 @@ pub enum TokenCommand {
 pub enum TokenCredentialCommand {
     /// Generate password1 or password2 of a token, printed once.
     Generate {
+        /// The token's name.
         #[arg(long)]
         name: String,
+        /// Generate password1 (the default).
         #[arg(long, conflicts_with = "password2")]
         password1: bool,
+        /// Generate password2.
         #[arg(long)]
         password2: bool,
-        #[arg(long)]
+        /// Days until the new password expires (default: never).
+        #[arg(long, value_name = "DAYS")]
         expiration_in_days: Option<u32>,
     },
 }
@@ -214,11 +251,13 @@ pub enum RoleDefinitionCommand {
     List,
     /// Create a custom role from action strings.
     Create {
+        /// The role's name (used by `role assignment create --role`).
         #[arg(long)]
         name: String,
         /// Comma-separated actions, e.g. registries/pull/read,registries/metadata/read.
         #[arg(long, value_delimiter = ',')]
         actions: Vec<String>,
+        /// A description for people.
         #[arg(long, default_value = "")]
         description: String,
     },
@@ -228,8 +267,11 @@ pub enum RoleDefinitionCommand {
 pub enum RoleAssignmentCommand {
     /// Assign a role to an identity (by app id or login).
     Create {
+        /// The identity: a service principal's app id, a token name or a login.
         #[arg(long)]
         assignee: String,
+        /// The role: AcrPull, AcrPush, AcrDelete, Reader, Contributor, Owner,
+        /// or a custom role's name.
         #[arg(long)]
         role: String,
         /// A repository, `prefix/*`, or empty for the registry.
@@ -238,35 +280,56 @@ pub enum RoleAssignmentCommand {
     },
     /// List assignments; orphaned ones (principal deleted) are marked.
     List {
+        /// Only this identity's assignments (app id, token name or login).
         #[arg(long)]
         assignee: Option<String>,
     },
     /// Delete an assignment.
     Delete {
+        /// The assignment's id (from `role assignment list`).
         #[arg(long)]
         id: String,
     },
 }
 
+/// What happens to public requests no network rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefaultAction {
+    /// Let them in.
+    Allow,
+    /// Refuse them.
+    Deny,
+}
+
+impl DefaultAction {
+    /// As the management API spells it.
+    fn as_str(self) -> &'static str {
+        match self {
+            DefaultAction::Allow => "Allow",
+            DefaultAction::Deny => "Deny",
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// Let unauthenticated clients pull (never push or list the catalog).
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub anonymous_pull_enabled: Option<bool>,
     /// Enable or disable the admin user.
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub admin_enabled: Option<bool>,
     /// Public network access (false: only private endpoints work).
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub public_network_enabled: Option<bool>,
     /// What happens to public requests no rule matches.
-    #[arg(long, value_parser = ["Allow", "Deny"])]
-    pub default_action: Option<String>,
+    #[arg(long, value_enum, ignore_case = true)]
+    pub default_action: Option<DefaultAction>,
     /// Let identities marked as trusted services bypass network rules.
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub allow_trusted_services: Option<bool>,
     /// Redirect blob downloads to the dedicated data endpoint.
-    #[arg(long)]
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub data_endpoint_enabled: Option<bool>,
     /// Apply a network change even if it refuses this client's own address
     /// (without it the registry refuses such a change and says why; with it
@@ -311,7 +374,17 @@ pub enum IdentityCommand {
         /// App id, token name or login.
         #[arg(long)]
         id: String,
-        #[arg(long)]
+        /// Mark it as a trusted service (`--trusted-service` or
+        /// `--trusted-service true`), or unmark it (`--trusted-service
+        /// false`, or without the flag).
+        #[arg(
+            long,
+            value_name = "BOOL",
+            num_args = 0..=1,
+            default_value = "false",
+            default_missing_value = "true",
+            value_parser = BoolishValueParser::new()
+        )]
         trusted_service: bool,
     },
 }
@@ -331,16 +404,19 @@ pub enum RepositoryCommand {
     List,
     /// List a repository's tags.
     ShowTags {
+        /// The repository, e.g. app/web.
         #[arg(long)]
         repository: String,
     },
     /// List a repository's manifests with their tags.
     ShowManifests {
+        /// The repository, e.g. app/web.
         #[arg(long)]
         repository: String,
     },
     /// Delete a repository with all its manifests and tags.
     Delete {
+        /// The repository, e.g. app/web.
         #[arg(long)]
         repository: String,
         /// Do not ask for confirmation.
@@ -349,11 +425,47 @@ pub enum RepositoryCommand {
     },
 }
 
+/// `--since`: how far back (a duration) or from when (a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This long before now.
+    Ago(std::time::Duration),
+    /// From this time on (unix seconds).
+    At(i64),
+}
+
+const SINCE_FORMS: &str =
+    "a duration such as 30m, 24h, 7d or 1h30m, or an RFC 3339 time such as 2026-12-01T00:00:00Z";
+
+/// Parses `--since`: a duration (humantime: `24h`, `7d`, `1h30m`, `90s`)
+/// or an RFC 3339 time (`2026-12-01T00:00:00Z`, `2026-12-01T01:00:00+01:00`).
+pub fn parse_since(s: &str) -> Result<Since, String> {
+    let s = s.trim();
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(Since::Ago(d));
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(Since::At(t.unix_timestamp()));
+    }
+    Err(format!("'{s}' is not {SINCE_FORMS}"))
+}
+
+impl Since {
+    /// The start as unix seconds, `now` being unix seconds.
+    pub fn unix_seconds(self, now: i64) -> i64 {
+        match self {
+            Since::Ago(d) => now.saturating_sub(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            Since::At(t) => t,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct LogArgs {
-    /// How far back, e.g. 24h, 7d, 30m.
-    #[arg(long, default_value = "24h")]
-    pub since: String,
+    /// How far back (24h, 7d, 30m, 1h30m) or since when (RFC 3339, e.g.
+    /// 2026-12-01T00:00:00Z).
+    #[arg(long, default_value = "24h", value_parser = parse_since)]
+    pub since: Since,
     /// Only failures (status 400 and above).
     #[arg(long)]
     pub failed: bool,
@@ -381,11 +493,13 @@ pub enum LogsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ActivityCommand {
-    /// List management changes.
+    /// List management changes (the table shows what changed; `-o json`
+    /// has the whole before and after).
     List {
-        /// How far back, e.g. 24h, 7d, 30m.
-        #[arg(long, default_value = "24h")]
-        since: String,
+        /// How far back (24h, 7d, 30m, 1h30m) or since when (RFC 3339, e.g.
+        /// 2026-12-01T00:00:00Z).
+        #[arg(long, default_value = "24h", value_parser = parse_since)]
+        since: Since,
     },
 }
 
@@ -405,23 +519,6 @@ const CREDENTIAL: &[Column] = &[
     ("EXPIRED", "/expired"),
 ];
 
-/// Parses `24h`, `7d`, `30m`, `90s` into seconds.
-pub fn duration_seconds(s: &str) -> anyhow::Result<i64> {
-    let s = s.trim();
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = number
-        .parse()
-        .with_context(|| format!("'{s}' is not a duration like 24h, 7d, 30m"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" | "" => 3600,
-        "d" => 86400,
-        other => bail!("unknown duration unit '{other}' (use s, m, h or d)"),
-    };
-    Ok(n * factor)
-}
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -430,20 +527,24 @@ fn now() -> i64 {
 }
 
 pub async fn login(args: &ClientArgs, login: &LoginArgs) -> anyhow::Result<()> {
-    let mut connection = args.connection.clone();
+    let mut connection = args.connection();
     if login.password_stdin {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
         connection.password = Some(line.trim_end_matches(['\r', '\n']).to_string());
     }
     let (Some(username), Some(password)) = (&connection.username, &connection.password) else {
-        bail!("give --username and --password (or --password-stdin)");
+        return Err(invalid_argument(
+            "give --username and --password (or --password-stdin)",
+        ));
     };
     let client = Client::new(&connection)?;
     client.check_login().await?;
     let host = registry_host(client.base());
     let path = store_credentials(&host, username, password)?;
-    println!(
+    outln!(
         "Login succeeded: credentials for {host} stored in {}",
         path.display()
     );
@@ -451,7 +552,7 @@ pub async fn login(args: &ClientArgs, login: &LoginArgs) -> anyhow::Result<()> {
 }
 
 pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     let enabled = matches!(command, AdminCommand::Enable);
     let answer = client
         .patch("/api/v1/registry", json!({ "adminUserEnabled": enabled }))
@@ -463,9 +564,9 @@ pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<
             args.output,
         );
     } else if args.output == Format::Json {
-        print(&answer, &[], args.output);
+        print_json(&answer);
     } else {
-        println!(
+        outln!(
             "admin user {}",
             if enabled { "enabled" } else { "disabled" }
         );
@@ -474,14 +575,14 @@ pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<
 }
 
 pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         CredentialCommand::Show => {
             let answer = client.get("/api/v1/admin/credentials").await?;
             if args.output == Format::Json {
-                print(&answer, &[], args.output);
+                print_json(&answer);
             } else {
-                println!(
+                outln!(
                     "username: {}  (admin user {})",
                     answer["username"].as_str().unwrap_or(""),
                     if answer["enabled"] == json!(true) {
@@ -497,7 +598,7 @@ pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyho
             let secret = client
                 .post(
                     "/api/v1/admin/credentials/renew",
-                    json!({ "passwordName": password_name }),
+                    json!({ "passwordName": password_name.as_str() }),
                 )
                 .await?;
             print_secret("New admin password:", &json!([secret]), args.output);
@@ -507,7 +608,7 @@ pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyho
 }
 
 pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         OwnerCommand::RotatePassword => {
             let secret = client
@@ -531,7 +632,7 @@ pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<
 }
 
 pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         SpCommand::Create {
             name,
@@ -547,9 +648,9 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
                 )
                 .await?;
             if args.output == Format::Json {
-                print(&created, &[], args.output);
+                print_json(&created);
             } else {
-                println!(
+                outln!(
                     "app id: {}",
                     created["identity"]["id"].as_str().unwrap_or("")
                 );
@@ -565,7 +666,7 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
             client
                 .delete(&format!("/api/v1/service-principals/{}", query_value(id)))
                 .await?;
-            println!("deleted service principal {id}");
+            outln!("deleted service principal {id}");
         }
         SpCommand::Credential { command } => match command {
             SpCredentialCommand::List { id } => print(
@@ -603,7 +704,9 @@ fn scope_rules(repositories: &[String]) -> anyhow::Result<Value> {
     let mut rules = Vec::new();
     for r in repositories {
         let Some((repo, actions)) = r.split_once('=') else {
-            bail!("--repository '{r}' must be REPOSITORY=ACTION[,ACTION...], e.g. app/web=content/read,content/write");
+            return Err(invalid_argument(format!(
+                "--repository '{r}' must be REPOSITORY=ACTION[,ACTION...], e.g. app/web=content/read,content/write"
+            )));
         };
         let actions: Vec<&str> = actions
             .split(',')
@@ -623,7 +726,7 @@ const SCOPE_MAP: &[Column] = &[
 ];
 
 pub async fn scope_map(args: &ClientArgs, command: &ScopeMapCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         ScopeMapCommand::Create(m) => {
             let body = json!({ "name": m.name, "description": m.description, "rules": scope_rules(&m.repositories)? });
@@ -656,14 +759,14 @@ pub async fn scope_map(args: &ClientArgs, command: &ScopeMapCommand) -> anyhow::
             client
                 .delete(&format!("/api/v1/scope-maps/{}", query_value(name)))
                 .await?;
-            println!("deleted scope map {name}");
+            outln!("deleted scope map {name}");
         }
     }
     Ok(())
 }
 
 pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         TokenCommand::Create {
             name,
@@ -678,9 +781,9 @@ pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<
                 )
                 .await?;
             if args.output == Format::Json {
-                print(&created, &[], args.output);
+                print_json(&created);
             } else {
-                println!("token {name} created (log in with user name '{name}')");
+                outln!("token {name} created (log in with user name '{name}')");
                 print_secret("passwords:", &created["secrets"], args.output);
             }
         }
@@ -690,7 +793,7 @@ pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<
             scope_map,
         } => {
             let body = json!({
-                "enabled": status.as_deref().map(|s| s == "enabled"),
+                "enabled": status.map(|s| s == TokenStatus::Enabled),
                 "scopeMap": scope_map,
             });
             print(
@@ -706,7 +809,7 @@ pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<
             client
                 .delete(&format!("/api/v1/tokens/{}", query_value(name)))
                 .await?;
-            println!("deleted token {name}");
+            outln!("deleted token {name}");
         }
         TokenCommand::Credential { command } => match command {
             TokenCredentialCommand::Generate {
@@ -730,7 +833,7 @@ pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<
 }
 
 pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     const ROLE: &[Column] = &[
         ("NAME", "/name"),
         ("BUILT-IN", "/builtin"),
@@ -794,54 +897,93 @@ pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()
                 client
                     .delete(&format!("/api/v1/role-assignments/{}", query_value(id)))
                     .await?;
-                println!("deleted role assignment {id}");
+                outln!("deleted role assignment {id}");
             }
         },
     }
     Ok(())
 }
 
+const REGISTRY_SETTINGS: &[Column] = &[
+    ("ANONYMOUS PULL", "/anonymousPullEnabled"),
+    ("ADMIN USER", "/adminUserEnabled"),
+];
+
+/// `berth update`: with flags, changes the settings they name and prints
+/// the settings as they are now; without, only prints them (registry and
+/// network settings; in JSON `{"registry": {...}, "network": {...}}`, as
+/// when both kinds of setting were changed; after a change of one kind,
+/// that kind's answer alone).
 pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     let mut network = json!({
         "publicNetworkAccess": update.public_network_enabled.map(|e| if e { "Enabled" } else { "Disabled" }),
-        "defaultAction": update.default_action,
+        "defaultAction": update.default_action.map(DefaultAction::as_str),
         "networkRuleBypassOptions": update.allow_trusted_services.map(|t| if t { "TrustedServices" } else { "None" }),
         "dataEndpointEnabled": update.data_endpoint_enabled,
     });
-    if network
+    let change_network = network
         .as_object()
-        .is_some_and(|o| o.values().any(|v| !v.is_null()))
-    {
+        .is_some_and(|o| o.values().any(|v| !v.is_null()));
+    let change_registry = update.anonymous_pull_enabled.is_some() || update.admin_enabled.is_some();
+    if !change_network && !change_registry {
+        if update.force {
+            return Err(invalid_argument(
+                "--force goes with a network change (--public-network-enabled, --default-action, ...)",
+            ));
+        }
+        let registry = client.get("/api/v1/registry").await?;
+        let network = client.get("/api/v1/network").await?;
+        if args.output == Format::Json {
+            print_json(&json!({ "registry": registry, "network": network }));
+        } else {
+            print(&registry, REGISTRY_SETTINGS, args.output);
+            print_network(&network, args.output);
+        }
+        return Ok(());
+    }
+    let network_answer = if change_network {
         if update.force {
             network["force"] = json!(true);
         }
-        let answer = client.patch("/api/v1/network", network).await?;
-        print_network(&answer, args.output);
-    }
-    if update.anonymous_pull_enabled.is_none() && update.admin_enabled.is_none() {
+        Some(client.patch("/api/v1/network", network).await?)
+    } else {
+        None
+    };
+    let registry_answer = if change_registry {
+        let body = json!({
+            "anonymousPullEnabled": update.anonymous_pull_enabled,
+            "adminUserEnabled": update.admin_enabled,
+        });
+        Some(client.patch("/api/v1/registry", body).await?)
+    } else {
+        None
+    };
+    if args.output == Format::Json {
+        // One document: the passwords of a new admin user are in the
+        // registry answer (`adminPasswords`).
+        match (registry_answer, network_answer) {
+            (Some(registry), Some(network)) => {
+                print_json(&json!({ "registry": registry, "network": network }))
+            }
+            (Some(one), None) | (None, Some(one)) => print_json(&one),
+            (None, None) => {}
+        }
         return Ok(());
     }
-    let body = json!({
-        "anonymousPullEnabled": update.anonymous_pull_enabled,
-        "adminUserEnabled": update.admin_enabled,
-    });
-    let answer = client.patch("/api/v1/registry", body).await?;
-    if let Some(passwords) = answer.get("adminPasswords") {
-        print_secret(
-            "The admin user 'berth' was created with these passwords:",
-            passwords,
-            args.output,
-        );
+    if let Some(answer) = &network_answer {
+        print_network(answer, args.output);
     }
-    print(
-        &answer,
-        &[
-            ("ANONYMOUS PULL", "/anonymousPullEnabled"),
-            ("ADMIN USER", "/adminUserEnabled"),
-        ],
-        args.output,
-    );
+    if let Some(answer) = &registry_answer {
+        if let Some(passwords) = answer.get("adminPasswords") {
+            print_secret(
+                "The admin user 'berth' was created with these passwords:",
+                passwords,
+                args.output,
+            );
+        }
+        print(answer, REGISTRY_SETTINGS, args.output);
+    }
     Ok(())
 }
 
@@ -861,7 +1003,7 @@ fn print_network(answer: &Value, format: Format) {
 }
 
 pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     let answer = match command {
         NetworkRuleCommand::Add(t) => {
             client
@@ -875,7 +1017,7 @@ pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> an
             let mut query = match (&t.ip_address, &t.subnet) {
                 (Some(ip), _) => format!("ipAddress={}", query_value(ip)),
                 (_, Some(subnet)) => format!("subnet={}", query_value(subnet)),
-                _ => bail!("give --ip-address or --subnet"),
+                _ => return Err(invalid_argument("give --ip-address or --subnet")),
             };
             if *force {
                 query.push_str("&force=true");
@@ -891,13 +1033,13 @@ pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> an
 }
 
 pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     let answer = client.get("/api/v1/endpoints").await?;
     if args.output == Format::Json {
-        print(&answer, &[], args.output);
+        print_json(&answer);
         return Ok(());
     }
-    println!(
+    outln!(
         "login server: {}",
         answer["loginServer"].as_str().unwrap_or("(none)")
     );
@@ -920,7 +1062,7 @@ pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
 }
 
 pub async fn identity(args: &ClientArgs, command: &IdentityCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         IdentityCommand::List => print(
             &client.get("/api/v1/identities").await?,
@@ -945,17 +1087,18 @@ pub async fn identity(args: &ClientArgs, command: &IdentityCommand) -> anyhow::R
 }
 
 pub async fn gc(args: &ClientArgs, command: &GcCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         GcCommand::Status => {
             let status = client.get("/api/v1/gc").await?;
             if args.output == Format::Json {
-                print(&status, &[], args.output);
+                print_json(&status);
                 return Ok(());
             }
-            println!(
+            outln!(
                 "queued candidates: {} (examined once their grace period of {} s has passed)",
-                status["queuedCandidates"], status["graceSeconds"]
+                status["queuedCandidates"],
+                status["graceSeconds"]
             );
             print(
                 &status["runs"],
@@ -991,7 +1134,7 @@ pub async fn gc(args: &ClientArgs, command: &GcCommand) -> anyhow::Result<()> {
 }
 
 pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         RepositoryCommand::List => {
             let repos = client.get("/api/v1/repositories").await?;
@@ -1000,7 +1143,7 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
                 .map(|a| a.iter().map(|r| json!({ "name": r })).collect())
                 .unwrap_or_default();
             if args.output == Format::Json {
-                print(&repos, &[], args.output);
+                print_json(&repos);
             } else {
                 print(&Value::Array(rows), &[("REPOSITORY", "/name")], args.output);
             }
@@ -1038,7 +1181,9 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
         ),
         RepositoryCommand::Delete { repository, yes } => {
             if !yes {
-                bail!("deleting '{repository}' removes all its manifests and tags; repeat with --yes to confirm");
+                return Err(invalid_argument(format!(
+                    "deleting '{repository}' removes all its manifests and tags; repeat with --yes to confirm"
+                )));
             }
             let answer = client
                 .delete(&format!(
@@ -1060,7 +1205,7 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
 }
 
 fn log_query(args: &LogArgs, repository: Option<&str>) -> anyhow::Result<String> {
-    let since_ms = (now() - duration_seconds(&args.since)?) * 1000;
+    let since_ms = args.since.unix_seconds(now()).saturating_mul(1000);
     let mut q = format!("since={since_ms}&limit={}", args.limit);
     if args.failed {
         q.push_str("&failed=true");
@@ -1078,8 +1223,14 @@ fn log_query(args: &LogArgs, repository: Option<&str>) -> anyhow::Result<String>
 fn with_readable_times(mut events: Value) -> Value {
     if let Some(list) = events.as_array_mut() {
         for e in list {
-            if let Some(ms) = e["TimeGenerated"].as_i64() {
-                e["Time"] = json!(berth_auth::rfc3339(ms / 1000));
+            // Already RFC 3339 from a server that sends it so.
+            let time = match &e["TimeGenerated"] {
+                Value::Number(ms) => ms.as_i64().map(|ms| berth_auth::rfc3339(ms / 1000)),
+                Value::String(t) => Some(t.clone()),
+                _ => None,
+            };
+            if let Some(time) = time {
+                e["Time"] = json!(time);
             }
         }
     }
@@ -1087,7 +1238,7 @@ fn with_readable_times(mut events: Value) -> Value {
 }
 
 pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         LogsCommand::Login(a) => {
             let events = client
@@ -1138,21 +1289,32 @@ pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()
 }
 
 pub async fn activity(args: &ClientArgs, command: &ActivityCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     match command {
         ActivityCommand::List { since } => {
-            let since = now() - duration_seconds(since)?;
+            let since = since.unix_seconds(now());
+            let mut entries = client
+                .get(&format!("/api/v1/activity?since={since}"))
+                .await?;
+            if args.output == Format::Json {
+                print_json(&entries);
+                return Ok(());
+            }
+            // Whole before/after snapshots make rows hundreds of columns
+            // wide: the table shows what changed.
+            if let Some(list) = entries.as_array_mut() {
+                for e in list {
+                    e["changes"] = json!(summarise_change(e.get("before"), e.get("after")));
+                }
+            }
             print(
-                &client
-                    .get(&format!("/api/v1/activity?since={since}"))
-                    .await?,
+                &entries,
                 &[
                     ("TIME", "/time"),
                     ("ACTOR", "/actor"),
                     ("OPERATION", "/operation"),
                     ("TARGET", "/target"),
-                    ("BEFORE", "/before"),
-                    ("AFTER", "/after"),
+                    ("CHANGES", "/changes"),
                 ],
                 args.output,
             );
@@ -1166,12 +1328,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(duration_seconds("24h").expect("24h"), 86400);
-        assert_eq!(duration_seconds("7d").expect("7d"), 7 * 86400);
-        assert_eq!(duration_seconds("30m").expect("30m"), 1800);
-        assert!(duration_seconds("x").is_err());
-        assert!(duration_seconds("5w").is_err());
+    fn since_takes_durations_and_times() {
+        let ago = |s: &str| parse_since(s).map(|v| v.unix_seconds(1_000_000));
+        assert_eq!(ago("24h"), Ok(1_000_000 - 86400));
+        assert_eq!(ago("7d"), Ok(1_000_000 - 7 * 86400));
+        assert_eq!(ago("30m"), Ok(1_000_000 - 1800));
+        assert_eq!(ago("1h30m"), Ok(1_000_000 - 5400));
+        assert_eq!(ago(" 90s "), Ok(1_000_000 - 90));
+        assert_eq!(
+            parse_since("2026-12-01T00:00:00Z"),
+            Ok(Since::At(1_796_083_200))
+        );
+        assert_eq!(
+            parse_since("2026-12-01T01:00:00+01:00"),
+            Ok(Since::At(1_796_083_200))
+        );
+        for bad in ["x", "24", "5 parsecs", "2026-12-01", "yesterday"] {
+            let e = parse_since(bad).expect_err(bad);
+            assert!(
+                e.contains("24h") && e.contains("RFC 3339") && e.contains(bad),
+                "{e}"
+            );
+        }
     }
 }
 
@@ -1186,15 +1364,42 @@ pub struct ExplainArgs {
     /// App id, token name or login (omit for anonymous).
     #[arg(long)]
     pub identity: Option<String>,
-    #[arg(long, value_parser = ["pull", "push", "delete", "catalog"])]
-    pub action: String,
+    /// What the request would do.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub action: ExplainAction,
+    /// The repository the request is for (all actions but catalog).
     #[arg(long)]
     pub repository: Option<String>,
 }
 
+/// The kind of request `explain` evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainAction {
+    /// Pull a manifest or blob.
+    Pull,
+    /// Push a manifest or blob.
+    Push,
+    /// Delete a manifest, tag or blob.
+    Delete,
+    /// List the catalog of repositories.
+    Catalog,
+}
+
+impl ExplainAction {
+    /// As the management API spells it.
+    fn as_str(self) -> &'static str {
+        match self {
+            ExplainAction::Pull => "pull",
+            ExplainAction::Push => "push",
+            ExplainAction::Delete => "delete",
+            ExplainAction::Catalog => "catalog",
+        }
+    }
+}
+
 /// Asks the registry for its decision trace.
 pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection)?;
+    let client = Client::new(&args.connection())?;
     let answer = client
         .post(
             "/api/v1/explain",
@@ -1202,13 +1407,13 @@ pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
                 "ip": e.ip,
                 "endpoint": e.endpoint,
                 "identity": e.identity,
-                "action": e.action,
+                "action": e.action.as_str(),
                 "repository": e.repository,
             }),
         )
         .await?;
     if args.output == Format::Json {
-        print(&answer, &[], args.output);
+        print_json(&answer);
     } else {
         let a = &answer["access"];
         let list = |v: &Value| {
@@ -1221,8 +1426,8 @@ pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
                 })
                 .unwrap_or_default()
         };
-        println!("verdict:   {}", answer["verdict"].as_str().unwrap_or(""));
-        println!(
+        outln!("verdict:   {}", answer["verdict"].as_str().unwrap_or(""));
+        outln!(
             "network:   {} on {} endpoint: {}",
             if answer["network"]["allowed"] == json!(true) {
                 "allowed"
@@ -1236,7 +1441,7 @@ pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
                 .unwrap_or("")
         );
         match a["identity"].as_object() {
-            Some(i) => println!(
+            Some(i) => outln!(
                 "identity:  {} '{}' ({}){}",
                 i.get("kind").and_then(Value::as_str).unwrap_or(""),
                 i.get("name").and_then(Value::as_str).unwrap_or(""),
@@ -1246,31 +1451,31 @@ pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
                     .map(|p| format!(" — {p}"))
                     .unwrap_or_default()
             ),
-            None => println!(
+            None => outln!(
                 "identity:  {}",
                 a["identityProblem"].as_str().unwrap_or("anonymous")
             ),
         }
-        println!("granted by: {}", list(&a["grantedBy"]));
+        outln!("granted by: {}", list(&a["grantedBy"]));
         if a["otherAssignments"]
             .as_array()
             .is_some_and(|x| !x.is_empty())
         {
-            println!(
+            outln!(
                 "other grants (not covering this): {}",
                 list(&a["otherAssignments"])
             );
         }
         if let Some(missing) = a["missing"].as_str() {
-            println!("missing:   {missing}");
+            outln!("missing:   {missing}");
         }
         if let Some(orphans) = a["orphanedAssignments"]
             .as_array()
             .filter(|o| !o.is_empty())
         {
-            println!("orphaned assignments (principal deleted; they grant nothing):");
+            outln!("orphaned assignments (principal deleted; they grant nothing):");
             for o in orphans {
-                println!(
+                outln!(
                     "  {} role {} at {} for deleted principal {}",
                     o["id"].as_str().unwrap_or(""),
                     o["role"].as_str().unwrap_or(""),
