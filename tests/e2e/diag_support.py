@@ -553,7 +553,7 @@ def expect_cause(
     """Assert the verdict names ``code`` with ``exit_status``, a fix, and the given words; returns it."""
     v = res.verdict
     assert v is not None, res.describe()
-    assert (v.get("code"), v.get("exit_code"), res.returncode) == (code, exit_status, exit_status), (
+    assert (v.get("code"), v.get("exitCode"), res.returncode) == (code, exit_status, exit_status), (
         f"expected {code} (exit status {exit_status})\n{res.describe()}"
     )
     assert v["ok"] is False and v.get("cause"), res.describe()
@@ -570,7 +570,7 @@ def expect_pass(res: CheckResult, *steps: str) -> dict:
     """Assert the check passed (exit 0, ok) with at least ``steps``; returns the steps."""
     v = res.verdict
     assert v is not None, res.describe()
-    assert res.returncode == 0 and v["ok"] is True and v["exit_code"] == 0, f"expected a pass\n{res.describe()}"
+    assert res.returncode == 0 and v["ok"] is True and v["exitCode"] == 0, f"expected a pass\n{res.describe()}"
     assert not v.get("code") and not v.get("evidence"), res.describe()
     names = [s["name"] for s in v["steps"]]
     for step in steps:

@@ -12,6 +12,7 @@ use crate::pull::{CredentialSource, ImageRef, PullCheck};
 use crate::transport::{self, Failure, Options};
 
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Finding {
     pub step: String,
     pub ok: bool,

@@ -88,13 +88,15 @@ impl Cause {
 
 /// One step that passed, for the transcript.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Step {
     pub name: String,
     pub detail: String,
 }
 
-/// The outcome of a check.
+/// The outcome of a check (`berth check-pull -o json`: camelCase keys).
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Verdict {
     pub ok: bool,
     pub steps: Vec<Step>,

@@ -5,34 +5,93 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use base64::Engine;
 use berth_manage::client::{ClientError, ManageClient};
 use berth_manage::Endpoint;
 use serde_json::Value;
 
-#[derive(Debug, Clone, clap::Args)]
+use crate::cli_error::{chain, invalid_argument, CliError, CONNECTION_FAILED, INVALID_RESPONSE};
+use crate::output::Format;
+
+/// Where the registry is and who we are, as the client subcommands take it.
+#[derive(Debug, Clone)]
 pub struct Connection {
-    /// Registry URL, e.g. http://127.0.0.1:5000.
-    #[arg(
-        long,
-        env = "BERTH_REGISTRY",
-        default_value = "http://127.0.0.1:5000",
-        global = true
-    )]
     pub registry: String,
-    /// User name (owner, the admin user, a service principal's app id).
-    #[arg(long, short = 'u', env = "BERTH_USERNAME", global = true)]
     pub username: Option<String>,
-    /// Password or secret.
-    #[arg(
-        long,
-        short = 'p',
-        env = "BERTH_PASSWORD",
-        global = true,
-        hide_env_values = true
-    )]
     pub password: Option<String>,
+}
+
+/// The options every registry client subcommand takes. Defined twice by
+/// this macro with the same ids: once on the top-level command (`berth
+/// --registry URL sp list`, not global there, so that `berth serve` and the
+/// offline commands do not list them) and once, global, on each client
+/// subcommand (`berth sp list --registry URL`). clap merges the values of a
+/// global argument along the path from the top-level command down to the
+/// used subcommand, the more specific source winning (a command line over an
+/// environment variable over a default), so both spellings give the client
+/// subcommand the same values.
+macro_rules! client_args {
+    ($(#[$meta:meta])* $name:ident, global = $global:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, clap::Args)]
+        #[command(next_help_heading = "Registry client options")]
+        pub struct $name {
+            /// Registry URL, e.g. http://127.0.0.1:5000.
+            #[arg(
+                long,
+                env = "BERTH_REGISTRY",
+                default_value = "http://127.0.0.1:5000",
+                global = $global
+            )]
+            pub registry: String,
+            /// User name (owner, the admin user, a service principal's app id).
+            #[arg(long, short = 'u', env = "BERTH_USERNAME", global = $global)]
+            pub username: Option<String>,
+            /// Password or secret.
+            #[arg(
+                long,
+                short = 'p',
+                env = "BERTH_PASSWORD",
+                global = $global,
+                hide_env_values = true
+            )]
+            pub password: Option<String>,
+            /// Output format: a table for people, or the API's JSON (errors
+            /// too, as {"error": {...}} on standard output).
+            #[arg(
+                long,
+                short = 'o',
+                value_enum,
+                ignore_case = true,
+                default_value = "table",
+                global = $global
+            )]
+            pub output: Format,
+        }
+
+    };
+}
+
+client_args!(
+    /// The client options of a client subcommand (global below it).
+    ClientArgs,
+    global = true
+);
+client_args!(
+    /// The same options before the subcommand (`berth -o json sp list`).
+    LeadingClientArgs,
+    global = false
+);
+
+impl ClientArgs {
+    pub fn connection(&self) -> Connection {
+        Connection {
+            registry: self.registry.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+        }
+    }
 }
 
 /// The host[:port] a URL names, as Docker credential files key it.
@@ -112,7 +171,9 @@ impl Client {
         let credentials = match (&connection.username, &connection.password) {
             (Some(u), Some(p)) => Some((u.clone(), p.clone())),
             (Some(_), None) | (None, Some(_)) => {
-                bail!("give both --username and --password (or neither, to use 'berth login' credentials)")
+                return Err(invalid_argument(
+                    "give both --username and --password (or neither, to use 'berth login' credentials)",
+                ))
             }
             (None, None) => stored_credentials(&registry_host(&base)),
         };
@@ -135,15 +196,56 @@ impl Client {
     /// Sends a management request (a type of the contract) and returns its
     /// typed answer; a refusal carries the server's code and message.
     pub async fn send<E: Endpoint>(&self, request: &E) -> anyhow::Result<E::Response> {
-        self.manage.send(request).await.map_err(|e| {
-            let hint = matches!(e, ClientError::Refused { status: 401, .. })
-                && self.credentials.is_none();
-            if hint {
-                anyhow::anyhow!("{e}\nhint: pass --username/--password, set BERTH_USERNAME/BERTH_PASSWORD, or run 'berth login'")
-            } else {
-                anyhow::Error::new(e)
+        self.manage
+            .send(request)
+            .await
+            .map_err(|e| self.cli_error(e))
+    }
+
+    /// The error for a request that got no answer.
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let message = format!("cannot reach the registry at {}: {}", self.base, chain(e));
+        CliError::new(CONNECTION_FAILED, message).into()
+    }
+
+    /// A typed client's failure as the CLI reports it (text or `-o json`).
+    fn cli_error(&self, e: ClientError) -> anyhow::Error {
+        match e {
+            ClientError::Connect { ref source, .. } => CliError::new(
+                CONNECTION_FAILED,
+                format!(
+                    "cannot reach the registry at {}: {}",
+                    self.base,
+                    chain(source)
+                ),
+            )
+            .into(),
+            ClientError::Refused {
+                status,
+                ref code,
+                ref message,
+            } => {
+                let mut text = e.to_string();
+                if status == 401 && self.credentials.is_none() {
+                    text.push_str(
+                        "
+hint: pass --username/--password, set BERTH_USERNAME/BERTH_PASSWORD, or run 'berth login'",
+                    );
+                }
+                CliError {
+                    code: if code.is_empty() {
+                        INVALID_RESPONSE.to_string()
+                    } else {
+                        code.clone()
+                    },
+                    message: message.clone(),
+                    status: Some(status),
+                    text,
+                }
+                .into()
             }
-        })
+            ClientError::Unexpected { .. } => CliError::new(INVALID_RESPONSE, e.to_string()).into(),
+        }
     }
 
     /// Checks credentials against `/v2/` with Basic auth.
@@ -152,20 +254,26 @@ impl Client {
         if let Some((u, p)) = &self.credentials {
             request = request.basic_auth(u, Some(p));
         }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the registry at {}", self.base))?;
+        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
         if response.status().is_success() {
             return Ok(());
         }
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        bail!("login failed: {status}: {message}")
+        let body = serde_json::from_str::<Value>(&text).ok();
+        let field = |name: &str| {
+            body.as_ref()
+                .and_then(|v| v["errors"][0][name].as_str())
+                .map(str::to_string)
+        };
+        let message = field("message").unwrap_or(text);
+        Err(CliError {
+            code: field("code").unwrap_or_else(|| INVALID_RESPONSE.to_string()),
+            text: format!("login failed: {status}: {message}"),
+            message: format!("login failed: {message}"),
+            status: Some(status.as_u16()),
+        }
+        .into())
     }
 }
 

@@ -16,6 +16,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::output::outln;
+
 /// Top-level keys that a `BERTH_<KEY>` variable (no `__`) may set.
 const TOP_LEVEL_ENV_KEYS: &[&str] = &["DATA_DIR"];
 
@@ -411,8 +413,8 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(file, Overrides::default())?;
     let text = toml::to_string(&config.masked()).context("cannot print the configuration")?;
     let source = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
-    println!("# effective configuration: {source} + BERTH_* environment; secrets masked");
-    print!("{text}");
+    outln!("# effective configuration: {source} + BERTH_* environment; secrets masked");
+    crate::output::emit(&text);
     Ok(())
 }
 

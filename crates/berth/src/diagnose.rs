@@ -10,7 +10,7 @@ use berth_diagnostics::pull::{local_platform, CredentialSource, ImageRef, PullCh
 use berth_diagnostics::transport::Options;
 use clap::Args;
 
-use crate::output::Format;
+use crate::output::{outln, print_json, Format};
 
 #[derive(Debug, Args)]
 pub struct CheckPullArgs {
@@ -34,8 +34,14 @@ pub struct CheckPullArgs {
     pub platform: Option<String>,
     #[command(flatten)]
     pub transport: TransportArgs,
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    /// Output format (JSON keys in camelCase).
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        ignore_case = true,
+        default_value = "table"
+    )]
     pub output: Format,
 }
 
@@ -93,7 +99,8 @@ fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<Credent
 }
 
 /// Runs the check; returns the process exit status.
-pub async fn check_pull(args: &CheckPullArgs) -> anyhow::Result<u8> {
+/// `output` is the format asked for (its own `-o` or one before it).
+pub async fn check_pull(args: &CheckPullArgs, output: Format) -> anyhow::Result<u8> {
     let image = ImageRef::parse(&args.image).map_err(|e| anyhow::anyhow!(e))?;
     let options = args.transport.options();
     let check = PullCheck {
@@ -104,26 +111,26 @@ pub async fn check_pull(args: &CheckPullArgs) -> anyhow::Result<u8> {
         options,
     };
     let verdict = check.run().await;
-    if args.output == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
+    if output == Format::Json {
+        print_json(&serde_json::to_value(&verdict)?);
         return Ok(verdict.exit_code);
     }
     for step in &verdict.steps {
-        println!("  ok  {:<11} {}", step.name, step.detail);
+        outln!("  ok  {:<11} {}", step.name, step.detail);
     }
     if verdict.ok {
-        println!("PASS  {} can be pulled", args.image);
+        outln!("PASS  {} can be pulled", args.image);
     } else {
-        println!(
+        outln!(
             "FAIL  {} (exit status {})",
             verdict.code.unwrap_or(""),
             verdict.exit_code
         );
         if let Some(e) = &verdict.evidence {
-            println!("  cause: {e}");
+            outln!("  cause: {e}");
         }
         if let Some(f) = &verdict.fix {
-            println!("  fix:   {f}");
+            outln!("  fix:   {f}");
         }
     }
     Ok(verdict.exit_code)
@@ -159,13 +166,20 @@ pub struct CheckHealthArgs {
     pub yes: bool,
     #[command(flatten)]
     pub transport: TransportArgs,
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    /// Output format (JSON keys in camelCase).
+    #[arg(
+        long,
+        short = 'o',
+        value_enum,
+        ignore_case = true,
+        default_value = "table"
+    )]
     pub output: Format,
 }
 
 /// Runs the health check; exit status 1 when any step failed.
-pub async fn check_health(args: &CheckHealthArgs) -> anyhow::Result<u8> {
+/// `output` is the format asked for (its own `-o` or one before it).
+pub async fn check_health(args: &CheckHealthArgs, output: Format) -> anyhow::Result<u8> {
     use berth_diagnostics::health::HealthCheck;
     let registry = args
         .registry
@@ -189,39 +203,34 @@ pub async fn check_health(args: &CheckHealthArgs) -> anyhow::Result<u8> {
         image: args.repository.clone().zip(args.image.clone()),
         ignore_errors: args.ignore_errors,
     };
-    let json = args.output == Format::Json;
+    let json = output == Format::Json;
     let findings = check
         .run(|f| {
             if json {
                 return;
             }
             if f.ok {
-                println!("  ok    {:<22} {}", f.step, f.detail);
+                outln!("  ok    {:<22} {}", f.step, f.detail);
             } else {
-                println!(
+                outln!(
                     "  FAIL  {:<22} {} {}",
                     f.step,
                     f.code.as_deref().unwrap_or(""),
                     f.detail
                 );
                 if let Some(fix) = &f.fix {
-                    println!("        fix: {fix}");
+                    outln!("        fix: {fix}");
                 }
             }
         })
         .await;
     let failed = findings.iter().any(|f| !f.ok);
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({ "ok": !failed, "findings": findings })
-            )?
-        );
+        print_json(&serde_json::json!({ "ok": !failed, "findings": findings }));
     } else if failed {
-        println!("FAIL  the registry is not healthy from here");
+        outln!("FAIL  the registry is not healthy from here");
     } else {
-        println!("PASS  every check passed");
+        outln!("PASS  every check passed");
     }
     Ok(u8::from(failed))
 }

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod backends;
+mod cli_error;
 mod client;
 mod config;
 mod connections;
@@ -18,7 +19,8 @@ mod output;
 mod recover;
 mod serve;
 
-use manage::ClientArgs;
+use client::{ClientArgs, LeadingClientArgs};
+use output::Format;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +30,10 @@ use manage::ClientArgs;
     long_about = None
 )]
 struct Cli {
+    /// The registry client options may also come before the subcommand
+    /// (`berth -o json --registry URL sp list`).
+    #[command(flatten)]
+    leading: LeadingClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -215,23 +221,191 @@ pub struct ServeArgs {
     /// Data directory for embedded storage (overrides data_dir).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// Log format: text or json (overrides [log] format).
-    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
-    log_format: Option<String>,
+    /// Log format (overrides [log] format).
+    #[arg(long, value_enum, ignore_case = true)]
+    log_format: Option<LogFormat>,
+}
+
+/// How `berth serve` writes its log on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people (coloured only on a terminal, and not with NO_COLOR).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
-    match run(Cli::parse()) {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e.with_cmd(&Cli::command())),
+    };
+    let json = cli.output() == Format::Json;
+    if let Err(e) = check_leading_options(&cli, &matches) {
+        return failure(&e, json);
+    }
+    match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // The whole chain of causes, without a backtrace: for people.
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+        Err(e) => failure(&e, json),
+    }
+}
+
+/// Reports a failed command: text on standard error, or with `-o json` the
+/// error document on standard output (docs/cli.md); exit status 1.
+fn failure(e: &anyhow::Error, json: bool) -> std::process::ExitCode {
+    if json {
+        output::print_json(&cli_error::to_json(e));
+    } else {
+        // The whole chain of causes, without a backtrace: for people.
+        eprintln!("error: {e:#}");
+    }
+    std::process::ExitCode::FAILURE
+}
+
+/// A command line clap refused. With `-o json` (which clap could not hand
+/// over, having failed) the error is the JSON document, code
+/// `INVALID_ARGUMENT`; help and version requests print as usual.
+fn usage_error(e: clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    let informational = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if informational || !json_requested(std::env::args().skip(1)) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    output::print_json(&serde_json::json!({
+        "error": { "code": cli_error::INVALID_ARGUMENT, "message": message }
+    }));
+    // clap's status for a usage error.
+    std::process::ExitCode::from(2)
+}
+
+/// Whether a command line asks for JSON output (`-o json`, `-ojson`,
+/// `--output json`, `--output=json`), read without clap.
+fn json_requested(args: impl Iterator<Item = String>) -> bool {
+    let mut previous_was_flag = false;
+    for arg in args {
+        if arg == "--" {
+            break;
+        }
+        let value = if previous_was_flag {
+            Some(arg.as_str())
+        } else {
+            arg.strip_prefix("--output=")
+                .or_else(|| arg.strip_prefix("-o=").or_else(|| arg.strip_prefix("-o")))
+                .filter(|v| !v.is_empty())
+        };
+        if value.is_some_and(|v| v.eq_ignore_ascii_case("json")) {
+            return true;
+        }
+        previous_was_flag = arg == "-o" || arg == "--output";
+    }
+    false
+}
+
+/// Client options before a subcommand that is no registry client (`berth
+/// --registry URL serve`) are refused rather than ignored; `-o` before
+/// check-pull and check-health is theirs.
+fn check_leading_options(cli: &Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    if cli.command.client().is_some() {
+        return Ok(());
+    }
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    let takes_output = matches!(cli.command, Command::CheckPull(_) | Command::CheckHealth(_));
+    for (id, flag) in [
+        ("registry", "--registry"),
+        ("username", "--username"),
+        ("password", "--password"),
+        ("output", "--output"),
+    ] {
+        if given(id) && !(takes_output && id == "output") {
+            return Err(cli_error::invalid_argument(format!(
+                "{flag} before the subcommand is for registry client commands (sp, token, update, ...); \
+                 give this subcommand its own options after its name"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Cli {
+    /// The output format the command was asked for.
+    fn output(&self) -> Format {
+        if let Some(client) = self.command.client() {
+            return client.output;
+        }
+        let own = match &self.command {
+            Command::CheckPull(a) => a.output,
+            Command::CheckHealth(a) => a.output,
+            _ => return Format::Table,
+        };
+        // `berth -o json check-pull ...`: the leading option counts unless
+        // the subcommand's own says otherwise.
+        if own == Format::Table {
+            self.leading.output
+        } else {
+            own
+        }
+    }
+}
+
+impl Command {
+    /// The client options of a registry client subcommand (merged by clap
+    /// with those given before it).
+    fn client(&self) -> Option<&ClientArgs> {
+        match self {
+            Command::Login { client, .. }
+            | Command::Admin { client, .. }
+            | Command::Credential { client, .. }
+            | Command::Owner { client, .. }
+            | Command::Sp { client, .. }
+            | Command::ScopeMap { client, .. }
+            | Command::Token { client, .. }
+            | Command::Role { client, .. }
+            | Command::Update { client, .. }
+            | Command::NetworkRule { client, .. }
+            | Command::ShowEndpoints { client }
+            | Command::Identity { client, .. }
+            | Command::Gc { client, .. }
+            | Command::Repository { client, .. }
+            | Command::Explain { client, .. }
+            | Command::Logs { client, .. }
+            | Command::Activity { client, .. } => Some(client),
+            Command::Serve(_)
+            | Command::CheckPull(_)
+            | Command::CheckHealth(_)
+            | Command::Migrate(_)
+            | Command::Config { .. }
+            | Command::Recover(_) => None,
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output();
     if let Command::Serve(args) = cli.command {
         return serve::run(args);
     }
@@ -251,14 +425,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(diagnose::check_health(args))?;
+            .block_on(diagnose::check_health(args, output))?;
         std::process::exit(i32::from(code));
     }
     if let Command::CheckPull(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(diagnose::check_pull(args))?;
+            .block_on(diagnose::check_pull(args, output))?;
         std::process::exit(i32::from(code));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -293,4 +467,208 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Activity { client, command } => manage::activity(&client, &command).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every subcommand says what it does and every flag and positional
+    /// argument has a help line, at every depth.
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path}: argument {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{sub_path}: no about"));
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        // Global arguments are copied into the subcommands by build().
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "berth", &mut missing);
+        assert!(missing.is_empty(), "without help:\n{}", missing.join("\n"));
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    fn sp_client(cli: &Cli) -> (String, Option<String>, Option<String>, Format) {
+        let Command::Sp { client, .. } = &cli.command else {
+            panic!("not sp: {cli:?}");
+        };
+        (
+            client.registry.clone(),
+            client.username.clone(),
+            client.password.clone(),
+            client.output,
+        )
+    }
+
+    #[test]
+    fn client_options_before_or_after_the_subcommand() {
+        let want = (
+            "http://r:1".to_string(),
+            Some("u".to_string()),
+            Some("p".to_string()),
+            Format::Json,
+        );
+        for args in [
+            &[
+                "--registry",
+                "http://r:1",
+                "-u",
+                "u",
+                "-p",
+                "p",
+                "-o",
+                "json",
+                "sp",
+                "list",
+            ][..],
+            &[
+                "sp",
+                "list",
+                "--registry",
+                "http://r:1",
+                "-u",
+                "u",
+                "-p",
+                "p",
+                "-o",
+                "json",
+            ],
+            &[
+                "sp",
+                "--registry",
+                "http://r:1",
+                "list",
+                "-u",
+                "u",
+                "-p",
+                "p",
+                "-o",
+                "json",
+            ],
+            &[
+                "-o",
+                "json",
+                "--registry",
+                "http://r:1",
+                "sp",
+                "list",
+                "-u",
+                "u",
+                "-p",
+                "p",
+            ],
+            &[
+                "--registry=http://r:1",
+                "sp",
+                "list",
+                "--username=u",
+                "--password=p",
+                "--output=JSON",
+            ],
+        ] {
+            assert_eq!(sp_client(&parse(args)), want, "{args:?}");
+        }
+        // The one nearer the subcommand wins.
+        let cli = parse(&[
+            "--registry",
+            "http://a",
+            "sp",
+            "list",
+            "--registry",
+            "http://b",
+        ]);
+        assert_eq!(sp_client(&cli).0, "http://b");
+        let cli = parse(&["-o", "json", "check-pull", "r/x:1"]);
+        assert_eq!(cli.output(), Format::Json);
+    }
+
+    #[test]
+    fn leading_client_options_are_refused_before_other_subcommands() {
+        let cmd = Cli::command();
+        let matches = cmd
+            .try_get_matches_from(["berth", "--registry", "http://x", "serve"])
+            .expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("cli");
+        let e = check_leading_options(&cli, &matches).expect_err("refused");
+        assert!(e.to_string().contains("--registry"), "{e}");
+        let matches = Cli::command()
+            .try_get_matches_from(["berth", "-o", "json", "check-health", "--registry", "h:1"])
+            .expect("parses");
+        let cli = Cli::from_arg_matches(&matches).expect("cli");
+        check_leading_options(&cli, &matches).expect("-o is check-health's");
+    }
+
+    #[test]
+    fn enum_values_ignore_case() {
+        for v in ["deny", "Deny", "DENY"] {
+            let cli = parse(&["update", "--default-action", v]);
+            let Command::Update { update, .. } = cli.command else {
+                panic!("not update");
+            };
+            assert_eq!(update.default_action, Some(manage::DefaultAction::Deny));
+        }
+        for v in ["Enabled", "enabled"] {
+            parse(&["token", "update", "--name", "t", "--status", v]);
+        }
+        for v in ["TRUE", "true", "False", "yes"] {
+            parse(&["update", "--anonymous-pull-enabled", v]);
+        }
+        parse(&["explain", "--ip", "10.0.0.1", "--action", "PULL"]);
+        parse(&["credential", "renew", "--password-name", "Password2"]);
+        parse(&["serve", "--log-format", "JSON"]);
+        for (args, want) in [
+            (&["--trusted-service"][..], true),
+            (&["--trusted-service", "true"], true),
+            (&["--trusted-service", "False"], false),
+            (&[], false),
+        ] {
+            let mut all = vec!["identity", "update", "--id", "x"];
+            all.extend_from_slice(args);
+            let Command::Identity {
+                command:
+                    manage::IdentityCommand::Update {
+                        trusted_service, ..
+                    },
+                ..
+            } = parse(&all).command
+            else {
+                panic!("not identity update");
+            };
+            assert_eq!(trusted_service, want, "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["berth", "update", "--default-action", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn json_is_recognised_without_clap() {
+        let yes = |args: &[&str]| json_requested(args.iter().map(|s| s.to_string()));
+        assert!(yes(&["sp", "list", "-o", "json"]));
+        assert!(yes(&["-ojson", "sp"]));
+        assert!(yes(&["--output=JSON", "sp"]));
+        assert!(yes(&["--output", "json"]));
+        assert!(!yes(&["sp", "list"]));
+        assert!(!yes(&["-o", "table", "json"]));
+        assert!(!yes(&["--", "-o", "json"]));
+    }
 }

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::config::{Config, Overrides};
-use crate::output::{print, Format};
+use crate::output::{print, reportln, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
@@ -31,7 +31,7 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "FILE")]
     to: PathBuf,
     /// Output format of the final report.
-    #[arg(long, short, value_enum, default_value_t = Format::Table)]
+    #[arg(long, short, value_enum, ignore_case = true, default_value_t = Format::Table)]
     output: Format,
 }
 
@@ -121,14 +121,14 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         bytes += written;
     }
     bar.finish_and_clear();
-    println!(
+    reportln!(
         "blobs: {copied} copied ({bytes} bytes), {present} already there, in {:.1}s",
         started.elapsed().as_secs_f64()
     );
 
     // 2. Metadata, table by table.
     let tables = copy::copy_to_postgres(&from_meta, &to_meta, |t| {
-        println!("metadata: {} ({} rows)", t.table, t.source_rows);
+        reportln!("metadata: {} ({} rows)", t.table, t.source_rows);
     })
     .await?;
 
@@ -166,7 +166,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         short.is_empty(),
         "rows missing in the target after the copy: {short:?}"
     );
-    println!(
+    reportln!(
         "done: start the scale-out nodes with --config {}; identities, passwords and tokens are unchanged",
         args.to.display()
     );

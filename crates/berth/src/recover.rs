@@ -17,6 +17,7 @@ use berth_metadata::{AuthStore, PostgresStore, SqliteStore};
 use berth_network::DefaultAction;
 
 use crate::config::Config;
+use crate::output::reportln;
 
 /// The actor recoveries are recorded under in the activity log.
 pub const ACTOR: &str = "recovery";
@@ -137,9 +138,9 @@ async fn apply(
             })
             .await
             .map_err(|e| anyhow::anyhow!("cannot reset the network rules: {}", e.message()))?;
-        println!("network rules: all removed, default action Allow");
+        reportln!("network rules: all removed, default action Allow");
         if !after.public_network_access {
-            println!(
+            reportln!(
                 "  public network access is still disabled: add --enable-public-access to turn it on"
             );
         }
@@ -160,12 +161,12 @@ async fn apply(
             after.ip_rules.contains(&net),
             "the rule for {net} was not stored"
         );
-        println!("network rules: {net} allowed");
+        reportln!("network rules: {net} allowed");
         if after.default_action == DefaultAction::Allow {
-            println!("  (the default action is Allow: every address is let in anyway)");
+            reportln!("  (the default action is Allow: every address is let in anyway)");
         }
         if !after.public_network_access {
-            println!(
+            reportln!(
                 "  public network access is disabled, so rules do not apply: add --enable-public-access"
             );
         }
@@ -185,7 +186,7 @@ async fn apply(
             )
             .await
             .map_err(|e| anyhow::anyhow!("cannot enable public network access: {}", e.message()))?;
-        println!("public network access: enabled");
+        reportln!("public network access: enabled");
         changed = true;
     }
     if args.reset_owner_password {
@@ -195,7 +196,7 @@ async fn apply(
             .context("cannot reset the owner's password")?;
         let file = config.data_dir.join("initial-owner-password");
         write_password_file(&file, &secret.value)?;
-        println!(
+        reportln!(
             "owner password reset: user 'owner', password {}\n  (also in {}, mode 0600; shown only this once)",
             secret.value,
             file.display()
@@ -203,7 +204,7 @@ async fn apply(
         changed = true;
     }
     if changed {
-        println!(
+        reportln!(
             "recorded in the activity log as done by '{ACTOR}'; a running registry applies it within about a second"
         );
     }

@@ -37,7 +37,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         server: args.listen.map(|listen| ServerOverrides {
             listen: Listen::One(listen),
         }),
-        log: args.log_format.map(|format| LogOverrides { format }),
+        log: args.log_format.map(|format| LogOverrides {
+            format: format.as_str().to_string(),
+        }),
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     init_logging(&config)?;
@@ -63,13 +65,24 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
         .add_directive("sqlx::postgres::notice=warn".parse()?);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(log_colours(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ));
     match config.log.format.as_str() {
         "json" => builder.json().init(),
         "text" => builder.init(),
         other => anyhow::bail!("log.format '{other}' is not supported (use text or json)"),
     }
     Ok(())
+}
+
+/// Whether the text log is coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org). A log
+/// file or a log collector gets plain text.
+fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// The network policy's static part, from configuration.
@@ -472,4 +485,18 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(super::log_colours(true, None));
+        assert!(super::log_colours(true, Some(OsStr::new(""))));
+        assert!(!super::log_colours(true, Some(OsStr::new("1"))));
+        assert!(!super::log_colours(false, None));
+        assert!(!super::log_colours(false, Some(OsStr::new(""))));
+    }
 }
