@@ -15,7 +15,7 @@
 //! - [`disk`]: what the filesystem store holds.
 //!
 //! Every test binary includes this module and uses a different subset.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod disk;
