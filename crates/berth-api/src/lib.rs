@@ -26,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod data;

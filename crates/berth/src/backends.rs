@@ -25,6 +25,16 @@ enum Database {
 }
 
 impl Backends {
+    /// The stores, for the application.
+    pub fn stores(&self) -> berth_api::app::Stores {
+        berth_api::app::Stores {
+            blobs: self.blobs.clone(),
+            metadata: self.metadata.clone(),
+            auth: self.auth.clone(),
+            events: self.events.clone(),
+        }
+    }
+
     /// Closes the database connections (SQLite checkpoints its log).
     pub async fn close(&self) {
         match &self.database {

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Extension;
-use berth_api::audit::EventSink;
-use berth_api::data::DataEndpoints;
+use berth_api::app::{AppSettings, Services};
 use berth_api::network::NetworkPolicy;
-use berth_api::AppState;
 use berth_auth::{AuthConfig, AuthService};
 use berth_metadata::EventStore;
 use berth_network::{parse_cidr, Endpoint, Subnet};
@@ -85,8 +83,8 @@ fn log_colours(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> 
     stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-/// The network policy's static part, from configuration.
-fn network_policy(config: &Config) -> anyhow::Result<NetworkPolicy> {
+/// What the configuration decides about the application.
+fn app_settings(config: &Config) -> anyhow::Result<AppSettings> {
     let mut subnets = Vec::new();
     for s in &config.subnet {
         let cidrs = s
@@ -100,14 +98,43 @@ fn network_policy(config: &Config) -> anyhow::Result<NetworkPolicy> {
             cidrs,
         });
     }
-    let proxies = config
+    let trusted_proxies = config
         .server
         .trusted_proxies
         .iter()
         .map(|p| parse_cidr(p))
         .collect::<Result<Vec<_>, _>>()
         .context("server.trusted_proxies")?;
-    Ok(NetworkPolicy::new(subnets, proxies))
+    Ok(AppSettings {
+        registry: RegistryConfig {
+            max_manifest_bytes: config.limits.max_manifest_bytes,
+            gc_grace: Duration::from_secs(config.gc.grace_seconds),
+            upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
+            node_id: crate::backends::node_id(config),
+            // Another node may change what this one would cache.
+            cache: !config.shared_metadata(),
+            storage_redirect: (config.storage.redirect.as_deref() == Some("storage"))
+                .then(|| Duration::from_secs(config.server.data_url_ttl_seconds)),
+        },
+        auth: AuthConfig {
+            token_ttl: Duration::from_secs(config.auth.token_ttl_seconds),
+            refresh_ttl: Duration::from_secs(config.auth.refresh_token_ttl_seconds),
+            registry_name: config.auth.registry_name.clone(),
+            throttle_limit: config.auth.failed_login_limit,
+            throttle_window: Duration::from_secs(config.auth.failed_login_window_seconds),
+            ..AuthConfig::default()
+        },
+        body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
+        subnets,
+        trusted_proxies,
+        data_hosts: config
+            .data_endpoint
+            .iter()
+            .map(|d| d.host.clone())
+            .collect(),
+        data_url_ttl: Duration::from_secs(config.server.data_url_ttl_seconds),
+        audit_jsonl: config.audit.jsonl_path.clone(),
+    })
 }
 
 async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
@@ -120,40 +147,10 @@ async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let backends = crate::backends::open(&config).await?;
-    let registry = Arc::new(Registry::new(
-        backends.blobs.clone(),
-        backends.metadata.clone(),
-        RegistryConfig {
-            max_manifest_bytes: config.limits.max_manifest_bytes,
-            gc_grace: Duration::from_secs(config.gc.grace_seconds),
-            upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
-            node_id: crate::backends::node_id(&config),
-            // Another node may change what this one would cache.
-            cache: !config.shared_metadata(),
-            storage_redirect: (config.storage.redirect.as_deref() == Some("storage"))
-                .then(|| Duration::from_secs(config.server.data_url_ttl_seconds)),
-        },
-    ));
-    let auth = Arc::new(
-        AuthService::open(
-            backends.auth.clone(),
-            AuthConfig {
-                token_ttl: Duration::from_secs(config.auth.token_ttl_seconds),
-                refresh_ttl: Duration::from_secs(config.auth.refresh_token_ttl_seconds),
-                registry_name: config.auth.registry_name.clone(),
-                throttle_limit: config.auth.failed_login_limit,
-                throttle_window: Duration::from_secs(config.auth.failed_login_window_seconds),
-                ..AuthConfig::default()
-            },
-        )
-        .await
-        .context("cannot initialise authentication")?,
-    );
-    let network = Arc::new(network_policy(&config)?);
-    network
-        .reload(&auth)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot load network rules: {}", e.message))?;
+    let services = Services::open(backends.stores(), app_settings(&config)?).await?;
+    let auth = services.auth.clone();
+    let network = services.network.clone();
+    let registry = services.registry.clone();
 
     let tls = tls_config(&config)?;
     berth_api::set_tls(tls.is_some());
@@ -237,28 +234,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .install_recorder()
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
-    let event_store: Arc<dyn EventStore> = backends.events.clone();
-    let events = EventSink::start(event_store.clone(), config.audit.jsonl_path.clone());
-    let data = DataEndpoints::new(
-        config
-            .data_endpoint
-            .iter()
-            .map(|d| d.host.clone())
-            .collect(),
-        data_key(&auth).await?.as_bytes(),
-        Duration::from_secs(config.server.data_url_ttl_seconds),
-    );
-    let app = berth_api::router(AppState {
-        registry: registry.clone(),
-        auth,
-        body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
-        network,
-        endpoints: Arc::new(endpoints),
-        events: events.clone(),
-        event_store,
-        metrics,
-        data: Arc::new(data),
-    });
+    let state = services.into_state(endpoints, metrics).await?;
+    let events = state.events.clone();
+    let app = berth_api::router(state);
     let server = &config.server;
     let limits = crate::connections::Limits {
         header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
@@ -360,35 +338,6 @@ fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig
     let mut server = server;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(Arc::new(server)))
-}
-
-/// The key that signs data-endpoint URLs: made once, shared by all nodes
-/// through the metadata store.
-async fn data_key(auth: &AuthService) -> anyhow::Result<String> {
-    const KEY: &str = "dataEndpointKey";
-    if let Some(key) = auth.store().setting(KEY).await? {
-        return Ok(key);
-    }
-    let key = berth_auth::secret::generate();
-    // Another node may be doing the same: only the first one stored counts.
-    auth.store()
-        .replace_setting(
-            KEY,
-            None,
-            &key,
-            &berth_metadata::Activity {
-                actor: "system".into(),
-                operation: "create data endpoint signing key".into(),
-                target: KEY.into(),
-                before: None,
-                after: None,
-            },
-        )
-        .await?;
-    auth.store()
-        .setting(KEY)
-        .await?
-        .context("the data endpoint key vanished right after it was stored")
 }
 
 /// Writes a secret to a file only its owner can read.
