@@ -118,13 +118,5 @@ impl AuthError {
     }
 }
 
-/// RFC 3339 for messages and API output.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
+/// Re-exported for callers that have not moved to `berth_util` yet.
+pub use berth_util::rfc3339;

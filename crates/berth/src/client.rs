@@ -214,17 +214,8 @@ impl Client {
     }
 }
 
-/// Percent-encodes a query value.
-pub fn query_value(v: &str) -> String {
-    // Unreserved characters and '/' (repository names) stay as they are.
-    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~')
-        .remove(b'/');
-    percent_encoding::utf8_percent_encode(v, QUERY_VALUE).to_string()
-}
+/// Percent-encodes a query value; '/' stays (repository names).
+pub use berth_util::percent::encode_path as query_value;
 
 #[cfg(test)]
 mod tests {
