@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use berth_metadata::{now, EventStore, LoginEvent, RepositoryEvent};
+use berth_metadata::{EventStore, LoginEvent, RepositoryEvent};
+use berth_util::now_ms;
 use http::{HeaderValue, Method};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -428,13 +429,6 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         }));
     }
     response
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_else(|_| now() * 1000)
 }
 
 /// How long audit events are kept.

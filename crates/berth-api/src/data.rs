@@ -26,10 +26,6 @@ pub struct DataEndpoints {
     pub ttl: Duration,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl DataEndpoints {
     pub fn new(hosts: Vec<String>, secret: &[u8], ttl: Duration) -> Self {
         DataEndpoints {
@@ -45,15 +41,15 @@ impl DataEndpoints {
 
     /// The signed path and query for a blob on the data host.
     pub fn signed_path(&self, repo: &RepositoryName, digest: &Digest, identity: &str) -> String {
-        let exp = berth_metadata::now() + self.ttl.as_secs() as i64;
+        let exp = berth_util::now() + self.ttl.as_secs() as i64;
         let sig = hmac::sign(
             &self.key,
             Self::message(repo.as_str(), &digest.to_string(), identity, exp).as_bytes(),
         );
         format!(
             "/data/{repo}/blobs/{digest}?id={}&exp={exp}&sig={}",
-            percent(identity),
-            hex(sig.as_ref())
+            berth_util::percent::encode_component(identity),
+            hex::encode(sig.as_ref())
         )
     }
 
@@ -65,14 +61,7 @@ impl DataEndpoints {
         exp: i64,
         sig: &str,
     ) -> Result<(), String> {
-        let bytes: Option<Vec<u8>> = (0..sig.len())
-            .step_by(2)
-            .map(|i| {
-                sig.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-            })
-            .collect();
-        let Some(bytes) = bytes else {
+        let Ok(bytes) = hex::decode(sig) else {
             return Err("the signature is malformed".into());
         };
         hmac::verify(
@@ -84,7 +73,7 @@ impl DataEndpoints {
             "the signature does not match (the URL was altered or signed by another registry)"
                 .to_string()
         })?;
-        if exp < berth_metadata::now() {
+        if exp < berth_util::now() {
             return Err(
                 "the signed URL has expired; request the blob from the login server again".into(),
             );
@@ -99,16 +88,6 @@ impl DataEndpoints {
         let host = host.to_ascii_lowercase();
         self.hosts.contains(&host)
     }
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-fn percent(s: &str) -> String {
-    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 /// The redirect for a blob GET on the login server, when data endpoints are

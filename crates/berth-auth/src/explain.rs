@@ -2,11 +2,12 @@
 //! returns (the identity's state, the grants that apply, what is missing).
 
 use berth_manage::explain::AccessTrace;
-use berth_metadata::now;
+use berth_util::now;
 
 use crate::model::{IdentityKind, Permission, Scope};
 use crate::service::AuthService;
-use crate::{rfc3339, view, AuthError};
+use crate::{view, AuthError};
+use berth_util::rfc3339;
 
 impl AuthService {
     /// Why `identity` may or may not do `permission` on `repository`: the

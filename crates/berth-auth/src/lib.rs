@@ -124,30 +124,3 @@ impl AuthError {
         })
     }
 }
-
-/// RFC 3339 for messages and API output.
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
-
-/// RFC 3339 with milliseconds, for events (`2026-12-01T10:00:00.250Z`).
-pub fn rfc3339_ms(unix_ms: i64) -> String {
-    let seconds = rfc3339(unix_ms.div_euclid(1000));
-    match seconds.strip_suffix('Z') {
-        Some(base) => format!("{base}.{:03}Z", unix_ms.rem_euclid(1000)),
-        None => seconds,
-    }
-}
-
-/// An RFC 3339 time as unix milliseconds.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let at =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
-}

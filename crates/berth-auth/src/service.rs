@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use berth_metadata::{now, AuthStore, IdentityRecord, SigningKeyRecord};
+use berth_metadata::{AuthStore, IdentityRecord, SigningKeyRecord};
+use berth_util::{now, rfc3339};
 use quick_cache::sync::Cache;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -15,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::model::{builtin_roles, Grant, IdentityKind, Permission, Principal, Role, Scope};
 use crate::throttle::Throttle;
 use crate::token::{AccessEntry, Claims, KeyRing, ISSUER};
-use crate::{rfc3339, secret, AuthError, REFRESH_TOKEN_USER};
+use crate::{secret, AuthError, REFRESH_TOKEN_USER};
 
 pub const SETTING_ANONYMOUS_PULL: &str = "anonymousPullEnabled";
 pub const SETTING_ADMIN_ENABLED: &str = "adminUserEnabled";

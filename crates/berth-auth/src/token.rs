@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn claims(exp_in: i64) -> Claims {
-        let now = berth_metadata::now();
+        let now = berth_util::now();
         Claims {
             iss: ISSUER.into(),
             sub: "id".into(),

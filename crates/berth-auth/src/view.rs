@@ -2,9 +2,11 @@
 
 use berth_manage::identities::{Credential, Identity, IdentityKind};
 use berth_manage::logs::ActivityEntry;
-use berth_metadata::{now, ActivityRecord, CredentialRecord, IdentityRecord};
+use berth_metadata::{ActivityRecord, CredentialRecord, IdentityRecord};
+use berth_util::now;
 
-use crate::{rfc3339, AuthError};
+use crate::AuthError;
+use berth_util::rfc3339;
 
 /// A stored identity's kind; a value berth never writes is a corrupt row,
 /// reported as such rather than guessed at.

@@ -8,7 +8,6 @@
 //! docs/performance.md for the workloads and how to read the figures.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -83,9 +82,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<Report> {
     options.params.validate()?;
     let server = options.pid.map(ServerProbe::new).transpose()?;
     let load_before = procfs::load_average();
-    let started_unix_s = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let started_unix_s = u64::try_from(berth_util::now()).unwrap_or(0);
     if let Some(dir) = &options.static_dir {
         let (dir, params, prefix) = (
             dir.clone(),

@@ -1,5 +1,6 @@
 //! `check-pull IMAGE`: the kubelet's path, step by step, with one verdict.
 
+use berth_util::percent::encode_component;
 use http::{Method, Uri};
 use serde_json::Value;
 
@@ -149,16 +150,6 @@ fn challenge(value: &str) -> Option<(String, String)> {
         }
     }
     Some((realm?, service))
-}
-
-/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
-fn percent(s: &str) -> String {
-    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 impl PullCheck {
@@ -366,8 +357,8 @@ impl PullCheck {
                 let scope = format!("repository:{}:pull", self.image.repository);
                 let token_uri: Uri = match format!(
                     "{realm}?service={}&scope={}",
-                    percent(&service),
-                    percent(&scope)
+                    encode_component(&service),
+                    encode_component(&scope)
                 )
                 .parse()
                 {

@@ -375,19 +375,3 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The latest runs, newest first.
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRunRecord>, MetadataError>;
 }
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// Seconds since the Unix epoch.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}

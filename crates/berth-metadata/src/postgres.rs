@@ -11,7 +11,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::{now, MetadataError};
+use berth_util::now;
+
+use crate::MetadataError;
 
 const CONNECTIONS: u32 = 16;
 

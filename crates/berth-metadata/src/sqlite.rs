@@ -9,7 +9,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::{now, MetadataError};
+use berth_util::now;
+
+use crate::MetadataError;
 
 const READERS: u32 = 8;
 

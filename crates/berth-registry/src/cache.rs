@@ -203,11 +203,9 @@ mod tests {
     use super::*;
 
     fn digest(n: u8) -> Digest {
-        format!("sha256:{}", hex_of(n)).parse().expect("digest")
-    }
-
-    fn hex_of(n: u8) -> String {
-        format!("{n:02x}").repeat(32)
+        format!("sha256:{}", hex::encode([n; 32]))
+            .parse()
+            .expect("digest")
     }
 
     /// The race the writer count closes, step by step: a ticket taken while

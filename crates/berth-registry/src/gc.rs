@@ -9,8 +9,9 @@
 //! same bytes meanwhile waits for the record to go before writing (see
 //! `Registry::claim_blob`), so the collector never deletes fresh bytes.
 
-use berth_metadata::{now, now_ms, GcRunRecord};
+use berth_metadata::GcRunRecord;
 use berth_types::Digest;
+use berth_util::{now, now_ms};
 use uuid::Uuid;
 
 use crate::{Registry, RegistryError, Result};

@@ -37,7 +37,7 @@ async fn a_run_finishes_the_deletions_of_a_crashed_one() {
 
     // The crashed run: marked (so no one links or re-uploads it meanwhile),
     // bytes not yet deleted, lease abandoned.
-    let later = berth_metadata::now() + 10;
+    let later = berth_util::now() + 10;
     assert!(metadata
         .mark_blob_deleting(&digest, later)
         .await

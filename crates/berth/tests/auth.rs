@@ -420,54 +420,7 @@ async fn credential_states_are_named() {
 }
 
 fn time_in(seconds: u64) -> String {
-    let t = std::time::SystemTime::now() + Duration::from_secs(seconds);
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("time")
-        .as_secs();
-    // RFC 3339 in UTC without a date library: days since epoch to a date.
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let (mut y, mut d) = (1970i64, days as i64);
-    loop {
-        let len = if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 {
-            366
-        } else {
-            365
-        };
-        if d < len {
-            break;
-        }
-        d -= len;
-        y += 1;
-    }
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let months = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let mut m = 0;
-    while d >= months[m] {
-        d -= months[m];
-        m += 1;
-    }
-    format!(
-        "{y:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        m + 1,
-        d + 1,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    berth_util::rfc3339(berth_util::now() + seconds as i64)
 }
 
 #[tokio::test]

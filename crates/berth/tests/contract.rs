@@ -48,7 +48,7 @@ async fn refused<E: Endpoint>(
 /// An RFC 3339 UTC time as the contract sends it.
 fn assert_rfc3339(what: &str, time: &str) {
     assert!(
-        berth_auth::parse_rfc3339_ms(time).is_some() && time.ends_with('Z'),
+        berth_util::parse_rfc3339_ms(time).is_some() && time.ends_with('Z'),
         "{what}: '{time}' is not an RFC 3339 UTC time"
     );
 }
@@ -354,7 +354,7 @@ async fn network_logs_gc_and_explain_answer_in_contract_types() {
     );
 
     // The management changes and the logins are in the logs, in RFC 3339.
-    let since = berth_auth::rfc3339(0);
+    let since = berth_util::rfc3339(0);
     let activity = api
         .send(&ListActivity {
             since: Some(since.clone()),

@@ -98,8 +98,8 @@ fn mode(path: &Path) -> u32 {
         & 0o777
 }
 
-#[test]
-fn one_server_per_data_directory() {
+#[tokio::test]
+async fn one_server_per_data_directory() {
     let dir = tempdir("datadir-lock");
     let data = dir.path().join("data");
     let mut first = TestServer::start(&data);
@@ -141,7 +141,7 @@ fn one_server_per_data_directory() {
 
     // Once the first is gone, the directory is free again. (Serving first:
     // a SIGTERM before the server has reached its serve loop kills it.)
-    assert_eq!(first.raw("GET", "/v2/", &[], b"").status, 200);
+    expect_status(Api::new(&first).get("/v2/").await, 200).await;
     first.stop();
     first.restart();
     assert!(first.is_running());

@@ -25,7 +25,7 @@ fn since_ms(since: Option<&str>) -> Result<i64> {
     let Some(since) = since else {
         return Ok(0);
     };
-    berth_auth::parse_rfc3339_ms(since).ok_or_else(|| {
+    berth_util::parse_rfc3339_ms(since).ok_or_else(|| {
         ManageError::validation(format!(
             "since '{since}' is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z)"
         ))
@@ -54,7 +54,7 @@ async fn login_events(s: AppState, _: ManageRead, r: ListLoginEvents) -> Result<
         .await?
         .into_iter()
         .map(|e| LoginEvent {
-            time_generated: berth_auth::rfc3339_ms(e.time_generated),
+            time_generated: berth_util::rfc3339_ms(e.time_generated),
             login_server: e.login_server,
             identity: e.identity,
             caller_ip_address: e.caller_ip_address,
@@ -86,7 +86,7 @@ async fn repository_events(
         .await?
         .into_iter()
         .map(|e| RepositoryEvent {
-            time_generated: berth_auth::rfc3339_ms(e.time_generated),
+            time_generated: berth_util::rfc3339_ms(e.time_generated),
             login_server: e.login_server,
             operation_name: e.operation_name,
             repository: e.repository,

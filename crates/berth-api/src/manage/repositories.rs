@@ -72,7 +72,7 @@ async fn list_manifests(s: AppState, _: ManageRead, r: ListManifests) -> Result<
             artifact_type: m.artifact_type,
             size: m.size,
             tags: m.tags,
-            created_at: berth_auth::rfc3339(m.created_at),
+            created_at: berth_util::rfc3339(m.created_at),
         })
         .collect())
 }
@@ -82,8 +82,8 @@ fn gc_run_view(r: &berth_metadata::GcRunRecord) -> GcRun {
         id: r.id,
         node: r.holder.clone(),
         state: r.state.clone(),
-        started_at: berth_auth::rfc3339(r.started_at / 1000),
-        finished_at: r.finished_at.map(|t| berth_auth::rfc3339(t / 1000)),
+        started_at: berth_util::rfc3339(r.started_at / 1000),
+        finished_at: r.finished_at.map(|t| berth_util::rfc3339(t / 1000)),
         duration_ms: r.finished_at.map(|t| t - r.started_at),
         examined: r.examined,
         blobs_deleted: r.blobs_deleted,

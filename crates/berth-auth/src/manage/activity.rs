@@ -1,7 +1,7 @@
 //! The activity log: every management change, with who made it.
 
 use berth_manage::logs::ActivityEntry;
-use berth_metadata::now;
+use berth_util::now;
 
 use super::DAY;
 use crate::service::AuthService;

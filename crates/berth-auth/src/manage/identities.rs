@@ -2,13 +2,15 @@
 //! name, deleting them, their credentials, the trusted-service mark.
 
 use berth_manage::identities::{CreatedIdentity, Credential, Identity, IdentityKind, NewSecret};
-use berth_metadata::{now, IdentityRecord};
+use berth_metadata::IdentityRecord;
+use berth_util::now;
 use serde_json::json;
 
 use super::{activity, credential, secret_expiry, snapshot};
 use crate::model::Principal;
 use crate::service::AuthService;
-use crate::{rfc3339, view, AuthError};
+use crate::{view, AuthError};
+use berth_util::rfc3339;
 
 impl AuthService {
     /// Creates a service principal with a secret valid `years` (or until

@@ -6,10 +6,12 @@
 //! types (`berth_manage`), built from records in `crate::view`.
 
 use berth_manage::identities::NewSecret;
-use berth_metadata::{now, Activity, CredentialRecord, IdentityRecord};
+use berth_metadata::{Activity, CredentialRecord, IdentityRecord};
+use berth_util::now;
 
 use crate::model::Principal;
-use crate::{rfc3339, secret, view, AuthError};
+use crate::{secret, view, AuthError};
+use berth_util::rfc3339;
 
 mod activity;
 mod identities;

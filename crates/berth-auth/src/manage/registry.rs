@@ -2,7 +2,8 @@
 
 use berth_manage::identities::{IdentityKind, NewSecret};
 use berth_manage::registry::{AdminCredentials, PasswordName, RegistrySettings};
-use berth_metadata::{now, Activity, IdentityRecord};
+use berth_metadata::{Activity, IdentityRecord};
+use berth_util::now;
 use serde_json::json;
 
 use super::{activity, credential, snapshot};

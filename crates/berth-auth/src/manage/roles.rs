@@ -4,13 +4,15 @@ use std::collections::HashMap;
 
 use berth_manage::identities::IdentityKind;
 use berth_manage::roles::{RoleAssignment, RoleDefinition};
-use berth_metadata::{now, RoleAssignmentRecord, RoleDefinitionRecord};
+use berth_metadata::{RoleAssignmentRecord, RoleDefinitionRecord};
+use berth_util::now;
 use serde_json::json;
 
 use super::activity;
 use crate::model::{Permission, Principal, Scope};
 use crate::service::AuthService;
-use crate::{rfc3339, AuthError};
+use crate::AuthError;
+use berth_util::rfc3339;
 
 impl AuthService {
     pub(crate) async fn require_role(&self, role: &str) -> Result<(), AuthError> {

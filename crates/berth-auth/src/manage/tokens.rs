@@ -2,13 +2,15 @@
 
 use berth_manage::identities::{CreatedIdentity, Identity, IdentityKind, NewSecret};
 use berth_manage::tokens::{ScopeMap, ScopeRule, TokenPasswordName};
-use berth_metadata::{now, IdentityRecord, ScopeMapRecord};
+use berth_metadata::{IdentityRecord, ScopeMapRecord};
+use berth_util::now;
 use serde_json::json;
 
 use super::{activity, credential, snapshot, DAY};
 use crate::model::{Principal, Scope};
 use crate::service::AuthService;
-use crate::{rfc3339, view, AuthError};
+use crate::{view, AuthError};
+use berth_util::rfc3339;
 
 /// A scope map must grant something, on repositories named validly.
 /// (Actions are typed: the contract refuses an unknown one when the

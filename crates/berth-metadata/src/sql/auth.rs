@@ -11,7 +11,8 @@ macro_rules! impl_auth_store {
                 Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord,
                 RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
             };
-            use $crate::{now, MetadataError};
+            use $crate::MetadataError;
+            use berth_util::now;
 
             type Db = $db;
             type DbRow = <$db as sqlx::Database>::Row;

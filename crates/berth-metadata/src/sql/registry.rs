@@ -7,8 +7,9 @@ macro_rules! impl_metadata_store {
             use async_trait::async_trait;
             use berth_types::{Digest, Reference, RepositoryName, Tag};
             use sqlx::{Row, Transaction};
+            use berth_util::{now, now_ms};
             use $crate::{
-                now, now_ms, GcRunRecord, ManifestRecord, ManifestSummary, MetadataError,
+                GcRunRecord, ManifestRecord, ManifestSummary, MetadataError,
                 MetadataStore, NewManifest, Referrer, UploadRecord,
             };
 

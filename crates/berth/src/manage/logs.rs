@@ -90,7 +90,7 @@ pub enum ActivityCommand {
 
 /// `--since` as the RFC 3339 time the API takes.
 fn since_time(since: Since) -> String {
-    berth_auth::rfc3339(since.unix_seconds(now()))
+    berth_util::rfc3339(since.unix_seconds(now()))
 }
 
 pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! camelCase, RFC 3339 times). One file per group of commands.
 
 use anyhow::Context;
+use berth_util::now;
 use clap::Args;
 use serde_json::Value;
 
@@ -56,13 +57,6 @@ const CREDENTIAL: &[Column] = &[
     ("EXPIRES", "/expiresAt"),
     ("EXPIRED", "/expired"),
 ];
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// A typed answer as JSON, for the table printer and `-o json`.
 fn json_of(value: impl serde::Serialize) -> Value {

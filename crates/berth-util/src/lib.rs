@@ -1,0 +1,9 @@
+//! Small helpers that several berth crates need, kept in one place: the
+//! wall clock as Unix seconds or milliseconds, RFC 3339 text for those
+//! instants, and percent-encoding of URL components. It depends on no other
+//! berth crate, so any of them can use it.
+
+mod clock;
+pub mod percent;
+
+pub use clock::{now, now_ms, parse_rfc3339_ms, rfc3339, rfc3339_ms};
