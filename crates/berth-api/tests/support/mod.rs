@@ -11,6 +11,7 @@
 //!   envelope;
 //! - [`registry`]: distribution-API steps (push a blob, upload in chunks,
 //!   push and pull manifests, list tags);
+//! - [`manage`]: management-API steps with the contract's types;
 //! - [`oci`]: content and OCI fixtures;
 //! - [`disk`]: what the filesystem store holds.
 //!
@@ -20,6 +21,7 @@
 pub mod app;
 pub mod disk;
 pub mod http;
+pub mod manage;
 pub mod oci;
 pub mod registry;
 
