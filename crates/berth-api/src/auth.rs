@@ -159,6 +159,12 @@ pub async fn identify(
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let result = match scheme.to_ascii_lowercase().as_str() {
         "basic" => match basic_credentials(rest) {
+            // `Basic Og==` (":"): what some clients send when they have no
+            // credentials. It is an anonymous request, not a failed login.
+            Ok((user, pass)) if user.is_empty() && pass.is_empty() => Ok(Caller {
+                principal: auth.anonymous(),
+                token: None,
+            }),
             Ok((user, pass)) => {
                 record_login(slot, &user, None);
                 auth.authenticate(&user, &pass, ip)
@@ -233,8 +239,10 @@ fn docker_scope(route: &Route) -> Option<String> {
 pub fn authorize(caller: &Caller, route: &Route, headers: &HeaderMap) -> Result<(), ApiError> {
     let principal = &caller.principal;
     let Some((permission, repo)) = needed(route) else {
-        // `/v2/` proves credentials: anonymous callers get the challenge.
-        return if principal.is_anonymous() {
+        // `/v2/` proves credentials: anonymous callers get the challenge,
+        // but an anonymous *token* (issued because anonymous pull is on) is
+        // what the challenge asked for, and passes.
+        return if principal.is_anonymous() && caller.token.is_none() {
             Err(unauthorized(
                 headers,
                 "authentication required: log in, or request a token from the realm in WWW-Authenticate".into(),
