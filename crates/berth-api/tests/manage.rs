@@ -169,3 +169,97 @@ async fn contract_requests_get_contract_answers_and_codes() {
     let sps = manage::send(&owner, &ListServicePrincipals {}).await;
     assert!(sps.is_empty(), "{sps:?}");
 }
+
+#[tokio::test]
+async fn tags_and_manifests_are_removed_one_at_a_time() {
+    use berth_manage::repositories::*;
+    let dir = tempdir("manage-untag");
+    let app = TestApp::embedded(dir.path()).await;
+    let owner = app.as_owner();
+    let image = push_image(&owner, "app/web", "v1", 7, 1000).await;
+    owner
+        .push_manifest("app/web", "stable", OCI_MANIFEST, &image.manifest)
+        .await;
+    let tags = |list: Vec<TagInfo>| list.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    let listed = manage::send(
+        &owner,
+        &ListTags {
+            repository: "app/web".into(),
+        },
+    )
+    .await;
+    assert_eq!(tags(listed), ["stable", "v1"]);
+
+    // Untag: one tag goes, the manifest stays under the other and by digest.
+    manage::send(
+        &owner,
+        &UntagManifest {
+            repository: "app/web".into(),
+            tag: "v1".into(),
+        },
+    )
+    .await;
+    let listed = manage::send(
+        &owner,
+        &ListTags {
+            repository: "app/web".into(),
+        },
+    )
+    .await;
+    assert_eq!(tags(listed), ["stable"]);
+    let (_, body) = owner.pull_manifest("app/web", &image.digest).await;
+    assert_eq!(body, image.manifest);
+    manage::refused(
+        &owner,
+        &UntagManifest {
+            repository: "app/web".into(),
+            tag: "v1".into(),
+        },
+        404,
+        "NOT_FOUND",
+    )
+    .await;
+    manage::refused(
+        &owner,
+        &UntagManifest {
+            repository: "app/web".into(),
+            tag: "not a tag".into(),
+        },
+        400,
+        "VALIDATION",
+    )
+    .await;
+
+    // Delete by digest: the manifest and its remaining tags go.
+    manage::refused(
+        &owner,
+        &DeleteManifest {
+            repository: "app/web".into(),
+            digest: "sha256:nope".into(),
+        },
+        400,
+        "VALIDATION",
+    )
+    .await;
+    manage::send(
+        &owner,
+        &DeleteManifest {
+            repository: "app/web".into(),
+            digest: image.digest.clone(),
+        },
+    )
+    .await;
+    let listed = manage::send(
+        &owner,
+        &ListTags {
+            repository: "app/web".into(),
+        },
+    )
+    .await;
+    assert!(listed.is_empty(), "{listed:?}");
+    let resp = owner
+        .get(&format!("/v2/app/web/manifests/{}", image.digest))
+        .send()
+        .await;
+    expect_error(resp, 404, "MANIFEST_UNKNOWN");
+}

@@ -178,6 +178,8 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<repositories::DeleteRepository>(),
         I::of::<repositories::ListTags>(),
         I::of::<repositories::ListManifests>(),
+        I::of::<repositories::UntagManifest>(),
+        I::of::<repositories::DeleteManifest>(),
         I::of::<gc::GetGcStatus>(),
         I::of::<gc::RunGc>(),
         I::of::<network::GetNetwork>(),

@@ -61,3 +61,24 @@ pub struct ListManifests {
     pub repository: String,
 }
 endpoint!(ListManifests => Vec<ManifestInfo>, Get "/api/v1/repositories/manifests", ManageRead);
+
+/// `DELETE /api/v1/repositories/tags?repository=R&tag=T`: removes one tag;
+/// the manifest it pointed at stays (by digest, and under its other tags).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UntagManifest {
+    pub repository: String,
+    pub tag: String,
+}
+endpoint!(UntagManifest => (), Delete "/api/v1/repositories/tags", Delete, status 204);
+
+/// `DELETE /api/v1/repositories/manifests?repository=R&digest=D`: the
+/// manifest and every tag pointing at it (its blobs go when the collector
+/// finds them unused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteManifest {
+    pub repository: String,
+    pub digest: String,
+}
+endpoint!(DeleteManifest => (), Delete "/api/v1/repositories/manifests", Delete, status 204);

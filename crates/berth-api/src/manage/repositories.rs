@@ -3,7 +3,7 @@
 use berth_manage::gc::*;
 use berth_manage::repositories::*;
 use berth_manage::ManageCode;
-use berth_types::{Reference, RepositoryName};
+use berth_types::{Digest, Reference, RepositoryName, Tag};
 
 use super::{DeleteContent, ManageError, ManageRead, ManageWrite, Routes};
 use crate::AppState;
@@ -15,6 +15,8 @@ pub(super) fn routes(r: Routes) -> Routes {
         .serve(delete_repository)
         .serve(list_tags)
         .serve(list_manifests)
+        .serve(untag)
+        .serve(delete_manifest)
         .serve(gc_status)
         .serve(gc_run)
 }
@@ -75,6 +77,25 @@ async fn list_manifests(s: AppState, _: ManageRead, r: ListManifests) -> Result<
             created_at: berth_util::rfc3339(m.created_at),
         })
         .collect())
+}
+
+async fn untag(s: AppState, _: DeleteContent, r: UntagManifest) -> Result<()> {
+    let repo = repository(&r.repository)?;
+    let tag: Tag = r.tag.parse()?;
+    Ok(s.registry
+        .delete_manifest(&repo, &Reference::Tag(tag))
+        .await?)
+}
+
+async fn delete_manifest(s: AppState, _: DeleteContent, r: DeleteManifest) -> Result<()> {
+    let repo = repository(&r.repository)?;
+    let digest: Digest = r
+        .digest
+        .parse()
+        .map_err(|e: berth_types::DigestError| ManageError::validation(e.to_string()))?;
+    Ok(s.registry
+        .delete_manifest(&repo, &Reference::Digest(digest))
+        .await?)
 }
 
 fn gc_run_view(r: &berth_metadata::GcRunRecord) -> GcRun {

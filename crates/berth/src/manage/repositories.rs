@@ -44,6 +44,24 @@ pub enum RepositoryCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Remove a tag; the manifest stays (by digest and under other tags).
+    Untag {
+        /// The repository, e.g. app/web.
+        #[arg(long)]
+        repository: String,
+        /// The tag to remove, e.g. v1.
+        #[arg(long)]
+        tag: String,
+    },
+    /// Delete a manifest by digest, with every tag that points at it.
+    DeleteManifest {
+        /// The repository, e.g. app/web.
+        #[arg(long)]
+        repository: String,
+        /// The manifest's digest, e.g. sha256:...
+        #[arg(long)]
+        digest: String,
+    },
 }
 
 const GC_REPORT: &[Column] = &[
@@ -135,6 +153,24 @@ pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyho
             ],
             args.output,
         ),
+        RepositoryCommand::Untag { repository, tag } => {
+            client
+                .send(&repositories::UntagManifest {
+                    repository: repository.clone(),
+                    tag: tag.clone(),
+                })
+                .await?;
+            outln!("removed tag {repository}:{tag}");
+        }
+        RepositoryCommand::DeleteManifest { repository, digest } => {
+            client
+                .send(&repositories::DeleteManifest {
+                    repository: repository.clone(),
+                    digest: digest.clone(),
+                })
+                .await?;
+            outln!("deleted manifest {repository}@{digest} and its tags");
+        }
         RepositoryCommand::Delete { repository, yes } => {
             if !yes {
                 return Err(invalid_argument(format!("deleting '{repository}' removes all its manifests and tags; repeat with --yes to confirm")));
