@@ -8,9 +8,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{BlobContent, Registry};
+use berth_registry::{BlobContent, PushOptions, Registry};
 use berth_storage::ByteStream;
-use berth_types::{Digest, ErrorCode, Reference, RepositoryName};
+use berth_types::{Digest, ErrorCode, Reference, RepositoryName, Tag};
 use futures::TryStreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -52,7 +52,11 @@ pub async fn handle(
             .await
         }
         (Endpoint::Manifest { reference }, "PUT") => {
-            put_manifest(&registry, route.repository()?, reference, request).await
+            let options = PushOptions {
+                tags: query_tags(request.uri().query())?,
+                sparse: state.auth.sparse_manifests_enabled(),
+            };
+            put_manifest(&registry, route.repository()?, reference, options, request).await
         }
         (Endpoint::Manifest { reference }, "DELETE") => {
             let reference: Reference = reference.parse()?;
@@ -104,6 +108,7 @@ pub async fn handle(
             let repo = route.repository()?;
             let upload = registry.upload_state(repo, id).await?;
             Ok(upload_response(
+                registry.config(),
                 StatusCode::NO_CONTENT,
                 repo,
                 &upload.id.to_string(),
@@ -309,10 +314,37 @@ async fn get_manifest(
     Ok(response)
 }
 
+/// The `tag` parameters of a manifest push (`?tag=a&tag=b`), in order.
+/// Checked before the body is read: a bad one changes nothing.
+fn query_tags(query: Option<&str>) -> Result<Vec<Tag>, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Unsupported,
+                format!("the query string cannot be read: {e}"),
+            )
+            .with_status(StatusCode::BAD_REQUEST)
+        })?;
+    let tags: Vec<Tag> = pairs
+        .into_iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| v.parse::<Tag>())
+        .collect::<Result<_, _>>()?;
+    if tags.len() > berth_registry::MAX_TAGS_PER_PUSH {
+        return Err(berth_registry::RegistryError::TooManyTags {
+            count: tags.len(),
+            limit: berth_registry::MAX_TAGS_PER_PUSH,
+        }
+        .into());
+    }
+    Ok(tags)
+}
+
 async fn put_manifest(
     registry: &Registry,
     repo: &RepositoryName,
     reference: &str,
+    options: PushOptions,
     request: Request,
 ) -> Result<Response, ApiError> {
     let reference: Reference = reference.parse()?;
@@ -336,7 +368,7 @@ async fn put_manifest(
         })?
         .to_bytes();
     let put = registry
-        .put_manifest(repo, &reference, content_type.as_deref(), body)
+        .put_manifest(repo, &reference, content_type.as_deref(), body, options)
         .await?;
     let mut response = StatusCode::CREATED.into_response();
     let h = response.headers_mut();
@@ -346,6 +378,12 @@ async fn put_manifest(
         &format!("/v2/{repo}/manifests/{}", put.digest),
     );
     set(h, DIGEST_HEADER, &put.digest.to_string());
+    // One `OCI-Tag` per tag set, so a client knows the `?tag=`s were honoured.
+    for tag in &put.tags {
+        if let Ok(v) = HeaderValue::from_str(tag.as_str()) {
+            h.append("oci-tag", v);
+        }
+    }
     if let Some(subject) = put.subject {
         set(h, "oci-subject", &subject.to_string());
     }
@@ -424,10 +462,21 @@ pub(crate) async fn serve_blob(
     Ok(response)
 }
 
-fn upload_response(status: StatusCode, repo: &RepositoryName, id: &str, offset: u64) -> Response {
+fn upload_response(
+    config: &berth_registry::RegistryConfig,
+    status: StatusCode,
+    repo: &RepositoryName,
+    id: &str,
+    offset: u64,
+) -> Response {
     let mut response = status.into_response();
     let h = response.headers_mut();
     set(h, "location", &format!("/v2/{repo}/blobs/uploads/{id}"));
+    set(
+        h,
+        "oci-chunk-min-length",
+        &config.chunk_min_length.to_string(),
+    );
     // Docker Distribution reports an empty upload as 0-0.
     set(h, "range", &format!("0-{}", offset.saturating_sub(1)));
     set(h, UPLOAD_UUID_HEADER, id);
@@ -471,8 +520,15 @@ async fn start_upload(
             .await?;
         return Ok(blob_created(repo, &digest));
     }
-    let upload = registry.start_upload(repo).await?;
+    let algorithm = match params.get("digest-algorithm") {
+        None => berth_types::Algorithm::Sha256,
+        Some(raw) => raw.parse().map_err(|e: berth_types::DigestError| {
+            ApiError::new(ErrorCode::DigestInvalid, e.to_string())
+        })?,
+    };
+    let upload = registry.start_upload(repo, algorithm).await?;
     Ok(upload_response(
+        registry.config(),
         StatusCode::ACCEPTED,
         repo,
         &upload.id.to_string(),
@@ -530,6 +586,7 @@ async fn patch_upload(
         .await;
     match result {
         Ok(upload) => Ok(upload_response(
+            registry.config(),
             StatusCode::ACCEPTED,
             repo,
             &upload.id.to_string(),

@@ -20,6 +20,7 @@ use crate::{secret, AuthError, REFRESH_TOKEN_USER};
 
 pub const SETTING_ANONYMOUS_PULL: &str = "anonymousPullEnabled";
 pub const SETTING_ADMIN_ENABLED: &str = "adminUserEnabled";
+pub const SETTING_SPARSE_MANIFESTS: &str = "sparseManifests";
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -144,6 +145,7 @@ pub struct AuthService {
     verifications: AtomicU64,
     anonymous_pull: AtomicBool,
     admin_enabled: AtomicBool,
+    sparse_manifests: AtomicBool,
 }
 
 fn cache_key(login: &str, secret: &str) -> [u8; 32] {
@@ -254,6 +256,7 @@ impl AuthService {
             verifications: AtomicU64::new(0),
             anonymous_pull: AtomicBool::new(false),
             admin_enabled: AtomicBool::new(false),
+            sparse_manifests: AtomicBool::new(false),
         };
         service.reload_settings().await?;
         Ok(service)
@@ -274,6 +277,10 @@ impl AuthService {
         );
         self.admin_enabled.store(
             flag(self.store.setting(SETTING_ADMIN_ENABLED).await?),
+            Ordering::Release,
+        );
+        self.sparse_manifests.store(
+            flag(self.store.setting(SETTING_SPARSE_MANIFESTS).await?),
             Ordering::Release,
         );
         // A key another node created signs from now on here too; the old
@@ -327,6 +334,12 @@ impl AuthService {
 
     pub fn admin_enabled(&self) -> bool {
         self.admin_enabled.load(Ordering::Acquire)
+    }
+
+    /// Manifests may name blobs and child manifests the repository does
+    /// not hold (the `sparseManifests` setting).
+    pub fn sparse_manifests_enabled(&self) -> bool {
+        self.sparse_manifests.load(Ordering::Acquire)
     }
 
     pub fn anonymous(&self) -> Principal {

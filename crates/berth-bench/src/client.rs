@@ -193,6 +193,12 @@ impl Client {
 
     /// `POST /v2/<repo>/blobs/uploads/`; returns the session's URL.
     pub async fn start_upload(&self, repo: &str) -> anyhow::Result<Url> {
+        Ok(self.open_upload(repo).await?.0)
+    }
+
+    /// POST to open an upload session: its Location and the registry's
+    /// `OCI-Chunk-Min-Length`, if it sent one.
+    async fn open_upload(&self, repo: &str) -> anyhow::Result<(Url, Option<u64>)> {
         let response = self
             .http
             .post(self.url(&format!("v2/{repo}/blobs/uploads/"))?)
@@ -201,7 +207,12 @@ impl Client {
             .await
             .context("POST upload")?;
         let response = expect(response, StatusCode::ACCEPTED, "POST upload").await?;
-        self.location(&response)
+        let min_chunk = response
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        Ok((self.location(&response)?, min_chunk))
     }
 
     /// Monolithic push: POST, then one PUT with the whole blob streamed.
@@ -242,7 +253,8 @@ impl Client {
     }
 
     /// Chunked push: POST, a PATCH per `chunk` bytes (each following the
-    /// previous response's Location), then a PUT with no body. PATCH
+    /// previous response's Location), then a PUT with no body. Chunks are
+    /// never smaller than the registry's `OCI-Chunk-Min-Length`. PATCH
     /// latencies go to `patches`.
     pub async fn push_chunked(
         &self,
@@ -252,7 +264,8 @@ impl Client {
         chunk: u64,
         patches: &mut Recorder,
     ) -> anyhow::Result<()> {
-        let mut url = self.start_upload(repo).await?;
+        let (mut url, min_chunk) = self.open_upload(repo).await?;
+        let chunk = chunk.max(min_chunk.unwrap_or(1)).max(1);
         let mut offset = 0;
         while offset < spec.size {
             let end = (offset + chunk).min(spec.size);

@@ -14,6 +14,10 @@ pub struct RegistrySettings {
     pub anonymous_pull_enabled: bool,
     /// The admin user may log in.
     pub admin_user_enabled: bool,
+    /// Manifests may name blobs and child manifests the repository does
+    /// not hold (an index pushed with only some platforms, say).
+    #[serde(default)]
+    pub sparse_manifests: bool,
     /// The admin user's passwords, when enabling it created it (shown this
     /// once).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -34,6 +38,8 @@ pub struct UpdateRegistry {
     pub anonymous_pull_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_user_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_manifests: Option<bool>,
 }
 endpoint!(UpdateRegistry => RegistrySettings, Patch "/api/v1/registry", ManageWrite);
 

@@ -9,7 +9,7 @@
 //! half-applied change.
 
 use async_trait::async_trait;
-use berth_types::{Backend, Digest, Fault, Reference, RepositoryName, Tag};
+use berth_types::{Algorithm, Backend, Digest, Fault, Reference, RepositoryName, Tag};
 
 pub mod auth;
 pub mod copy;
@@ -169,7 +169,12 @@ pub struct NewManifest<'a> {
     pub references: Vec<Digest>,
     /// Manifests (of an index) that must exist in the repository.
     pub children: Vec<Digest>,
-    pub tag: Option<&'a Tag>,
+    /// Tags pointed at it, all in the same transaction (none if it fails).
+    pub tags: &'a [Tag],
+    /// Accept it though some of `blobs` or `children` are not here (the
+    /// registry's sparse-manifests setting); the references are recorded
+    /// all the same, so content pushed later is kept alive by it.
+    pub sparse: bool,
 }
 
 /// A manifest that names another as its `subject`.
@@ -198,6 +203,8 @@ pub struct UploadRecord {
     pub id: String,
     pub repository: String,
     pub offset: u64,
+    /// What the session hashes with while its bytes stream in.
+    pub algorithm: Algorithm,
     pub created_at: i64,
 }
 
@@ -312,10 +319,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, MetadataError>;
 
+    /// Records a new upload session that hashes with `algorithm`.
     async fn create_upload(
         &self,
         id: &str,
         repository: &RepositoryName,
+        algorithm: Algorithm,
     ) -> Result<(), MetadataError>;
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, MetadataError>;

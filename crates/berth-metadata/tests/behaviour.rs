@@ -10,7 +10,7 @@ use berth_metadata::{
     Activity, AuthStore, IdentityRecord, MetadataError, MetadataStore, NewManifest, PostgresStore,
     SqliteStore,
 };
-use berth_types::{Digest, Reference, RepositoryName, Tag};
+use berth_types::{Algorithm, Digest, Reference, RepositoryName, Tag};
 use sqlx::Connection;
 
 trait Store: MetadataStore + AuthStore {}
@@ -80,7 +80,8 @@ fn manifest<'a>(
         blobs,
         references: Vec::new(),
         children: Vec::new(),
-        tag,
+        tags: tag.map(std::slice::from_ref).unwrap_or_default(),
+        sparse: false,
     }
 }
 
@@ -370,14 +371,19 @@ async fn collector_lease_is_exclusive(s: Arc<impl Store>) {
 
 async fn upload_sessions(s: Arc<impl Store>) {
     let r = repo("app/up");
-    s.create_upload("u-1", &r).await.expect("store call");
+    s.create_upload("u-1", &r, Algorithm::Sha512)
+        .await
+        .expect("store call");
     s.set_upload_offset("u-1", 4096).await.expect("store call");
     let got = s
         .get_upload("u-1")
         .await
         .expect("store call")
         .expect("store call");
-    assert_eq!((got.repository.as_str(), got.offset), ("app/up", 4096));
+    assert_eq!(
+        (got.repository.as_str(), got.offset, got.algorithm),
+        ("app/up", 4096, Algorithm::Sha512)
+    );
     assert_eq!(s.stale_uploads(FUTURE).await.expect("store call"), ["u-1"]);
     assert!(s.stale_uploads(0).await.expect("store call").is_empty());
     assert!(s.delete_upload("u-1").await.expect("store call"));

@@ -94,7 +94,8 @@ async fn put(store: &SqliteStore, repo: &RepositoryName, n: u32) -> Result<Diges
             blobs: Vec::new(),
             references: Vec::new(),
             children: Vec::new(),
-            tag: Some(&tag),
+            tags: std::slice::from_ref(&tag),
+            sparse: false,
         })
         .await
         .map(|()| digest)

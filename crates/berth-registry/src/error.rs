@@ -37,6 +37,8 @@ pub enum RegistryError {
     ManifestInvalid(String),
     #[error("manifest references content this repository does not have: {}", .0.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "))]
     ManifestBlobUnknown(Vec<Digest>),
+    #[error("the push names {count} tags; at most {limit} may be set at once: push the manifest again with fewer ?tag= parameters, or tag the rest with further pushes")]
+    TooManyTags { count: usize, limit: usize },
     #[error("{0}")]
     Unsupported(String),
     #[error(transparent)]
@@ -71,6 +73,7 @@ impl RegistryError {
     pub fn status(&self) -> u16 {
         match self {
             RegistryError::ManifestTooLarge { .. } => 413,
+            RegistryError::TooManyTags { .. } => 414,
             _ => self.code().status(),
         }
     }
@@ -79,7 +82,9 @@ impl RegistryError {
         match self {
             RegistryError::InvalidName(_) => ErrorCode::NameInvalid,
             RegistryError::InvalidTag(NameError::Digest(_)) => ErrorCode::DigestInvalid,
-            RegistryError::InvalidTag(_) => ErrorCode::TagInvalid,
+            RegistryError::InvalidTag(_) | RegistryError::TooManyTags { .. } => {
+                ErrorCode::TagInvalid
+            }
             RegistryError::NameUnknown(_) => ErrorCode::NameUnknown,
             RegistryError::ManifestUnknown { .. } => ErrorCode::ManifestUnknown,
             RegistryError::BlobUnknown { .. } => ErrorCode::BlobUnknown,

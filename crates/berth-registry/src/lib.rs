@@ -24,7 +24,7 @@ mod uploads;
 pub use error::RegistryError;
 pub use gc::GcReport;
 pub use health::{BackendStatus, Health};
-pub use manifests::{ManifestPut, StoredManifest};
+pub use manifests::{ManifestPut, PushOptions, StoredManifest, MAX_TAGS_PER_PUSH};
 pub use uploads::UploadState;
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -33,6 +33,10 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 pub struct RegistryConfig {
     /// Largest manifest accepted, in bytes.
     pub max_manifest_bytes: usize,
+    /// Smallest chunk but the last that a chunked upload should send
+    /// (`OCI-Chunk-Min-Length`). Advice, not enforced: each chunk is one
+    /// object in S3 storage, so fewer, larger chunks cost fewer requests.
+    pub chunk_min_length: u64,
     /// How long an unreferenced blob is kept after it was last linked, so a
     /// push that uploaded it can still reference it in its manifest.
     pub gc_grace: Duration,
@@ -52,6 +56,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
+            chunk_min_length: 1024 * 1024,
             gc_grace: Duration::from_secs(3600),
             upload_ttl: Duration::from_secs(24 * 3600),
             node_id: "local".into(),

@@ -4,17 +4,32 @@ use std::sync::Arc;
 
 use berth_metadata::NewManifest;
 use berth_types::{
-    media_type, Algorithm, Digest, ManifestKind, ParsedManifest, Reference, RepositoryName,
+    media_type, Algorithm, Digest, ManifestKind, ParsedManifest, Reference, RepositoryName, Tag,
 };
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::{Registry, RegistryError, Result};
 
+/// Most tags one push may set with `?tag=` (the spec asks for at least 10).
+pub const MAX_TAGS_PER_PUSH: usize = 100;
+
+/// How a manifest push goes beyond the reference it names.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// Tags set by the same push (`?tag=`), all or none.
+    pub tags: Vec<Tag>,
+    /// Accept the manifest though blobs or child manifests it names are not
+    /// in the repository (the `sparseManifests` setting).
+    pub sparse: bool,
+}
+
 /// The outcome of a manifest push.
 #[derive(Debug, Clone)]
 pub struct ManifestPut {
     pub digest: Digest,
+    /// Every tag that now points at it.
+    pub tags: Vec<Tag>,
     /// The `subject` it names, reported back in `OCI-Subject`.
     pub subject: Option<Digest>,
 }
@@ -40,6 +55,7 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
+        options: PushOptions,
     ) -> Result<ManifestPut> {
         if body.len() > self.config.max_manifest_bytes {
             return Err(RegistryError::ManifestTooLarge {
@@ -61,10 +77,18 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &body),
         };
-        let tag = match reference {
-            Reference::Tag(t) => Some(t),
-            Reference::Digest(_) => None,
-        };
+        let mut tags = options.tags;
+        if let Reference::Tag(t) = reference {
+            tags.insert(0, t.clone());
+        }
+        let mut seen = std::collections::HashSet::new();
+        tags.retain(|t| seen.insert(t.as_str().to_string()));
+        if tags.len() > MAX_TAGS_PER_PUSH {
+            return Err(RegistryError::TooManyTags {
+                count: tags.len(),
+                limit: MAX_TAGS_PER_PUSH,
+            });
+        }
         // Non-distributable layers need not be here, but when they are,
         // this manifest keeps them alive like any other layer.
         let references = parsed
@@ -103,15 +127,20 @@ impl Registry {
                 blobs,
                 references,
                 children,
-                tag,
+                tags: &tags,
+                sparse: options.sparse,
             })
             .await;
-        if let Some(tag) = tag {
+        for tag in &tags {
             write.forget_tag(repository.as_str(), tag.as_str());
         }
         drop(write);
         stored?;
-        Ok(ManifestPut { digest, subject })
+        Ok(ManifestPut {
+            digest,
+            tags,
+            subject,
+        })
     }
 
     /// Fetches a manifest. `accept` lists the media types the client takes;

@@ -2,6 +2,8 @@
 //! completing an upload never re-reads it. The durable length lives in the
 //! metadata store and is advanced only after storage has fsync'd the bytes;
 //! hash state is kept in memory and rebuilt from storage after a restart.
+//! A session hashes with the algorithm it was started with
+//! (`?digest-algorithm=`, sha256 by default).
 
 use std::sync::Arc;
 
@@ -71,7 +73,7 @@ impl Hashing {
     }
 }
 
-/// sha256 state of the bytes an upload holds so far.
+/// Hash state of the bytes an upload holds so far.
 pub(crate) struct HashState {
     offset: u64,
     hasher: DigestHasher,
@@ -223,7 +225,11 @@ impl Registry {
 
     /// Looks up a session of `repository`; unknown ids, ids of another
     /// repository and malformed ids are all "unknown upload".
-    async fn upload_record(&self, repository: &RepositoryName, id: &str) -> Result<(Uuid, u64)> {
+    async fn upload_record(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+    ) -> Result<(Uuid, u64, Algorithm)> {
         let unknown = || RegistryError::UploadUnknown(id.chars().take(64).collect());
         let uuid = Uuid::parse_str(id).map_err(|_| unknown())?;
         let record = self
@@ -234,21 +240,26 @@ impl Registry {
         if record.repository != repository.as_str() {
             return Err(unknown());
         }
-        Ok((uuid, record.offset))
+        Ok((uuid, record.offset, record.algorithm))
     }
 
-    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadState> {
+    /// Opens an upload session that hashes with `algorithm` as bytes arrive.
+    pub async fn start_upload(
+        &self,
+        repository: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<UploadState> {
         let id = Uuid::new_v4();
         // Storage first: a session the metadata knows always has its file.
         self.blobs.upload_writer(id, 0).await?.finish().await?;
         self.metadata
-            .create_upload(&id.to_string(), repository)
+            .create_upload(&id.to_string(), repository, algorithm)
             .await?;
         Ok(UploadState { id, offset: 0 })
     }
 
     pub async fn upload_state(&self, repository: &RepositoryName, id: &str) -> Result<UploadState> {
-        let (id, offset) = self.upload_record(repository, id).await?;
+        let (id, offset, _) = self.upload_record(repository, id).await?;
         Ok(UploadState { id, offset })
     }
 
@@ -262,9 +273,9 @@ impl Registry {
         length: Option<u64>,
         body: ByteStream,
     ) -> Result<UploadState> {
-        let (uuid, _) = self.upload_record(repository, id).await?;
+        let (uuid, ..) = self.upload_record(repository, id).await?;
         let mut guard = self.lock_for_append(uuid).await;
-        let (_, offset) = self.upload_record(repository, id).await?;
+        let (_, offset, algorithm) = self.upload_record(repository, id).await?;
         if let Some(start) = start {
             if start != offset {
                 guard.release();
@@ -274,7 +285,9 @@ impl Registry {
                 });
             }
         }
-        let hashed = self.take_hash_state(uuid, offset, guard.state()).await?;
+        let hashed = self
+            .take_hash_state(uuid, offset, algorithm, guard.state())
+            .await?;
         match self.append_locked(uuid, hashed, length, body).await {
             Ok(appended) => {
                 let offset = appended.offset;
@@ -298,10 +311,12 @@ impl Registry {
         digest: &Digest,
         body: Option<(Option<u64>, ByteStream)>,
     ) -> Result<()> {
-        let (uuid, _) = self.upload_record(repository, id).await?;
+        let (uuid, ..) = self.upload_record(repository, id).await?;
         let mut guard = self.lock_for_append(uuid).await;
-        let (_, offset) = self.upload_record(repository, id).await?;
-        let mut hashed = self.take_hash_state(uuid, offset, guard.state()).await?;
+        let (_, offset, algorithm) = self.upload_record(repository, id).await?;
+        let mut hashed = self
+            .take_hash_state(uuid, offset, algorithm, guard.state())
+            .await?;
         if let Some((length, body)) = body {
             hashed = match self.append_locked(uuid, hashed, length, body).await {
                 Ok(hashed) => hashed,
@@ -313,9 +328,9 @@ impl Registry {
         }
         let size = hashed.offset;
         let actual = match digest.algorithm() {
-            Algorithm::Sha256 => hashed.hasher.finish(),
-            // Only sha256 is hashed while streaming; other algorithms are rare
-            // enough to pay one re-read.
+            a if a == hashed.hasher.algorithm() => hashed.hasher.finish(),
+            // Completed with another algorithm than the session was started
+            // with: rare enough to pay one re-read.
             other => {
                 let mut hasher = DigestHasher::new(other);
                 hash_stream(self.blobs.read_upload(uuid, size).await?, &mut hasher).await?;
@@ -352,7 +367,7 @@ impl Registry {
         length: Option<u64>,
         body: ByteStream,
     ) -> Result<()> {
-        let upload = self.start_upload(repository).await?;
+        let upload = self.start_upload(repository, digest.algorithm()).await?;
         let mut unfinished = DiscardOnDrop {
             registry: self,
             id: Some(upload.id),
@@ -384,7 +399,7 @@ impl Registry {
     }
 
     pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {
-        let (uuid, _) = self.upload_record(repository, id).await?;
+        let (uuid, ..) = self.upload_record(repository, id).await?;
         let lock = self.upload_lock(uuid);
         let _state = lock.lock().await;
         self.discard_upload(uuid).await
@@ -406,14 +421,15 @@ impl Registry {
         &self,
         id: Uuid,
         offset: u64,
+        algorithm: Algorithm,
         cached: &mut Option<HashState>,
     ) -> Result<HashState> {
         if let Some(state) = cached.take() {
-            if state.offset == offset {
+            if state.offset == offset && state.hasher.algorithm() == algorithm {
                 return Ok(state);
             }
         }
-        let mut hasher = DigestHasher::new(Algorithm::Sha256);
+        let mut hasher = DigestHasher::new(algorithm);
         let read = hash_stream(self.blobs.read_upload(id, offset).await?, &mut hasher).await?;
         if read != offset {
             return Err(RegistryError::UploadInvalid(format!(

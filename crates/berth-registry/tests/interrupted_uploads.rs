@@ -85,7 +85,11 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_failed_patch_leaves_only_the_acknowledged_bytes() {
     let s = setup().await;
     let r = repo();
-    let upload = s.registry.start_upload(&r).await.expect("start");
+    let upload = s
+        .registry
+        .start_upload(&r, berth_types::Algorithm::Sha256)
+        .await
+        .expect("start");
     let id = upload.id.to_string();
     let body = Box::pin(futures::stream::iter([Ok(chunk(1000))]));
     let state = s
@@ -120,7 +124,11 @@ async fn a_failed_patch_leaves_only_the_acknowledged_bytes() {
 async fn a_dropped_patch_is_trimmed_before_the_session_takes_another_request() {
     let s = setup().await;
     let r = repo();
-    let upload = s.registry.start_upload(&r).await.expect("start");
+    let upload = s
+        .registry
+        .start_upload(&r, berth_types::Algorithm::Sha256)
+        .await
+        .expect("start");
     let id = upload.id.to_string();
     let body = Box::pin(futures::stream::iter([Ok(chunk(1000))]));
     s.registry

@@ -29,6 +29,20 @@ impl Algorithm {
     }
 }
 
+impl FromStr for Algorithm {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            other => Err(DigestError::UnsupportedAlgorithm(
+                other.chars().take(64).collect(),
+            )),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DigestError {
     #[error("digest '{0}' is not of the form 'algorithm:hex'")]
@@ -82,12 +96,10 @@ impl FromStr for Digest {
         let (alg, hex) = s
             .split_once(':')
             .ok_or_else(|| DigestError::Malformed(s.to_string()))?;
-        let algorithm = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            "" => return Err(DigestError::Malformed(s.to_string())),
-            other => return Err(DigestError::UnsupportedAlgorithm(other.to_string())),
-        };
+        if alg.is_empty() {
+            return Err(DigestError::Malformed(s.to_string()));
+        }
+        let algorithm: Algorithm = alg.parse()?;
         let well_formed = hex.len() == algorithm.hex_len()
             && hex
                 .bytes()

@@ -205,6 +205,14 @@ pub struct GcConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_manifest_bytes: usize,
+    /// Smallest chunk (but the last) a chunked upload should send,
+    /// announced as `OCI-Chunk-Min-Length`.
+    #[serde(default = "default_chunk_min_length")]
+    pub chunk_min_length: u64,
+}
+
+fn default_chunk_min_length() -> u64 {
+    berth_registry::RegistryConfig::default().chunk_min_length
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,6 +261,7 @@ impl Default for Config {
             },
             limits: LimitsConfig {
                 max_manifest_bytes: 4 * 1024 * 1024,
+                chunk_min_length: default_chunk_min_length(),
             },
             log: LogConfig {
                 format: "text".into(),

@@ -108,6 +108,7 @@ fn app_settings(config: &Config) -> anyhow::Result<AppSettings> {
     Ok(AppSettings {
         registry: RegistryConfig {
             max_manifest_bytes: config.limits.max_manifest_bytes,
+            chunk_min_length: config.limits.chunk_min_length,
             gc_grace: Duration::from_secs(config.gc.grace_seconds),
             upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
             node_id: crate::backends::node_id(config),

@@ -39,6 +39,9 @@ async fn update_registry(
     if let Some(v) = r.anonymous_pull_enabled {
         s.auth.set_anonymous_pull(actor, v).await?;
     }
+    if let Some(v) = r.sparse_manifests {
+        s.auth.set_sparse_manifests(actor, v).await?;
+    }
     let mut created = Vec::new();
     if let Some(v) = r.admin_user_enabled {
         created = s.auth.set_admin_enabled(actor, v).await?;

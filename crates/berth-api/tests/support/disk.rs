@@ -65,3 +65,20 @@ pub fn upload_files(data_dir: &Path) -> Vec<String> {
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
         .collect()
 }
+
+/// Moves every blob's last link `seconds` into the past in the embedded
+/// database, as if that much time had passed, so a collector run with a
+/// grace period shorter than that sees them as old enough (the clock is
+/// the database's, in whole seconds).
+pub async fn age_blob_links(data_dir: &Path, seconds: i64) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", data_dir.join("berth.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the embedded database");
+    sqlx::query("UPDATE blobs SET last_linked_at = last_linked_at - $1")
+        .bind(seconds)
+        .execute(&mut db)
+        .await
+        .expect("age the blob records");
+}

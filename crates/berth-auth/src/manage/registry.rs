@@ -8,7 +8,9 @@ use serde_json::json;
 
 use super::{activity, credential, snapshot};
 use crate::model::Principal;
-use crate::service::{AuthService, SETTING_ADMIN_ENABLED, SETTING_ANONYMOUS_PULL};
+use crate::service::{
+    AuthService, SETTING_ADMIN_ENABLED, SETTING_ANONYMOUS_PULL, SETTING_SPARSE_MANIFESTS,
+};
 use crate::{secret, view, AuthError};
 
 impl AuthService {
@@ -105,6 +107,7 @@ impl AuthService {
         RegistrySettings {
             anonymous_pull_enabled: self.anonymous_pull_enabled(),
             admin_user_enabled: self.admin_enabled(),
+            sparse_manifests: self.sparse_manifests_enabled(),
             admin_passwords: Vec::new(),
         }
     }
@@ -114,18 +117,40 @@ impl AuthService {
         actor: &Principal,
         enabled: bool,
     ) -> Result<(), AuthError> {
-        let before = json!({ SETTING_ANONYMOUS_PULL: self.anonymous_pull_enabled() });
-        let after = json!({ SETTING_ANONYMOUS_PULL: enabled });
+        let before = self.anonymous_pull_enabled();
+        self.set_flag(actor, SETTING_ANONYMOUS_PULL, before, enabled)
+            .await
+    }
+
+    /// Turns the `sparseManifests` setting on or off.
+    pub async fn set_sparse_manifests(
+        &self,
+        actor: &Principal,
+        enabled: bool,
+    ) -> Result<(), AuthError> {
+        let before = self.sparse_manifests_enabled();
+        self.set_flag(actor, SETTING_SPARSE_MANIFESTS, before, enabled)
+            .await
+    }
+
+    /// Stores a boolean registry setting, audited with its old and new value.
+    async fn set_flag(
+        &self,
+        actor: &Principal,
+        name: &str,
+        before: bool,
+        enabled: bool,
+    ) -> Result<(), AuthError> {
         self.store
             .set_setting(
-                SETTING_ANONYMOUS_PULL,
+                name,
                 if enabled { "true" } else { "false" },
                 &activity(
                     actor,
                     "update registry",
-                    "anonymousPullEnabled",
-                    Some(before),
-                    Some(after),
+                    name,
+                    Some(json!({ name: before })),
+                    Some(json!({ name: enabled })),
                 ),
             )
             .await?;

@@ -5,7 +5,7 @@ macro_rules! impl_metadata_store {
     ($store:ty, $db:ty) => {
         const _: () = {
             use async_trait::async_trait;
-            use berth_types::{Digest, Reference, RepositoryName, Tag};
+            use berth_types::{Algorithm, Digest, Reference, RepositoryName, Tag};
             use sqlx::{Row, Transaction};
             use berth_util::{now, now_ms};
             use $crate::{
@@ -200,9 +200,10 @@ impl MetadataStore for $store {
                 missing.push(blob.clone());
             }
         }
-        if !missing.is_empty() {
+        if !missing.is_empty() && !m.sparse {
             return Err(MetadataError::MissingBlobs(missing));
         }
+        missing.clear();
         for child in &m.children {
             let present: Option<String> = sqlx::query_scalar(
                 "SELECT digest FROM manifests WHERE repository_id = $1 AND digest = $2",
@@ -215,7 +216,7 @@ impl MetadataStore for $store {
                 missing.push(child.clone());
             }
         }
-        if !missing.is_empty() {
+        if !missing.is_empty() && !m.sparse {
             return Err(MetadataError::MissingManifests(missing));
         }
 
@@ -267,7 +268,7 @@ impl MetadataStore for $store {
             .execute(&mut *tx)
             .await?;
         }
-        if let Some(tag) = m.tag {
+        for tag in m.tags {
             // One statement: two nodes moving the same tag leave one winner.
             sqlx::query(
                 "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
@@ -532,15 +533,18 @@ impl MetadataStore for $store {
         &self,
         id: &str,
         repository: &RepositoryName,
+        algorithm: Algorithm,
     ) -> Result<(), MetadataError> {
         let now = now();
         sqlx::query(
-            "INSERT INTO uploads (id, repository, length, created_at, updated_at) VALUES ($1, $2, 0, $3, $4)",
+            "INSERT INTO uploads (id, repository, length, created_at, updated_at, algorithm)
+             VALUES ($1, $2, 0, $3, $4, $5)",
         )
         .bind(id)
         .bind(repository.as_str())
         .bind(now)
         .bind(now)
+        .bind(algorithm.as_str())
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -549,7 +553,7 @@ impl MetadataStore for $store {
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>, MetadataError> {
         // From the writer: a session's next request must see its last update.
         let row =
-            sqlx::query("SELECT id, repository, length, created_at FROM uploads WHERE id = $1")
+            sqlx::query("SELECT id, repository, length, algorithm, created_at FROM uploads WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.writer)
                 .await?;
@@ -558,6 +562,10 @@ impl MetadataStore for $store {
                 id: row.try_get("id")?,
                 repository: row.try_get("repository")?,
                 offset: row.try_get::<i64, _>("length")? as u64,
+                algorithm: row
+                    .try_get::<String, _>("algorithm")?
+                    .parse()
+                    .map_err(|e| MetadataError::Corrupt(format!("upload algorithm: {e}")))?,
                 created_at: row.try_get("created_at")?,
             })
         })

@@ -27,6 +27,10 @@ pub struct UpdateArgs {
     /// Let unauthenticated clients pull (never push or list the catalog).
     #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub anonymous_pull_enabled: Option<bool>,
+    /// Accept manifests whose blobs or child manifests are not all in the
+    /// repository (an index pushed with only some of its platforms).
+    #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
+    pub sparse_manifests: Option<bool>,
     /// Enable or disable the admin user.
     #[arg(long, value_name = "BOOL", value_parser = BoolishValueParser::new())]
     pub admin_enabled: Option<bool>,
@@ -79,6 +83,7 @@ pub enum NetworkRuleCommand {
 const REGISTRY_SETTINGS: &[Column] = &[
     ("ANONYMOUS PULL", "/anonymousPullEnabled"),
     ("ADMIN USER", "/adminUserEnabled"),
+    ("SPARSE MANIFESTS", "/sparseManifests"),
 ];
 
 /// `berth update`: with flags, changes the settings they name and prints
@@ -115,7 +120,9 @@ pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()
             force: network_change.force,
             ..Default::default()
         };
-    let change_registry = update.anonymous_pull_enabled.is_some() || update.admin_enabled.is_some();
+    let change_registry = update.anonymous_pull_enabled.is_some()
+        || update.admin_enabled.is_some()
+        || update.sparse_manifests.is_some();
     if !change_network && !change_registry {
         if update.force {
             return Err(invalid_argument(
@@ -143,6 +150,7 @@ pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()
                 .send(&registry::UpdateRegistry {
                     anonymous_pull_enabled: update.anonymous_pull_enabled,
                     admin_user_enabled: update.admin_enabled,
+                    sparse_manifests: update.sparse_manifests,
                 })
                 .await?,
         )
