@@ -312,6 +312,30 @@ pub fn authorize(caller: &Caller, route: &Route, headers: &HeaderMap) -> Result<
     ))
 }
 
+/// A `403 DENIED` with what the registry knows beyond "it lacks a role":
+/// a token's scope map, or the assignments a re-created service principal
+/// left on its old app id. Only authenticated callers get here.
+async fn explain_denial(state: &AppState, caller: &Caller, route: &Route, e: ApiError) -> ApiError {
+    if e.code != ErrorCode::Denied {
+        return e;
+    }
+    let Some((permission, repo)) = needed(route) else {
+        return e;
+    };
+    match state
+        .auth
+        .explain_denial(&caller.principal, permission, repo)
+        .await
+    {
+        Ok(Some(message)) => ApiError::new(ErrorCode::Denied, message),
+        Ok(None) => e,
+        Err(err) => {
+            tracing::warn!(error = %err, "explaining a denial failed; the plain answer goes out");
+            e
+        }
+    }
+}
+
 /// The `/v2` access layer.
 pub async fn access(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let Some(route) = request.extensions().get::<Route>().cloned() else {
@@ -322,7 +346,9 @@ pub async fn access(State(state): State<AppState>, mut request: Request, next: N
         Err(e) => return e.into_response(),
     };
     if let Err(e) = authorize(&caller, &route, request.headers()) {
-        return e.into_response();
+        return explain_denial(&state, &caller, &route, e)
+            .await
+            .into_response();
     }
     request.extensions_mut().insert(caller);
     next.run(request).await

@@ -4,7 +4,7 @@
 use berth_manage::explain::AccessTrace;
 use berth_util::now;
 
-use crate::model::{IdentityKind, Permission, Scope};
+use crate::model::{IdentityKind, Permission, Principal, Scope};
 use crate::service::AuthService;
 use crate::{view, AuthError};
 use berth_util::rfc3339;
@@ -142,4 +142,184 @@ impl AuthService {
         }
         Ok(trace)
     }
+}
+
+/// A role assignment left behind by a deleted service principal that had
+/// the same name as the caller: what a principal deleted and re-created
+/// (with a new app id) has lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanedFor {
+    pub assignment_id: String,
+    /// The deleted principal's app id.
+    pub old_app_id: String,
+    pub role: String,
+    pub scope: String,
+    /// When it was deleted (RFC 3339), from the activity log.
+    pub deleted_at: String,
+}
+
+impl AuthService {
+    /// Says why `principal` may not do `permission` on `repository` where
+    /// the registry knows more than "it lacks a role": a token is governed
+    /// by its scope map (and the fix is a scope-map change, not a role),
+    /// and a service principal deleted and re-created under the same name
+    /// left its assignments behind on the old app id. `None` when there is
+    /// nothing more to say.
+    pub async fn explain_denial(
+        &self,
+        principal: &Principal,
+        permission: Permission,
+        repository: Option<&str>,
+    ) -> Result<Option<String>, AuthError> {
+        let target = match repository {
+            Some(r) => format!("repository '{r}'"),
+            None => "this registry".to_string(),
+        };
+        match principal.kind {
+            IdentityKind::Token => {
+                let Some(action) = scope_action(permission) else {
+                    return Ok(None);
+                };
+                let Some(map_name) = &principal.scope_map else {
+                    return Ok(Some(format!(
+                        "{} is not allowed to {} {target}: a token's rights come from its scope map, not from roles, and this token has none",
+                        principal.describe(),
+                        permission.verb()
+                    )));
+                };
+                let rules = self
+                    .scope_maps()
+                    .await?
+                    .into_iter()
+                    .find(|m| &m.name == map_name)
+                    .map(|m| m.rules)
+                    .unwrap_or_default();
+                let granted = if rules.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    rules.iter().map(rule_text).collect::<Vec<_>>().join(", ")
+                };
+                let Some(repo) = repository else {
+                    return Ok(Some(format!(
+                        "{} is not allowed to {} {target}: a token's rights come from its scope map '{map_name}' (which grants {granted}), and scope maps grant repository actions only",
+                        principal.describe(),
+                        permission.verb()
+                    )));
+                };
+                let mut flags: Vec<String> = rules
+                    .iter()
+                    .map(|r| format!("--repository '{}'", rule_text(r)))
+                    .collect();
+                flags.push(format!("--repository '{repo}={action}'"));
+                Ok(Some(format!(
+                    "{} is not allowed to {} {target}: a token's rights come from its scope map, not from roles, and scope map '{map_name}' grants {granted} — nothing with '{action}' on '{repo}'. Add it to the scope map: berth scope-map update --name {map_name} {}",
+                    principal.describe(),
+                    permission.verb(),
+                    flags.join(" ")
+                )))
+            }
+            IdentityKind::ServicePrincipal => {
+                let orphans = self.orphaned_for_name(&principal.name).await?;
+                if orphans.is_empty() {
+                    return Ok(None);
+                }
+                let lines: Vec<String> = orphans
+                    .iter()
+                    .map(|o| {
+                        format!(
+                            "role assignment {} gives {} at scope '{}' to app id {}, the service principal '{}' deleted at {} — it is orphaned; give the role to the current app id: berth role assignment create --assignee {} --role {} --scope '{}'",
+                            o.assignment_id,
+                            o.role,
+                            o.scope,
+                            o.old_app_id,
+                            principal.name,
+                            o.deleted_at,
+                            principal.login,
+                            o.role,
+                            o.scope
+                        )
+                    })
+                    .collect();
+                Ok(Some(format!(
+                    "{} is not allowed to {} {target}: it has no role that grants '{}' there. This service principal was deleted and re-created: {}",
+                    principal.describe(),
+                    permission.verb(),
+                    permission.as_str(),
+                    lines.join("; ")
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Orphaned assignments whose deleted principal bore `name`.
+    pub async fn orphaned_for_name(&self, name: &str) -> Result<Vec<OrphanedFor>, AuthError> {
+        let orphans: Vec<_> = self
+            .assignments(None)
+            .await?
+            .into_iter()
+            .filter(|a| a.orphaned)
+            .collect();
+        if orphans.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Who each orphan was: the deletion's record in the activity log
+        // holds the identity as it was.
+        let mut deleted: Vec<(String, String, String, i64)> = Vec::new();
+        for record in self.store().activities(0, 100_000).await? {
+            if record.activity.operation != "delete service principal" {
+                continue;
+            }
+            let Some(before) = record
+                .activity
+                .before
+                .as_deref()
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            else {
+                continue;
+            };
+            let field = |k: &str| before[k].as_str().unwrap_or_default().to_string();
+            deleted.push((field("id"), field("login"), field("name"), record.time));
+        }
+        Ok(orphans
+            .into_iter()
+            .filter_map(|a| {
+                let (_, login, _, time) = deleted
+                    .iter()
+                    .rev()
+                    .find(|(id, _, n, _)| id == &a.principal_id && n == name)?;
+                Some(OrphanedFor {
+                    assignment_id: a.id,
+                    old_app_id: login.clone(),
+                    role: a.role,
+                    scope: a.scope,
+                    deleted_at: rfc3339(*time),
+                })
+            })
+            .collect())
+    }
+}
+
+/// The scope-map action that grants `permission`, if one does.
+fn scope_action(permission: Permission) -> Option<&'static str> {
+    Some(match permission {
+        Permission::Pull => "content/read",
+        Permission::Push => "content/write",
+        Permission::Delete => "content/delete",
+        Permission::MetadataRead => "metadata/read",
+        Permission::MetadataWrite => "metadata/write",
+        _ => return None,
+    })
+}
+
+fn rule_text(rule: &berth_manage::tokens::ScopeRule) -> String {
+    format!(
+        "{}={}",
+        rule.repository,
+        rule.actions
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }

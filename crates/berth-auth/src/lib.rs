@@ -28,8 +28,10 @@ pub enum AuthError {
         "unknown identity '{0}': no owner, admin user, service principal or token has this name"
     )]
     UnknownIdentity(String),
-    #[error("wrong password or secret for '{0}'")]
-    WrongSecret(String),
+    /// The second field says more where the registry knows more (when
+    /// the admin user's passwords were regenerated, and by whom).
+    #[error("wrong password or secret for '{0}'{1}")]
+    WrongSecret(String, String),
     #[error("{kind} {login}: {credential} expired at {at}; reset the credential and update the clients that use it")]
     Expired {
         kind: &'static str,
@@ -72,7 +74,7 @@ impl AuthError {
         matches!(
             self,
             AuthError::UnknownIdentity(_)
-                | AuthError::WrongSecret(_)
+                | AuthError::WrongSecret(..)
                 | AuthError::Expired { .. }
                 | AuthError::Disabled { .. }
                 | AuthError::InvalidToken(_)
@@ -88,7 +90,7 @@ impl AuthError {
         use AuthError::*;
         Some(match self {
             UnknownIdentity(s) => UnknownIdentity(s.clone()),
-            WrongSecret(s) => WrongSecret(s.clone()),
+            WrongSecret(s, d) => WrongSecret(s.clone(), d.clone()),
             Expired {
                 kind,
                 login,

@@ -240,6 +240,9 @@ pub struct Principal {
     pub name: String,
     pub trusted_service: bool,
     pub grants: Vec<Grant>,
+    /// A token's scope map: where its rights come from (never roles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_map: Option<String>,
 }
 
 impl Principal {
@@ -250,6 +253,7 @@ impl Principal {
             login: "anonymous".into(),
             name: "anonymous".into(),
             trusted_service: false,
+            scope_map: None,
             grants: if pull_enabled {
                 vec![Grant {
                     permission: Permission::Pull,

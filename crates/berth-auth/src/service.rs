@@ -504,7 +504,11 @@ impl AuthService {
             }
         }
         let Some(credential) = matched else {
-            return Err(AuthError::WrongSecret(login.to_string()));
+            let detail = match kind {
+                IdentityKind::Admin => self.admin_password_history(&identity).await,
+                _ => String::new(),
+            };
+            return Err(AuthError::WrongSecret(login.to_string(), detail));
         };
         if let Some(expires) = credential.expires_at {
             if expires <= now() {
@@ -521,6 +525,59 @@ impl AuthService {
         }
         self.ensure_enabled(&identity)?;
         Ok((self.principal_of(&identity).await?, credential.expires_at))
+    }
+
+    /// For a failed admin login: when each admin password was last set and
+    /// by whom (the activity log), so a client with stale credentials
+    /// learns they were regenerated. The admin user's name is the
+    /// registry's and its passwords are shared by design; the dates and the
+    /// actor's name are what `berth credential show` and the activity log
+    /// show any reader.
+    async fn admin_password_history(&self, admin: &IdentityRecord) -> String {
+        let Ok(credentials) = self.store.credentials(&admin.id).await else {
+            return String::new();
+        };
+        let since = credentials.iter().map(|c| c.created_at).min().unwrap_or(0);
+        let log = self
+            .store
+            .activities(since.saturating_sub(5), 10_000)
+            .await
+            .unwrap_or_default();
+        let mut parts = Vec::new();
+        let mut credentials = credentials;
+        credentials.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in &credentials {
+            let regenerated = log.iter().rev().find(|r| {
+                r.activity.operation == "regenerate login credentials"
+                    && r.activity.target == admin.login
+                    && r.activity.after.as_deref().is_some_and(|a| {
+                        serde_json::from_str::<serde_json::Value>(a)
+                            .ok()
+                            .and_then(|v| v["passwordName"].as_str().map(|n| n == c.name))
+                            .unwrap_or(false)
+                    })
+            });
+            parts.push(match regenerated {
+                Some(r) => format!(
+                    "'{}' was regenerated at {} by {}",
+                    c.name,
+                    rfc3339(r.time),
+                    r.activity.actor
+                ),
+                None => format!(
+                    "'{}' was set at {} when the admin user was created",
+                    c.name,
+                    rfc3339(c.created_at)
+                ),
+            });
+        }
+        if parts.is_empty() {
+            return String::new();
+        }
+        format!(
+            " (the admin user's passwords: {}); use a current one — `berth credential show` prints them",
+            parts.join(", ")
+        )
     }
 
     /// A disabled identity (or the admin user while it is switched off)
@@ -572,6 +629,10 @@ impl AuthService {
             name: identity.display_name.clone(),
             trusted_service: identity.trusted_service,
             grants,
+            scope_map: identity
+                .scope_map
+                .clone()
+                .filter(|_| kind == IdentityKind::Token),
         })
     }
 
@@ -727,6 +788,7 @@ impl AuthService {
                 name: claims.name,
                 trusted_service: claims.trusted,
                 grants,
+                scope_map: claims.scope_map,
             },
             refused,
             jwt_id: claims.jti,
@@ -849,6 +911,7 @@ impl AuthService {
             kind: principal.kind.as_str().into(),
             trusted: principal.trusted_service,
             access,
+            scope_map: principal.scope_map.clone(),
             denied,
         })
     }
@@ -919,7 +982,10 @@ mod tests {
 
         // A different secret is a different flight.
         let wrong = auth.authenticate("owner", "wrong", ip("10.0.0.1")).await;
-        assert!(matches!(wrong, Err(AuthError::WrongSecret(_))), "{wrong:?}");
+        assert!(
+            matches!(wrong, Err(AuthError::WrongSecret(..))),
+            "{wrong:?}"
+        );
         assert_eq!(auth.password_verifications(), 2);
     }
 
@@ -935,7 +1001,7 @@ mod tests {
         while let Some(result) = tasks.join_next().await {
             let result = result.expect("task");
             assert!(
-                matches!(result, Err(AuthError::WrongSecret(_))),
+                matches!(result, Err(AuthError::WrongSecret(..))),
                 "{result:?}"
             );
         }
@@ -990,7 +1056,7 @@ mod tests {
         // The owner's own lock-out refuses even the right password.
         for _ in 0..3 {
             let r = auth.authenticate("owner", "wrong", b).await;
-            assert!(matches!(r, Err(AuthError::WrongSecret(_))), "{r:?}");
+            assert!(matches!(r, Err(AuthError::WrongSecret(..))), "{r:?}");
         }
         let r = auth.authenticate("owner", PASSWORD, b).await;
         assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");

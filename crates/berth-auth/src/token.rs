@@ -45,6 +45,9 @@ pub struct Claims {
     pub trusted: bool,
     #[serde(default)]
     pub access: Vec<AccessEntry>,
+    /// A token identity's scope map, for messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_map: Option<String>,
     /// Actions that were asked for and refused when the token was issued:
     /// a request needing one of them is denied (403), not re-challenged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -179,6 +182,7 @@ mod tests {
             kind: "sp".into(),
             trusted: false,
             access: vec![],
+            scope_map: None,
             denied: vec![],
         }
     }

@@ -31,6 +31,15 @@ pub enum Cause {
     Unauthorized,
     /// 403: authenticated but not permitted.
     PermissionDenied,
+    /// 403 for a repository-scoped token: its scope map does not cover the
+    /// repository (a role would not help: tokens have none).
+    ScopeMapDenied,
+    /// 403 for a service principal deleted and re-created: its role
+    /// assignment still names the old app id.
+    OrphanedRoleAssignment,
+    /// 401 for the admin user: the password was regenerated since the
+    /// client's copy was taken.
+    AdminPasswordRegenerated,
     /// 404: repository, tag or registry name wrong.
     NotFound,
     NoMatchingPlatform,
@@ -61,6 +70,9 @@ impl Cause {
             Cause::DataEndpointError => 21,
             Cause::Throttled => 22,
             Cause::RegistryUnavailable => 23,
+            Cause::ScopeMapDenied => 24,
+            Cause::OrphanedRoleAssignment => 25,
+            Cause::AdminPasswordRegenerated => 26,
             Cause::Unexpected => 1,
         }
     }
@@ -81,6 +93,9 @@ impl Cause {
             Cause::DataEndpointError => "CONNECTIVITY_DATA_ENDPOINT_ERROR",
             Cause::Throttled => "CONNECTIVITY_TOOMANYREQUESTS_ERROR",
             Cause::RegistryUnavailable => "REGISTRY_UNAVAILABLE",
+            Cause::ScopeMapDenied => "TOKEN_SCOPE_MAP_DENIED",
+            Cause::OrphanedRoleAssignment => "ORPHANED_ROLE_ASSIGNMENT",
+            Cause::AdminPasswordRegenerated => "ADMIN_PASSWORD_REGENERATED",
             Cause::Unexpected => "UNEXPECTED",
         }
     }

@@ -135,6 +135,19 @@ fn failure_cause(f: &Failure) -> (Cause, String) {
     (cause, fix)
 }
 
+/// The shell command a registry message ends a clause with, starting at
+/// `prefix` (up to the next `;` or the end).
+fn command_in(message: &str, prefix: &str) -> Option<String> {
+    let start = message.find(prefix)?;
+    let rest = &message[start..];
+    let end = [rest.find(';'), rest.find(" [")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(rest.len());
+    Some(rest[..end].trim_end_matches([' ', '.']).to_string())
+}
+
 /// Parses `Bearer realm="..",service=".."`.
 fn challenge(value: &str) -> Option<(String, String)> {
     let rest = value.strip_prefix("Bearer ")?;
@@ -217,6 +230,11 @@ impl PullCheck {
                 };
                 run.fail(Cause::NoCredentialsForHost, evidence, fix)
             }
+            401 if message.contains("admin user's passwords") => run.fail(
+                Cause::AdminPasswordRegenerated,
+                format!("{what}: 401 {message}"),
+                "the admin password in the pull secret is stale: it was regenerated (when and by whom is in the cause); update the pull secret with a current password (berth credential show), or better, give the node a service principal or a token instead of the shared admin user",
+            ),
             401 => {
                 let fix = if message.contains("unknown identity") {
                     "the user name is not an identity of this registry: a service principal deleted and re-created has a new app id — update the pull secret with the current app id and secret"
@@ -235,6 +253,16 @@ impl PullCheck {
                 Cause::NetworkDenied,
                 format!("{what}: 403 {message}"),
                 "the registry's network rules refuse this client's address: add an IP or subnet rule (berth network-rule add), use the private endpoint (and make the registry name resolve to it), or if public access is disabled, connect through a private endpoint",
+            ),
+            403 if message.contains("scope map") => run.fail(
+                Cause::ScopeMapDenied,
+                format!("{what}: 403 {message}"),
+                command_in(&message, "berth scope-map update").map(|c| format!("tokens get their rights from their scope map, not from roles: {c}")).unwrap_or_else(|| "tokens get their rights from their scope map, not from roles: add the repository with content/read to the token's scope map (berth scope-map update)".into()),
+            ),
+            403 if message.contains("orphaned") => run.fail(
+                Cause::OrphanedRoleAssignment,
+                format!("{what}: 403 {message}"),
+                command_in(&message, "berth role assignment create").map(|c| format!("the role was assigned to the deleted service principal's old app id: {c} (then delete the orphaned assignment: berth role assignment list shows it)")).unwrap_or_else(|| "assign the role to the current app id (berth role assignment list shows the orphaned one)".into()),
             ),
             403 => run.fail(
                 Cause::PermissionDenied,
