@@ -29,6 +29,8 @@ pub struct HealthCheck {
     pub registry: String,
     pub credentials: Option<Credentials>,
     pub plain_http: bool,
+    /// Why the scheme is what it is, when it was chosen by falling back.
+    pub scheme_note: Option<String>,
     pub options: Options,
     /// Every name must resolve to the private endpoint's address.
     pub expect_private_ip: bool,
@@ -179,6 +181,9 @@ impl HealthCheck {
                 return findings;
             }
         };
+        if let Some(note) = &self.scheme_note {
+            emit!("scheme", true, note.clone(), None::<&str>, None::<String>);
+        }
         let r = transport::request(&self.options, Method::GET, &ping, &[], 64 * 1024).await;
         let r = match r {
             Ok(r) => {
@@ -248,12 +253,7 @@ impl HealthCheck {
         // Data endpoints are checked only when the registry uses them.
         let mut data_enabled = true;
         if let Some(c) = &self.credentials {
-            use base64::Engine;
-            let basic = format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", c.username, c.password))
-            );
+            let basic = c.basic_header();
             // Refresh token, then an access token with it.
             let exchange: Uri = format!("{}/oauth2/exchange", self.base())
                 .parse()
@@ -469,6 +469,7 @@ impl HealthCheck {
                 },
                 platform: crate::pull::local_platform(),
                 plain_http: self.plain_http,
+                scheme_note: None,
                 options: self.options.clone(),
             };
             let verdict = check.run().await;

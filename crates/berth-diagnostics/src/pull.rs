@@ -57,6 +57,9 @@ pub struct PullCheck {
     /// `os/arch[/variant]`.
     pub platform: String,
     pub plain_http: bool,
+    /// Why the scheme is what it is, when it was chosen by falling back
+    /// (see [`transport::choose_scheme`]).
+    pub scheme_note: Option<String>,
     pub options: Options,
 }
 
@@ -292,12 +295,12 @@ impl PullCheck {
         match &self.credentials {
             CredentialSource::None => run.pass("credentials", "none given: the pull is anonymous"),
             CredentialSource::Explicit(c) => {
-                run.pass("credentials", format!("user '{}' (given)", c.username))
+                run.pass("credentials", format!("{} (given)", c.describe()))
             }
             CredentialSource::File {
                 what,
                 lookup: Lookup::Found(c),
-            } => run.pass("credentials", format!("user '{}' from {what}", c.username)),
+            } => run.pass("credentials", format!("{} from {what}", c.describe())),
             CredentialSource::File {
                 what,
                 lookup: Lookup::NoEntry { hosts },
@@ -362,6 +365,9 @@ impl PullCheck {
                 return run.fail(cause, f.to_string(), fix);
             }
         };
+        if let Some(note) = &self.scheme_note {
+            run.pass("scheme", note.clone());
+        }
         run.pass(
             "connect",
             format!("{} answered GET /v2/ with {}", self.base(), r.status),
@@ -399,14 +405,50 @@ impl PullCheck {
                         )
                     }
                 };
-                let mut headers = Vec::new();
-                if let Some(c) = self.credentials() {
-                    use base64::Engine;
-                    let basic = base64::engine::general_purpose::STANDARD
-                        .encode(format!("{}:{}", c.username, c.password));
-                    headers.push(("authorization".to_string(), format!("Basic {basic}")));
-                }
-                let t = match self.get(&token_uri, &headers, 64 * 1024).await {
+                let t = match self.credentials() {
+                    // A refresh token (`identitytoken`) is exchanged as
+                    // containerd and Docker exchange it: OAuth2
+                    // `grant_type=refresh_token`, a POST to the realm.
+                    Some(Credentials {
+                        identity_token: Some(refresh),
+                        ..
+                    }) => {
+                        let form = format!(
+                            "grant_type=refresh_token&refresh_token={}&service={}&scope={}&client_id=berth-check",
+                            encode_component(refresh),
+                            encode_component(&service),
+                            encode_component(&scope)
+                        );
+                        let realm_uri: Uri = match realm.parse() {
+                            Ok(u) => u,
+                            Err(e) => {
+                                return run.fail(
+                                    Cause::Unexpected,
+                                    format!("realm '{realm}': {e}"),
+                                    "the token realm is not a valid URL",
+                                )
+                            }
+                        };
+                        transport::request_with_body(
+                            &self.options,
+                            Method::POST,
+                            &realm_uri,
+                            &[(
+                                "content-type".to_string(),
+                                "application/x-www-form-urlencoded".to_string(),
+                            )],
+                            bytes::Bytes::from(form),
+                            64 * 1024,
+                        )
+                        .await
+                    }
+                    Some(c) => {
+                        let headers = [("authorization".to_string(), c.basic_header())];
+                        self.get(&token_uri, &headers, 64 * 1024).await
+                    }
+                    None => self.get(&token_uri, &[], 64 * 1024).await,
+                };
+                let t = match t {
                     Ok(t) => t,
                     Err(f) => {
                         let (cause, fix) = failure_cause(&f);
@@ -416,9 +458,12 @@ impl PullCheck {
                 if t.status != 200 {
                     return self.registry_error(run, "token request", &t);
                 }
-                let token = serde_json::from_slice::<Value>(&t.body)
-                    .ok()
-                    .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
+                let token = serde_json::from_slice::<Value>(&t.body).ok().and_then(|v| {
+                    v.get("token")
+                        .or_else(|| v.get("access_token"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
                 let Some(token) = token else {
                     return run.fail(
                         Cause::Unexpected,
@@ -594,10 +639,7 @@ impl PullCheck {
             // credentials themselves (Basic), as far as they reach.
             let mut basic = Vec::new();
             if let Some(c) = self.credentials() {
-                use base64::Engine;
-                let b = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", c.username, c.password));
-                basic.push(("authorization".to_string(), format!("Basic {b}")));
+                basic.push(("authorization".to_string(), c.basic_header()));
             }
             let mut suggestions = Vec::new();
             if let Ok(u) = self.uri("/v2/_catalog") {

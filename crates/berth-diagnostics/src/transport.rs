@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,8 +36,9 @@ pub struct Options {
     /// Resolve names with this DNS server instead of the system resolver.
     pub dns_server: Option<SocketAddr>,
     pub timeout: Duration,
-    /// Extra PEM CA certificates to trust.
-    pub ca_file: Option<PathBuf>,
+    /// Extra PEM CA certificates to trust (`--ca-file`, `SSL_CERT_FILE`);
+    /// a self-signed certificate in them is trusted as itself.
+    pub ca_files: Vec<PathBuf>,
     /// `HTTPS_PROXY`-style proxy URL, and the hosts that bypass it.
     pub proxy: Option<Uri>,
     pub no_proxy: Vec<String>,
@@ -279,28 +280,7 @@ async fn tunnel(
 }
 
 fn tls_config(options: &Options) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(file) = &options.ca_file {
-        for cert in rustls::pki_types::CertificateDer::pem_file_iter(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
-        {
-            let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
-        }
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+    berth_client::tls::client_config(&options.ca_files).map_err(|e| e.to_string())
 }
 
 /// Words for a rustls failure: expiry, name mismatch, unknown issuer, or a
@@ -337,6 +317,46 @@ pub async fn request(
     method: Method,
     uri: &Uri,
     headers: &[(String, String)],
+    max_body: usize,
+) -> Result<Response, Failure> {
+    request_with_body(options, method, uri, headers, Bytes::new(), max_body).await
+}
+
+/// For a registry named without a scheme: HTTPS, or for a loopback host
+/// whose HTTPS handshake fails, plain HTTP — what Docker and containerd do
+/// — with a note saying so. A failure that is not about TLS (nothing
+/// listens, say) keeps HTTPS, for the check itself to report.
+pub async fn choose_scheme(
+    options: &Options,
+    address: &berth_client::RegistryAddress,
+) -> (berth_client::Scheme, Option<String>) {
+    use berth_client::Scheme;
+    let schemes = address.schemes();
+    if schemes.len() == 1 {
+        return (schemes[0], None);
+    }
+    let Ok(uri) = format!("{}/v2/", address.url(Scheme::Https)).parse::<Uri>() else {
+        return (Scheme::Https, None);
+    };
+    match request(options, Method::GET, &uri, &[], 64 * 1024).await {
+        Err(f @ (Failure::Tls { .. } | Failure::Http { .. })) => (
+            Scheme::Http,
+            Some(format!(
+                "HTTPS to {} failed ({f}); it is a loopback registry, so plain HTTP is used, as Docker and containerd do (give https:// or http:// to choose)",
+                address.host
+            )),
+        ),
+        _ => (Scheme::Https, None),
+    }
+}
+
+/// [`request`] with a body (a token request's form, say).
+pub async fn request_with_body(
+    options: &Options,
+    method: Method,
+    uri: &Uri,
+    headers: &[(String, String)],
+    body: Bytes,
     max_body: usize,
 ) -> Result<Response, Failure> {
     let https = uri.scheme_str() == Some("https");
@@ -402,7 +422,7 @@ pub async fn request(
         builder = builder.header(k.as_str(), v.as_str());
     }
     let req = builder
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .map_err(|e| http_fail(e.to_string()))?;
     let response = tokio::time::timeout(options.timeout, sender.send_request(req))
         .await

@@ -1,12 +1,16 @@
 //! The CLI's connection to a running registry: where it is
-//! (`--registry` / `BERTH_REGISTRY`) and who we are (`--username` /
-//! `--password`, `BERTH_USERNAME` / `BERTH_PASSWORD`, or what `berth login`
-//! stored in the Docker credential file).
+//! (`--registry` / `BERTH_REGISTRY`: a URL, or `host[:port]` — HTTPS, with
+//! the plain-HTTP fallback Docker applies to loopback registries), whom it
+//! trusts (`--ca-file`, `SSL_CERT_FILE`), and who we are (`--username` /
+//! `--password`, `BERTH_USERNAME` / `BERTH_PASSWORD`, else the Docker
+//! config file: its credential helper, or what `berth login` / `docker
+//! login` stored there, a refresh token included). See `berth-client`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use base64::Engine;
+use berth_client::credentials::{self, Credentials, DockerConfig, Lookup};
+use berth_client::{RegistryAddress, Scheme};
 use berth_manage::client::{ClientError, ManageClient};
 use berth_manage::Endpoint;
 use serde_json::Value;
@@ -20,6 +24,7 @@ pub struct Connection {
     pub registry: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The options every registry client subcommand takes. Defined twice by
@@ -37,7 +42,9 @@ macro_rules! client_args {
         #[derive(Debug, Clone, clap::Args)]
         #[command(next_help_heading = "Registry client options")]
         pub struct $name {
-            /// Registry URL, e.g. http://127.0.0.1:5000.
+            /// The registry: a URL (http://127.0.0.1:5000, https://r.example)
+            /// or host[:port] — HTTPS, falling back to plain HTTP for a
+            /// loopback host as Docker does.
             #[arg(
                 long,
                 env = "BERTH_REGISTRY",
@@ -45,7 +52,9 @@ macro_rules! client_args {
                 global = $global
             )]
             pub registry: String,
-            /// User name (owner, the admin user, a service principal's app id).
+            /// User name (owner, the admin user, a service principal's app
+            /// id, a token name). Without it: the Docker config's
+            /// credentials for the registry (helper, auth or identitytoken).
             #[arg(long, short = 'u', env = "BERTH_USERNAME", global = $global)]
             pub username: Option<String>,
             /// Password or secret.
@@ -57,6 +66,11 @@ macro_rules! client_args {
                 hide_env_values = true
             )]
             pub password: Option<String>,
+            /// Extra CA certificates (PEM) to trust for an HTTPS registry; a
+            /// self-signed certificate given here is trusted as itself.
+            /// SSL_CERT_FILE is read too.
+            #[arg(long, value_name = "FILE", global = $global)]
+            pub ca_file: Option<PathBuf>,
             /// Output format: a table for people, or the API's JSON (errors
             /// too, as {"error": {...}} on standard output).
             #[arg(
@@ -90,67 +104,34 @@ impl ClientArgs {
             registry: self.registry.clone(),
             username: self.username.clone(),
             password: self.password.clone(),
+            ca_file: self.ca_file.clone(),
         }
     }
 }
 
-/// The host[:port] a URL names, as Docker credential files key it.
-pub fn registry_host(url: &str) -> String {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or(url);
-    rest.split('/').next().unwrap_or(rest).to_string()
+/// The registry address a connection names.
+pub fn registry_address(registry: &str) -> anyhow::Result<RegistryAddress> {
+    registry
+        .parse::<RegistryAddress>()
+        .map_err(|e| invalid_argument(e.to_string()))
 }
 
-/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
-pub fn docker_config_path() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-        return PathBuf::from(dir).join("config.json");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".docker").join("config.json")
+/// The Docker config file the CLI reads and writes (empty if absent).
+pub fn docker_config() -> anyhow::Result<DockerConfig> {
+    let path = credentials::docker_config_path();
+    Ok(DockerConfig::load(&path)?.unwrap_or_else(|| DockerConfig::empty(&path)))
 }
 
-/// Credentials stored for `host` in a Docker config file.
-pub fn stored_credentials(host: &str) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(docker_config_path()).ok()?;
-    let config: Value = serde_json::from_str(&text).ok()?;
-    let auth = config.get("auths")?.get(host)?.get("auth")?.as_str()?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth)
-        .ok()?;
-    let (u, p) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
-}
-
-/// Adds or replaces `host`'s entry, keeping everything else in the file.
-pub fn store_credentials(host: &str, username: &str, password: &str) -> anyhow::Result<PathBuf> {
-    let path = docker_config_path();
-    let mut config: Value = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", path.display()))?,
-        Err(_) => serde_json::json!({}),
-    };
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    if !config.get("auths").is_some_and(Value::is_object) {
-        config["auths"] = serde_json::json!({});
-    }
-    config["auths"][host] = serde_json::json!({ "auth": auth });
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    std::io::Write::write_all(&mut file, serde_json::to_string_pretty(&config)?.as_bytes())?;
-    Ok(path)
+/// An HTTP client trusting the system's CAs and `ca_file` (+ SSL_CERT_FILE).
+pub fn http_client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let tls = berth_client::tls::client_config(&berth_client::tls::ca_files(ca_file))
+        .map_err(|e| invalid_argument(e.to_string()))?;
+    reqwest::Client::builder()
+        .no_proxy()
+        .use_preconfigured_tls(tls)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("cannot create an HTTP client")
 }
 
 pub struct Client {
@@ -161,36 +142,45 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(connection: &Connection) -> anyhow::Result<Client> {
-        let base = connection.registry.trim_end_matches('/').to_string();
-        let base = if base.contains("://") {
-            base
-        } else {
-            format!("http://{base}")
-        };
+    /// Connects (for a bare loopback `host[:port]`, finds out whether the
+    /// registry speaks HTTPS or plain HTTP first).
+    pub async fn new(connection: &Connection) -> anyhow::Result<Client> {
+        let address = registry_address(&connection.registry)?;
         let credentials = match (&connection.username, &connection.password) {
-            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (Some(u), Some(p)) => Some(Credentials::password(u, p)),
             (Some(_), None) | (None, Some(_)) => {
                 return Err(invalid_argument(
-                    "give both --username and --password (or neither, to use 'berth login' credentials)",
+                    "give both --username and --password (or neither, to use the Docker config's credentials for the registry)",
                 ))
             }
-            (None, None) => stored_credentials(&registry_host(&base)),
+            (None, None) => match docker_config()?.find(&address.host)? {
+                (Lookup::Found(c), _) => Some(c),
+                (Lookup::NoEntry { .. }, _) => None,
+            },
         };
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .context("cannot create an HTTP client")?;
+        let http = http_client(connection.ca_file.as_deref())?;
+        let schemes = address.schemes();
+        let mut scheme = schemes[0];
+        if schemes.len() > 1 {
+            // Docker's rule for loopback registries: HTTPS if it answers,
+            // else plain HTTP.
+            let probe = http
+                .get(format!("{}/v2/", address.url(Scheme::Https)))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await;
+            if probe.is_err() {
+                scheme = Scheme::Http;
+            }
+        }
+        let base = address.url(scheme);
+        let basic = credentials.as_ref().map(Credentials::basic);
         Ok(Client {
-            manage: ManageClient::new(&base, http.clone(), credentials.clone()),
+            manage: ManageClient::new(&base, http.clone(), basic.clone()),
             base,
             http,
-            credentials,
+            credentials: basic,
         })
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     /// Sends a management request (a type of the contract) and returns its
@@ -274,17 +264,5 @@ hint: pass --username/--password, set BERTH_USERNAME/BERTH_PASSWORD, or run 'ber
             status: Some(status.as_u16()),
         }
         .into())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts() {
-        assert_eq!(registry_host("http://127.0.0.1:5000/"), "127.0.0.1:5000");
-        assert_eq!(registry_host("https://r.example/v2"), "r.example");
-        assert_eq!(registry_host("r:5000"), "r:5000");
     }
 }

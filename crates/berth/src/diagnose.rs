@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
-use berth_diagnostics::credentials::{self, Credentials};
+use berth_client::credentials::{self as resolver, Source};
+use berth_client::{RegistryAddress, Scheme};
+use berth_diagnostics::credentials::{Credentials, Lookup};
 use berth_diagnostics::pull::{local_platform, CredentialSource, ImageRef, PullCheck};
 use berth_diagnostics::transport::Options;
 use clap::Args;
@@ -20,7 +21,11 @@ pub struct CheckPullArgs {
     /// secret -o json`) or its .dockerconfigjson content.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["docker_config", "username"])]
     pub pull_secret: Option<PathBuf>,
-    /// A Docker config.json (or the directory holding it).
+    /// A Docker config.json (or the directory holding it). Without this,
+    /// --pull-secret and --username: BERTH_USERNAME/BERTH_PASSWORD, else
+    /// the files a kubelet reads (/var/lib/kubelet/config.json, then
+    /// $DOCKER_CONFIG/config.json or ~/.docker/config.json, then
+    /// /.docker/config.json), with their credential helpers.
     #[arg(long, value_name = "PATH", conflicts_with = "username")]
     pub docker_config: Option<PathBuf>,
     /// Login: owner, the admin user, a service principal's app id, a token name.
@@ -49,12 +54,16 @@ pub struct CheckPullArgs {
 #[derive(Debug, Args)]
 pub struct TransportArgs {
     /// Speak plain HTTP to the registry (as for an insecure registry).
+    /// Without it a loopback registry that does not speak TLS is reached
+    /// over plain HTTP anyway, as Docker and containerd do (and the
+    /// transcript says so).
     #[arg(long)]
     pub plain_http: bool,
     /// Resolve names with this DNS server (IP:PORT) instead of the system's.
     #[arg(long, value_name = "IP:PORT")]
     pub dns_server: Option<SocketAddr>,
-    /// Extra CA certificates (PEM) to trust.
+    /// Extra CA certificates (PEM) to trust; a self-signed certificate
+    /// given here is trusted as itself. SSL_CERT_FILE is read too.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// Seconds to wait for each connection and answer.
@@ -69,7 +78,7 @@ impl TransportArgs {
         let mut options = Options {
             dns_server: self.dns_server,
             timeout: Duration::from_secs(self.timeout.max(1)),
-            ca_file: self.ca_file.clone(),
+            ca_files: berth_client::tls::ca_files(self.ca_file.as_deref()),
             proxy: None,
             no_proxy: Vec::new(),
         };
@@ -78,24 +87,76 @@ impl TransportArgs {
     }
 }
 
+/// Where the credentials for `host` come from, in the resolver's order:
+/// the flags, the files named on the command line, BERTH_*, then the
+/// kubelet's config files.
 fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<CredentialSource> {
+    let mut sources = Vec::new();
     if let (Some(u), Some(p)) = (&args.username, &args.password) {
-        return Ok(CredentialSource::Explicit(Credentials {
-            username: u.clone(),
-            password: p.clone(),
-        }));
+        sources.push(Source::Given {
+            credentials: Credentials::password(u, p),
+            what: "--username/--password".into(),
+        });
     }
-    let file = match (&args.pull_secret, &args.docker_config) {
-        (Some(f), _) => f.clone(),
-        (None, Some(p)) if p.is_dir() => p.join("config.json"),
-        (None, Some(p)) => p.clone(),
-        (None, None) => return Ok(CredentialSource::None),
-    };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let what = file.display().to_string();
-    let lookup = credentials::lookup(&text, host, &what)?;
-    Ok(CredentialSource::File { what, lookup })
+    let named = args.pull_secret.as_ref().or(args.docker_config.as_ref());
+    if let Some(file) = named {
+        if !file.exists() {
+            anyhow::bail!("cannot read {}: no such file", file.display());
+        }
+        sources.push(Source::File(file.clone()));
+    } else {
+        sources.extend(resolver::environment_source());
+        sources.extend(
+            resolver::kubelet_config_paths()
+                .into_iter()
+                .map(Source::File),
+        );
+    }
+    let resolution = resolver::resolve(host, &sources)?;
+    Ok(match resolution.found {
+        Some((c, what)) if what.starts_with("--") || what.starts_with("BERTH_") => {
+            CredentialSource::Explicit(c)
+        }
+        Some((c, what)) => CredentialSource::File {
+            what,
+            lookup: Lookup::Found(c),
+        },
+        None if resolution.searched.is_empty() => CredentialSource::None,
+        None => {
+            let what = resolution
+                .searched
+                .iter()
+                .map(|(w, _)| w.clone())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut hosts: Vec<String> = Vec::new();
+            for (_, hs) in resolution.searched {
+                for h in hs {
+                    if !hosts.contains(&h) {
+                        hosts.push(h);
+                    }
+                }
+            }
+            CredentialSource::File {
+                what,
+                lookup: Lookup::NoEntry { hosts },
+            }
+        }
+    })
+}
+
+/// The scheme for a registry named without one: `--plain-http`, else
+/// HTTPS with the loopback fallback (and the note saying so).
+async fn scheme_for(
+    transport: &TransportArgs,
+    address: &RegistryAddress,
+    options: &Options,
+) -> (bool, Option<String>) {
+    if transport.plain_http || address.scheme == Some(Scheme::Http) {
+        return (true, None);
+    }
+    let (scheme, note) = berth_diagnostics::transport::choose_scheme(options, address).await;
+    (scheme == Scheme::Http, note)
 }
 
 /// Runs the check; returns the process exit status.
@@ -103,11 +164,17 @@ fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<Credent
 pub async fn check_pull(args: &CheckPullArgs, output: Format) -> anyhow::Result<u8> {
     let image = ImageRef::parse(&args.image).map_err(|e| anyhow::anyhow!(e))?;
     let options = args.transport.options();
+    let address = RegistryAddress {
+        scheme: None,
+        host: image.host.clone(),
+    };
+    let (plain_http, scheme_note) = scheme_for(&args.transport, &address, &options).await;
     let check = PullCheck {
         credentials: credential_source(args, &image.host)?,
         image,
         platform: args.platform.clone().unwrap_or_else(local_platform),
-        plain_http: args.transport.plain_http,
+        plain_http,
+        scheme_note,
         options,
     };
     let verdict = check.run().await;
@@ -138,8 +205,10 @@ pub async fn check_pull(args: &CheckPullArgs, output: Format) -> anyhow::Result<
 
 #[derive(Debug, Args)]
 pub struct CheckHealthArgs {
-    /// The login server, host[:port].
-    #[arg(long, env = "BERTH_REGISTRY_HOST")]
+    /// The registry, as every client command takes it: a URL
+    /// (https://r.example, http://127.0.0.1:5000) or host[:port] — HTTPS,
+    /// falling back to plain HTTP for a loopback host as Docker does.
+    #[arg(long, env = "BERTH_REGISTRY")]
     pub registry: String,
     /// Login: owner, the admin user, a service principal's app id, a token name.
     #[arg(long, requires = "password")]
@@ -181,23 +250,17 @@ pub struct CheckHealthArgs {
 /// `output` is the format asked for (its own `-o` or one before it).
 pub async fn check_health(args: &CheckHealthArgs, output: Format) -> anyhow::Result<u8> {
     use berth_diagnostics::health::HealthCheck;
-    let registry = args
-        .registry
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let address: RegistryAddress = args.registry.parse()?;
     let options = args.transport.options();
+    let (plain_http, scheme_note) = scheme_for(&args.transport, &address, &options).await;
     let check = HealthCheck {
-        registry,
+        registry: address.host.clone(),
+        scheme_note,
         credentials: match (&args.username, &args.password) {
-            (Some(u), Some(p)) => Some(Credentials {
-                username: u.clone(),
-                password: p.clone(),
-            }),
+            (Some(u), Some(p)) => Some(Credentials::password(u, p)),
             _ => None,
         },
-        plain_http: args.transport.plain_http,
+        plain_http,
         options,
         expect_private_ip: args.expect_private_ip,
         image: args.repository.clone().zip(args.image.clone()),

@@ -48,13 +48,23 @@ enum Command {
     /// written to <data>/initial-owner-password). Every configuration key
     /// can also be set by environment, e.g. BERTH_SERVER__LISTEN=0.0.0.0:5000.
     Serve(ServeArgs),
-    /// Check credentials against a registry and store them in the Docker
-    /// credential file ($DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    /// Check credentials against a registry and store them where Docker
+    /// would: the credential helper the Docker config names for the
+    /// registry (credHelpers, credsStore), else the config file itself
+    /// ($DOCKER_CONFIG/config.json or ~/.docker/config.json, mode 0600).
     Login {
         #[command(flatten)]
         client: ClientArgs,
         #[command(flatten)]
         login: manage::LoginArgs,
+    },
+    /// Forget the registry's stored credentials (in the Docker config and
+    /// its credential helper).
+    Logout {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        logout: manage::LogoutArgs,
     },
     /// Enable or disable the admin user.
     Admin {
@@ -378,6 +388,7 @@ impl Command {
     fn client(&self) -> Option<&ClientArgs> {
         match self {
             Command::Login { client, .. }
+            | Command::Logout { client, .. }
             | Command::Admin { client, .. }
             | Command::Credential { client, .. }
             | Command::Owner { client, .. }
@@ -447,6 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Config { .. }
             | Command::Recover(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
+            Command::Logout { client, logout } => manage::logout(&client, &logout).await,
             Command::Admin { client, command } => manage::admin(&client, &command).await,
             Command::Credential { client, command } => manage::credential(&client, &command).await,
             Command::Owner { client, command } => manage::owner(&client, &command).await,

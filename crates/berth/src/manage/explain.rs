@@ -42,7 +42,7 @@ pub enum ExplainAction {
 
 /// Asks the registry for its decision trace.
 pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let action = match e.action {
         ExplainAction::Pull => explain::ExplainAction::Pull,
         ExplainAction::Push => explain::ExplainAction::Push,

@@ -151,7 +151,7 @@ pub(super) async fn print_admin_created(
 }
 
 pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let enabled = matches!(command, AdminCommand::Enable);
     let answer = client
         .send(&registry::UpdateRegistry {
@@ -173,7 +173,7 @@ pub async fn admin(args: &ClientArgs, command: &AdminCommand) -> anyhow::Result<
 }
 
 pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         CredentialCommand::Show => {
             let answer = client.send(&registry::GetAdminCredentials {}).await?;
@@ -207,7 +207,7 @@ pub async fn credential(args: &ClientArgs, command: &CredentialCommand) -> anyho
 }
 
 pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         OwnerCommand::RotatePassword => {
             let secret = client.send(&registry::RenewOwnerPassword {}).await?;
@@ -231,7 +231,7 @@ pub async fn owner(args: &ClientArgs, command: &OwnerCommand) -> anyhow::Result<
 }
 
 pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         SpCommand::Create {
             name,
@@ -297,7 +297,7 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
 }
 
 pub async fn identity(args: &ClientArgs, command: &IdentityCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let answer = match command {
         IdentityCommand::List => {
             json_of(client.send(&identities::ListIdentities::default()).await?)

@@ -94,7 +94,7 @@ fn since_time(since: Since) -> String {
 }
 
 pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         LogsCommand::Login(a) => {
             let events = client
@@ -153,7 +153,7 @@ pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()
 }
 
 pub async fn activity(args: &ClientArgs, command: &ActivityCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         ActivityCommand::List { since } => {
             let entries = client

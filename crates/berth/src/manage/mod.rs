@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::cli_error::invalid_argument;
-use crate::client::{registry_host, store_credentials, Client, ClientArgs};
+use crate::client::{docker_config, registry_address, Client, ClientArgs};
 use crate::output::{outln, Column};
 
 mod explain;
@@ -33,6 +33,27 @@ pub use network::{network_rule, show_endpoints, update, NetworkRuleCommand, Upda
 pub use repositories::{gc, repository, GcCommand, RepositoryCommand};
 pub use roles::{role, RoleCommand};
 pub use tokens::{scope_map, token, ScopeMapCommand, TokenCommand};
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {}
+
+/// `berth logout`: forgets the registry's credentials in the Docker config
+/// (and its credential helper, if it names one).
+pub async fn logout(args: &ClientArgs, _: &LogoutArgs) -> anyhow::Result<()> {
+    let host = registry_address(&args.registry)?.host;
+    let mut config = docker_config()?;
+    let what = config.what.clone();
+    let helper = config.helper_for(&host);
+    if config.erase(&host)? {
+        match helper {
+            Some(h) => outln!("Removed the credentials for {host} (docker-credential-{h}, {what})"),
+            None => outln!("Removed the credentials for {host} from {what}"),
+        }
+    } else {
+        outln!("No credentials for {host} were stored ({what})");
+    }
+    Ok(())
+}
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -77,13 +98,11 @@ pub async fn login(args: &ClientArgs, login: &LoginArgs) -> anyhow::Result<()> {
             "give --username and --password (or --password-stdin)",
         ));
     };
-    let client = Client::new(&connection)?;
+    let client = Client::new(&connection).await?;
     client.check_login().await?;
-    let host = registry_host(client.base());
-    let path = store_credentials(&host, username, password)?;
-    outln!(
-        "Login succeeded: credentials for {host} stored in {}",
-        path.display()
-    );
+    let host = registry_address(&connection.registry)?.host;
+    let mut config = docker_config()?;
+    let place = config.store(&host, username, password)?;
+    outln!("Login succeeded: credentials for {host} stored in {place}");
     Ok(())
 }

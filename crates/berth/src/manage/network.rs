@@ -92,7 +92,7 @@ const REGISTRY_SETTINGS: &[Column] = &[
 /// when both kinds of setting were changed; after a change of one kind,
 /// that kind's answer alone).
 pub async fn update(args: &ClientArgs, update: &UpdateArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let network_change = network::UpdateNetwork {
         public_network_access: update.public_network_enabled.map(|e| {
             if e {
@@ -198,7 +198,7 @@ fn print_network(answer: &Value, format: Format) {
 }
 
 pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let answer = match command {
         NetworkRuleCommand::Add(t) => {
             client
@@ -224,7 +224,7 @@ pub async fn network_rule(args: &ClientArgs, command: &NetworkRuleCommand) -> an
 }
 
 pub async fn show_endpoints(args: &ClientArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let answer = client.send(&registry::GetEndpoints {}).await?;
     if args.output == Format::Json {
         print(&json_of(&answer), &[], args.output);

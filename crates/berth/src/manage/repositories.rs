@@ -73,7 +73,7 @@ const GC_REPORT: &[Column] = &[
 ];
 
 pub async fn gc(args: &ClientArgs, command: &GcCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         GcCommand::Status => {
             let status = client.send(&gc::GetGcStatus {}).await?;
@@ -109,7 +109,7 @@ pub async fn gc(args: &ClientArgs, command: &GcCommand) -> anyhow::Result<()> {
 }
 
 pub async fn repository(args: &ClientArgs, command: &RepositoryCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         RepositoryCommand::List => {
             let repos = client.send(&repositories::ListRepositories {}).await?;

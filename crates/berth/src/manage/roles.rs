@@ -70,7 +70,7 @@ pub enum RoleAssignmentCommand {
 }
 
 pub async fn role(args: &ClientArgs, command: &RoleCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     const ROLE: &[Column] = &[
         ("NAME", "/name"),
         ("BUILT-IN", "/builtin"),

@@ -153,7 +153,7 @@ fn scope_rules(repositories: &[String]) -> anyhow::Result<Vec<tokens::ScopeRule>
 }
 
 pub async fn scope_map(args: &ClientArgs, command: &ScopeMapCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     let answer = match command {
         ScopeMapCommand::Create(m) => json_of(
             client
@@ -187,7 +187,7 @@ pub async fn scope_map(args: &ClientArgs, command: &ScopeMapCommand) -> anyhow::
 }
 
 pub async fn token(args: &ClientArgs, command: &TokenCommand) -> anyhow::Result<()> {
-    let client = Client::new(&args.connection())?;
+    let client = Client::new(&args.connection()).await?;
     match command {
         TokenCommand::Create {
             name,
