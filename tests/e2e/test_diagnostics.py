@@ -395,8 +395,12 @@ def test_tls_failures(case, tlsdiag, expired_tls, diag, ca, dns, env):
         )
         words = ("unknown issuer", REGISTRY_NAME)
     elif case == "plain_http_server":
-        # An HTTPS client (no --plain-http) against a registry that speaks plain HTTP.
-        res = check_pull(f"{diag.host}/{APP}:{TAG}", *owner_args(diag), env=env)
+        # An HTTPS client (no --plain-http) against a registry that speaks
+        # plain HTTP, named by a name that is not loopback (no fallback).
+        plain_port = diag.host.rsplit(":", 1)[1]
+        res = check_pull(
+            f"{REGISTRY_NAME}:{plain_port}/{APP}:{TAG}", "--dns-server", dns.server, *owner_args(diag), env=env
+        )
         words = ("TLS", "plain HTTP")
     else:
         # The other way round: --plain-http against an HTTPS registry.
@@ -647,7 +651,17 @@ def test_admin_password_regenerated_since_the_secret_was_made(diag, env, tmp_pat
         expect_pass(check_pull(image, "--pull-secret", secret, "--plain-http", env=env), "layer")
         diag.api("POST", "/admin/credentials/renew", {"passwordName": "password"})
         res = check_pull(image, "--pull-secret", secret, "--plain-http", env=env)
-        expect_cause(res, "UNAUTHORIZED", 17, evidence=("401", "wrong password", "berth"), fix=("regenerate",))
+        v = expect_cause(
+            res,
+            "ADMIN_PASSWORD_REGENERATED",
+            26,
+            evidence=("401", "wrong password", "berth", "'password' was regenerated at 20", "by owner 'owner'"),
+            fix=("regenerated", "berth credential show"),
+        )
+        assert re.search(r"regenerated at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", v["evidence"]), v["evidence"]
+        text = check_pull(image, "--pull-secret", secret, "--plain-http", env=env, json_output=False)
+        expect_text_failure(text, "ADMIN_PASSWORD_REGENERATED", 26, "regenerated at")
+        record("stale admin password", text)
     finally:
         diag.api("PATCH", "/registry", {"adminUserEnabled": False})
 
@@ -672,8 +686,19 @@ def test_assignment_orphaned_by_recreating_the_sp(diag, env, tmp_path):
     new = create_sp(diag, name)  # same name, new app id, no assignment
     assert new.id != old.id
     secret = pull_secret(tmp_path / "secret.json", {diag.host: new.creds})
-    res = check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, "--plain-http", env=env)
-    expect_cause(res, "PERMISSION_DENIED", 18, evidence=("403", new.id, "pull", APP), fix=("orphaned", "explain"))
+    image = f"{diag.host}/{APP}:{TAG}"
+    res = check_pull(image, "--pull-secret", secret, "--plain-http", env=env)
+    command = f"berth role assignment create --assignee {new.id} --role AcrPull --scope '/'"
+    expect_cause(
+        res,
+        "ORPHANED_ROLE_ASSIGNMENT",
+        25,
+        evidence=("403", new.id, old.id, "orphaned", "AcrPull", "deleted at 20"),
+        fix=(command,),
+    )
+    text = check_pull(image, "--pull-secret", secret, "--plain-http", env=env, json_output=False)
+    expect_text_failure(text, "ORPHANED_ROLE_ASSIGNMENT", 25, old.id)
+    record("assignment orphaned by re-creating the service principal", text)
     # berth explain names the orphaned assignment of the deleted principal.
     out = diag.cli_fail("explain", "--ip", "127.0.0.1", "--identity", new.id, "--action", "pull", "--repository", APP)
     assert out.returncode == 2, out.stdout + out.stderr
@@ -681,6 +706,10 @@ def test_assignment_orphaned_by_recreating_the_sp(diag, env, tmp_path):
     assert re.search(r"^missing: .*registries/pull/read.*diag/app", out.stdout, re.M), out.stdout
     assert "orphaned assignments" in out.stdout, out.stdout
     assert re.search(rf"^  \S+ role AcrPull at / for deleted principal {old.id}$", out.stdout, re.M), out.stdout
+    # The command it gives works.
+    out = diag.cli("role", "assignment", "create", "--assignee", new.id, "--role", "AcrPull", "--scope", "/")
+    assert out.returncode == 0, out.stdout + out.stderr
+    expect_pass(check_pull(image, "--pull-secret", secret, "--plain-http", env=env), "layer")
 
 
 def test_token_scope_map_without_the_repository(diag, env, tmp_path):
@@ -691,7 +720,21 @@ def test_token_scope_map_without_the_repository(diag, env, tmp_path):
     password = {s["name"]: s["value"] for s in out["secrets"]}["password1"]
     secret = pull_secret(tmp_path / "secret.json", {diag.host: Creds(name, password)})
     res = check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, "--plain-http", env=env)
-    expect_cause(res, "PERMISSION_DENIED", 18, evidence=("403", name, "pull", APP))
+    fix = f"berth scope-map update --name {name}-map --repository 'diag/other=content/read' --repository '{APP}=content/read'"
+    v = expect_cause(
+        res, "TOKEN_SCOPE_MAP_DENIED", 24, evidence=("403", name, "pull", APP, f"scope map '{name}-map'"), fix=(fix,)
+    )
+    assert "AcrPull" not in v["fix"] and "role assignment" not in v["fix"], v["fix"]
+    text = check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, "--plain-http", env=env, json_output=False)
+    expect_text_failure(text, "TOKEN_SCOPE_MAP_DENIED", 24, f"{name}-map")
+    record("token whose scope map lacks the repository", text)
+    # The fix it gives works.
+    diag.api(
+        "PATCH",
+        f"/scope-maps/{name}-map",
+        {"rules": rules + [{"repository": APP, "actions": ["content/read"]}]},
+    )
+    expect_pass(check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, "--plain-http", env=env), "layer")
 
 
 # --------------------------------------------------------------------------
@@ -932,3 +975,98 @@ def test_check_health_private_dns(netdiag, env):
     )  # fmt: skip
     assert status == 0, report
     assert any(f["step"].startswith("private dns") and f["ok"] for f in report["findings"]), report
+
+
+# --------------------------------------------------------------------------
+# Loopback registries without TLS, and self-signed certificates
+# --------------------------------------------------------------------------
+
+
+def test_loopback_registry_without_tls_falls_back_to_plain_http(diag, env, puller, tmp_path):
+    """As Docker and containerd do for 127.0.0.0/8 and localhost: HTTPS first, then plain HTTP — and said so."""
+    secret = pull_secret(tmp_path / "secret.json", {diag.host: puller.creds})
+    res = check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, env=env)
+    steps = expect_pass(res, "scheme", "connect", "token", "layer")
+    assert "plain HTTP is used, as Docker and containerd do" in steps["scheme"], steps
+    assert steps["connect"].startswith(f"http://{diag.host} answered"), steps
+    text = check_pull(f"{diag.host}/{APP}:{TAG}", "--pull-secret", secret, env=env, json_output=False)
+    assert text.returncode == 0 and "plain HTTP" in text.stdout, text.describe()
+    record("loopback registry without TLS", text)
+
+    # check-health takes --registry as every command does: host:port falls
+    # back the same way, a URL's scheme is obeyed.
+    status, report = check_health("--registry", diag.host, *owner_args(diag), env=env)
+    assert status == 0 and "plain HTTP" in findings(report)["scheme"]["detail"], report
+    status, report = check_health("--registry", f"http://{diag.host}", *owner_args(diag), env=env)
+    assert status == 0 and "scheme" not in findings(report), report
+    status, report = check_health("--registry", f"https://{diag.host}", *owner_args(diag), env=env)
+    assert status == 1 and failed(report)[0]["code"] == "CONNECTIVITY_SSL_ERROR", report
+
+
+@pytest.fixture(scope="module")
+def self_signed(work, client_env, client_home, oci_images) -> tuple[Berth, Path]:
+    """HTTPS with a certificate made by a plain ``openssl req -x509`` (a CA:TRUE self-signed certificate)."""
+    import subprocess
+
+    d = work / "self-signed"
+    d.mkdir(parents=True, exist_ok=True)
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    text = subprocess.run(
+        ["openssl", "x509", "-in", cert, "-noout", "-text"], check=True, capture_output=True, text=True
+    ).stdout
+    # The premise: what openssl made is marked as a CA (what webpki alone refuses as an end entity).
+    assert "CA:TRUE" in text, text
+    listen = f"127.0.0.1:{free_port()}"
+    server = start_berth(
+        d / "server", "berth-self-signed",
+        {"server": {"listen": [listen], "tls_cert": cert, "tls_key": key}}, client_env, ca_file=cert,
+    )  # fmt: skip
+    seed(Skopeo(client_env, client_home["policy"], server.owner), server.host, oci_images.layout)
+    yield server, cert
+    server.stop()
+
+
+def test_self_signed_openssl_certificate_with_ca_file(self_signed, client_env, client_home, env, tmp_path):
+    import subprocess
+
+    from conftest import berth_binary, run
+
+    server, cert = self_signed
+    image = f"{server.host}/{APP}:{TAG}"
+    # skopeo accepts it when told to trust it ...
+    certs = tmp_path / "certs.d"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(cert.read_bytes())
+    out = subprocess.run(
+        ["skopeo", "inspect", "--cert-dir", certs, "--creds", f"{server.owner.user}:{server.owner.password}",
+         f"docker://{image}"],
+        env=client_env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    # ... and so do check-pull and the management commands.
+    expect_pass(check_pull(image, "--ca-file", cert, *owner_args(server), env=env), "connect", "layer")
+    cli_env = dict(env, BERTH_USERNAME=server.owner.user, BERTH_PASSWORD=server.owner.password)
+    listing = run(
+        [berth_binary(), "repository", "list", "--registry", f"https://{server.host}", "--ca-file", cert, "-o", "json"],
+        cli_env,
+    )
+    assert APP in listing.stdout, listing.stdout
+    # SSL_CERT_FILE works like --ca-file.
+    listing = run(
+        [berth_binary(), "repository", "list", "--registry", server.host, "-o", "json"],
+        dict(cli_env, SSL_CERT_FILE=str(cert)),
+    )
+    assert APP in listing.stdout, listing.stdout
+    # Without it: refused, naming the certificate problem.
+    res = check_pull(image, *owner_args(server), env=env)
+    expect_cause(res, "CONNECTIVITY_SSL_ERROR", 14, evidence=("certificate",))
+    bare = run(
+        [berth_binary(), "repository", "list", "--registry", f"https://{server.host}", "-o", "json"],
+        cli_env, check=False,
+    )  # fmt: skip
+    assert bare.returncode == 1 and "CONNECTION_FAILED" in bare.stdout, bare.stdout + bare.stderr

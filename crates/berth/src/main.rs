@@ -169,7 +169,8 @@ enum Command {
     /// 10 no credentials for the host, 11 DNS, 12 connect timeout, 13
     /// refused, 14 TLS, 15 proxy, 16 network rule, 17 unauthorized, 18
     /// permission, 19 not found, 20 no matching platform, 21 data endpoint,
-    /// 22 throttled.
+    /// 22 throttled, 23 registry unavailable, 24 token scope map, 25
+    /// orphaned role assignment, 26 admin password regenerated.
     CheckPull(diagnose::CheckPullArgs),
     /// Check this machine's environment (container clients, proxy) and its
     /// path to a registry step by step: DNS, connect, TLS, challenge,
