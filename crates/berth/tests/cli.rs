@@ -493,3 +493,112 @@ fn serve_logs_to_a_file_without_colour() {
         "colour escapes in a log file:\n{logged:?}"
     );
 }
+
+/// `--registry` is a URL or host[:port] in every command: a bare loopback
+/// host:port of a plain-HTTP registry falls back to HTTP, `https://` is
+/// obeyed (and fails here), and a path is refused before anything is sent.
+/// Without flags the credentials come from the Docker config: `auth`, or an
+/// `identitytoken` (the refresh token `docker login` stores).
+#[test]
+fn registry_addresses_and_docker_config_credentials() {
+    let dir = tempdir("cli-address");
+    let server = TestServer::start(&dir.path().join("data"));
+    let host = server.addr().to_string();
+    let pw = server.owner_password().to_string();
+    let creds = ["-u", "owner", "-p", pw.as_str()];
+    let list = |registry: &str, env: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec!["repository", "list", "--registry", registry, "-o", "json"];
+        args.extend_from_slice(extra);
+        berth_with(&args, env)
+    };
+    let out = list(&host, &[], &creds);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = list(&format!("http://{host}/"), &[], &creds);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = list(&format!("https://{host}"), &[], &creds);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        json_of(&out)["error"]["code"],
+        "CONNECTION_FAILED",
+        "{}",
+        text(&out)
+    );
+    let out = list(&format!("http://{host}/some/path"), &[], &creds);
+    assert_eq!(
+        json_of(&out)["error"]["code"],
+        "INVALID_ARGUMENT",
+        "{}",
+        text(&out)
+    );
+
+    // A Docker config with `auth`.
+    let config_dir = dir.path().join("docker");
+    std::fs::create_dir_all(&config_dir).expect("mkdir");
+    let config = config_dir.join("config.json");
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#,
+            b64(&format!("owner:{pw}"))
+        ),
+    )
+    .expect("write config");
+    let env = [("DOCKER_CONFIG", config_dir.to_str().expect("utf-8"))];
+    let out = list(&host, &env, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // An identitytoken: a refresh token from the token service, no password.
+    let refresh = refresh_token_for(&server, &pw);
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{host}":{{"auth":"{}","identitytoken":"{refresh}"}}}}}}"#,
+            b64("owner:")
+        ),
+    )
+    .expect("write config");
+    let out = list(&host, &env, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    // A stale one is refused as a credential problem.
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"auths":{{"{host}":{{"auth":"{}","identitytoken":"not.a.token"}}}}}}"#,
+            b64("owner:")
+        ),
+    )
+    .expect("write config");
+    let out = list(&host, &env, &[]);
+    assert_eq!(
+        json_of(&out)["error"]["code"],
+        "UNAUTHORIZED",
+        "{}",
+        text(&out)
+    );
+}
+
+/// A refresh token for the owner, from `POST /oauth2/exchange`.
+fn refresh_token_for(server: &TestServer, password: &str) -> String {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let v: Value = runtime.block_on(async {
+        http_client()
+            .post(format!("{}/oauth2/exchange", server.url()))
+            .basic_auth("owner", Some(password))
+            .send()
+            .await
+            .expect("POST /oauth2/exchange")
+            .error_for_status()
+            .expect("a refresh token")
+            .json()
+            .await
+            .expect("JSON")
+    });
+    v["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh_token in {v}"))
+        .to_string()
+}
