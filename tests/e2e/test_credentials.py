@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -33,17 +34,23 @@ def bare_env(client_env: dict, config_dir: Path, **extra: str) -> dict:
     return dict(env, DOCKER_CONFIG=str(config_dir), **extra)
 
 
+def repo_names(stdout: str) -> list[str]:
+    """The names in ``berth repository list -o json``."""
+    listed = json.loads(stdout)
+    listed = listed.get("repositories", listed) if isinstance(listed, dict) else listed
+    return [r if isinstance(r, str) else r["name"] for r in listed]
+
+
 def test_docker_login_then_berth_commands_use_dockers_config(docker, registry, seeded, client_env):
     config = json.loads((docker.config_dir / "config.json").read_text())
     entry = config["auths"][registry.host]
     # What docker login stores against berth: a refresh token, no password.
     assert entry.get("identitytoken"), config
-    assert "owner:" in __import__("base64").b64decode(entry["auth"]).decode(), entry
+    assert base64.b64decode(entry["auth"]).decode() == "owner:", entry
 
     env = bare_env(client_env, docker.config_dir)
     listing = berth("repository", "list", "--registry", f"http://{registry.host}", "-o", "json", env=env)
-    names = [r["name"] for r in json.loads(listing.stdout)]
-    assert seeded.app in names, listing.stdout
+    assert seeded.app in repo_names(listing.stdout), listing.stdout
 
     # check-pull without flags reads the same file (one of the kubelet's places).
     image = f"{registry.host}/{seeded.app}:{seeded.tag}"
@@ -121,7 +128,7 @@ def test_credential_helper_used_by_berth_login_commands_and_skopeo(registry, see
     assert registry.owner.password not in config_file.read_text()
 
     listing = berth("repository", "list", "--registry", url, "-o", "json", env=env)
-    assert seeded.app in [r["name"] for r in json.loads(listing.stdout)], listing.stdout
+    assert seeded.app in repo_names(listing.stdout), listing.stdout
     image = f"{registry.host}/{seeded.app}:{seeded.tag}"
     res = berth("check-pull", image, "--plain-http", "--docker-config", str(config_dir), "-o", "json", env=env,
                 check=False)  # fmt: skip

@@ -31,6 +31,24 @@ pub enum Failure {
     Http { host: String, reason: String },
 }
 
+impl Failure {
+    /// The TLS handshake failed because the server does not speak TLS
+    /// (it answered in plain HTTP, or hung up on the ClientHello) — not
+    /// because of its certificate.
+    pub fn is_not_tls(&self) -> bool {
+        match self {
+            Failure::Tls { reason, .. } => {
+                let r = reason.to_ascii_lowercase();
+                r.contains("did not answer with tls")
+                    || r.contains("eof")
+                    || r.contains("reset by peer")
+                    || r.contains("corrupt message")
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Resolve names with this DNS server instead of the system resolver.
@@ -323,8 +341,8 @@ pub async fn request(
 }
 
 /// For a registry named without a scheme: HTTPS, or for a loopback host
-/// whose HTTPS handshake fails, plain HTTP — what Docker and containerd do
-/// — with a note saying so. A failure that is not about TLS (nothing
+/// that does not speak TLS, plain HTTP — what containerd does for
+/// localhost — with a note saying so. A failure that is not about TLS (nothing
 /// listens, say) keeps HTTPS, for the check itself to report.
 pub async fn choose_scheme(
     options: &Options,
@@ -339,7 +357,9 @@ pub async fn choose_scheme(
         return (Scheme::Https, None);
     };
     match request(options, Method::GET, &uri, &[], 64 * 1024).await {
-        Err(f @ (Failure::Tls { .. } | Failure::Http { .. })) => (
+        // Only a server that does not speak TLS: a bad certificate is a
+        // TLS problem to report, not a reason to drop TLS.
+        Err(f) if f.is_not_tls() => (
             Scheme::Http,
             Some(format!(
                 "HTTPS to {} failed ({f}); it is a loopback registry, so plain HTTP is used, as Docker and containerd do (give https:// or http:// to choose)",

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_client::credentials::{self, Credentials, DockerConfig, Lookup};
-use berth_client::{RegistryAddress, Scheme};
+use berth_client::RegistryAddress;
 use berth_manage::client::{ClientError, ManageClient};
 use berth_manage::Endpoint;
 use serde_json::Value;
@@ -162,16 +162,18 @@ impl Client {
         let schemes = address.schemes();
         let mut scheme = schemes[0];
         if schemes.len() > 1 {
-            // Docker's rule for loopback registries: HTTPS if it answers,
-            // else plain HTTP.
-            let probe = http
-                .get(format!("{}/v2/", address.url(Scheme::Https)))
-                .timeout(std::time::Duration::from_secs(5))
-                .send()
-                .await;
-            if probe.is_err() {
-                scheme = Scheme::Http;
-            }
+            // A bare loopback host:port: HTTPS unless the registry does not
+            // speak TLS (a certificate problem stays an HTTPS error).
+            let options = berth_diagnostics::transport::Options {
+                dns_server: None,
+                timeout: std::time::Duration::from_secs(5),
+                ca_files: berth_client::tls::ca_files(connection.ca_file.as_deref()),
+                proxy: None,
+                no_proxy: Vec::new(),
+            };
+            scheme = berth_diagnostics::transport::choose_scheme(&options, &address)
+                .await
+                .0;
         }
         let base = address.url(scheme);
         let basic = credentials.as_ref().map(Credentials::basic);
