@@ -157,6 +157,58 @@ async fn manifests_need_their_blobs(s: Arc<impl Store>) {
     assert_eq!(listed[0].tags, vec!["v1".to_string()]);
 }
 
+/// Several tags in one push, all or none; a sparse manifest is stored with
+/// its missing references recorded (so the collector keeps what arrives
+/// later).
+async fn tags_in_one_push_and_sparse_manifests(s: Arc<impl Store>) {
+    let r = repo("app/multi");
+    let layer = stored_blob(&*s, &r, 20).await;
+    let missing = blob(21);
+    let content = b"{\"m\":\"multi\"}";
+    let digest = Digest::sha256_of(content);
+    let tags: Vec<Tag> = ["a", "b", "c"]
+        .iter()
+        .map(|t| t.parse().expect("tag"))
+        .collect();
+    let mut m = manifest(
+        &r,
+        &digest,
+        content,
+        vec![layer.clone(), missing.clone()],
+        None,
+    );
+    m.tags = &tags;
+    let err = s.put_manifest(m).await.expect_err("a blob is missing");
+    assert!(matches!(err, MetadataError::MissingBlobs(_)), "{err}");
+    assert!(s
+        .list_tags(&r, 10, None)
+        .await
+        .expect("store call")
+        .expect("store call")
+        .is_empty());
+    let mut m = manifest(&r, &digest, content, vec![layer, missing.clone()], None);
+    m.tags = &tags;
+    m.sparse = true;
+    s.put_manifest(m).await.expect("sparse push");
+    assert_eq!(
+        s.list_tags(&r, 10, None)
+            .await
+            .expect("store call")
+            .expect("store call"),
+        ["a", "b", "c"]
+    );
+    // The missing blob, claimed later and past its grace, is not collected:
+    // the sparse manifest names it.
+    assert!(s.claim_blob(&missing, 7).await.expect("claim"));
+    assert_eq!(
+        s.mark_blob_deleting(&missing, FUTURE)
+            .await
+            .expect("store call"),
+        None,
+        "a blob a manifest names is never marked"
+    );
+}
+
 async fn listings_page_in_byte_order(s: Arc<impl Store>) {
     let r = repo("app/order");
     let layer = stored_blob(&*s, &r, 4).await;
@@ -505,6 +557,7 @@ macro_rules! both {
 both!(
     links_need_a_claimed_blob,
     manifests_need_their_blobs,
+    tags_in_one_push_and_sparse_manifests,
     listings_page_in_byte_order,
     racing_tag_moves_leave_one_winner,
     collector_protocol,
