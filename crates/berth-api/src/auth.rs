@@ -493,9 +493,39 @@ async fn form_principal(
                 .await
                 .map_err(|e| from_auth_error(e, headers))
         }
+        Some(TOKEN_EXCHANGE) => {
+            // RFC 8693: an issuer's JWT (a Kubernetes service-account
+            // token) for the service principal federated with it.
+            match param(pairs, "subject_token_type") {
+                Some(JWT_TOKEN_TYPE) | Some(ID_TOKEN_TYPE) | None => {}
+                Some(other) => {
+                    return Err(ApiError::new(
+                        ErrorCode::Unsupported,
+                        format!("subject_token_type '{other}' is not supported; use {JWT_TOKEN_TYPE}"),
+                    )
+                    .with_status(StatusCode::BAD_REQUEST))
+                }
+            }
+            let token = param(pairs, "subject_token").unwrap_or("");
+            if token.is_empty() {
+                return Err(ApiError::new(
+                    ErrorCode::Unsupported,
+                    "subject_token is required: the issuer's JWT (a service-account token)",
+                )
+                .with_status(StatusCode::BAD_REQUEST));
+            }
+            record_login(slot, berth_auth::federation::FEDERATED_USER, None);
+            let principal = state
+                .auth
+                .authenticate(berth_auth::federation::FEDERATED_USER, token, ip)
+                .await
+                .map_err(|e| from_auth_error(e, headers))?;
+            record_login(slot, &principal.describe(), None);
+            Ok(principal)
+        }
         Some(other) => Err(ApiError::new(
             ErrorCode::Unsupported,
-            format!("grant_type '{other}' is not supported; use 'password' or 'refresh_token'"),
+            format!("grant_type '{other}' is not supported; use 'password', 'refresh_token' or '{TOKEN_EXCHANGE}'"),
         )
         .with_status(StatusCode::BAD_REQUEST)),
         None => {
@@ -508,7 +538,13 @@ async fn form_principal(
     }
 }
 
-/// `POST /oauth2/token`: OAuth2 password and refresh-token grants.
+/// RFC 8693's grant type, and the subject token types it accepts.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// `POST /oauth2/token`: OAuth2 password, refresh-token and token-exchange
+/// grants.
 pub async fn post_token(
     State(state): State<AppState>,
     request: Request,
@@ -520,14 +556,20 @@ pub async fn post_token(
     let service = param(&pairs, "service")
         .map(str::to_string)
         .unwrap_or_else(|| login_server(&headers));
-    let with_refresh = param(&pairs, "grant_type") == Some("password")
-        || param(&pairs, "access_type") == Some("offline");
+    let with_refresh = matches!(
+        param(&pairs, "grant_type"),
+        Some("password") | Some(TOKEN_EXCHANGE)
+    ) || param(&pairs, "access_type") == Some("offline");
     let mut response = state
         .auth
         .issue(&principal, &service, &scopes, with_refresh)
         .map_err(|e| from_auth_error(e, &headers))?;
     if param(&pairs, "grant_type") == Some("refresh_token") {
         response.refresh_token = param(&pairs, "refresh_token").map(str::to_string);
+    }
+    if param(&pairs, "grant_type") == Some(TOKEN_EXCHANGE) {
+        response.issued_token_type = Some("urn:ietf:params:oauth:token-type:access_token".into());
+        response.token_type = Some("Bearer".into());
     }
     Ok(token_response(&response))
 }

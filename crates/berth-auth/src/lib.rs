@@ -6,6 +6,7 @@
 //! allowed; nothing here knows about HTTP.
 
 mod explain;
+pub mod federation;
 pub mod manage;
 pub mod model;
 pub mod secret;
@@ -64,6 +65,8 @@ pub enum AuthError {
     #[error("{0}")]
     Internal(String),
     #[error(transparent)]
+    Federation(#[from] federation::FederationError),
+    #[error(transparent)]
     Store(#[from] MetadataError),
 }
 
@@ -75,6 +78,7 @@ impl AuthError {
             self,
             AuthError::UnknownIdentity(_)
                 | AuthError::WrongSecret(..)
+                | AuthError::Federation(_)
                 | AuthError::Expired { .. }
                 | AuthError::Disabled { .. }
                 | AuthError::InvalidToken(_)
@@ -107,6 +111,7 @@ impl AuthError {
                 login: login.clone(),
             },
             InvalidToken(s) => InvalidToken(s.clone()),
+            Federation(f) => Federation(f.clone()),
             MalformedAuthorization(s) => MalformedAuthorization(s.clone()),
             Throttled {
                 ip,

@@ -243,6 +243,14 @@ pub struct Principal {
     /// A token's scope map: where its rights come from (never roles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_map: Option<String>,
+    /// Unix time past which nothing issued for this principal may be
+    /// valid (the federated or refresh token it signed in with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// How it signed in, when that is worth recording (a federated
+    /// credential: issuer and subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Principal {
@@ -254,6 +262,8 @@ impl Principal {
             name: "anonymous".into(),
             trusted_service: false,
             scope_map: None,
+            not_after: None,
+            via: None,
             grants: if pull_enabled {
                 vec![Grant {
                     permission: Permission::Pull,
@@ -277,7 +287,7 @@ impl Principal {
 
     /// "service principal 'ci' (1c2d...)" for messages.
     pub fn describe(&self) -> String {
-        match self.kind {
+        let who = match self.kind {
             IdentityKind::Anonymous => "anonymous".into(),
             IdentityKind::ServicePrincipal => {
                 format!(
@@ -288,6 +298,10 @@ impl Principal {
                 )
             }
             _ => format!("{} '{}'", self.kind.describe(), self.login),
+        };
+        match &self.via {
+            Some(via) => format!("{who} via {via}"),
+            None => who,
         }
     }
 }

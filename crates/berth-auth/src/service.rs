@@ -34,6 +34,11 @@ pub struct AuthConfig {
     pub basic_cache_ttl: Duration,
     pub throttle_limit: u32,
     pub throttle_window: Duration,
+    /// A token naming a key the cache lacks refetches an issuer's keys at
+    /// most this often.
+    pub jwks_refresh_interval: Duration,
+    /// How long an issuer may take to answer.
+    pub issuer_timeout: Duration,
 }
 
 impl Default for AuthConfig {
@@ -45,6 +50,8 @@ impl Default for AuthConfig {
             basic_cache_ttl: Duration::from_secs(60),
             throttle_limit: 10,
             throttle_window: Duration::from_secs(60),
+            jwks_refresh_interval: Duration::from_secs(30),
+            issuer_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -122,12 +129,19 @@ pub struct TokenResponse {
     pub issued_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// RFC 8693 answers (token exchange): what `access_token` is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
 }
 
 pub struct AuthService {
     pub(crate) store: Arc<dyn AuthStore>,
     keys: KeyRing,
     pub(crate) config: AuthConfig,
+    /// Issuers' signing keys, for federated credentials.
+    pub(crate) issuer_keys: crate::federation::KeyCache,
     /// sha256(login, secret) → principal, so repeated Basic requests do not
     /// pay an argon2 verification each.
     /// Each entry is trusted until its deadline: the cache lifetime, or the
@@ -187,6 +201,30 @@ impl Drop for LeaveFlight<'_> {
 /// refresh token its (unverified) subject — a forged subject only picks
 /// the forger's own bucket, as any Basic user name would.
 fn throttle_name(login: &str, secret: &str) -> String {
+    if login == crate::federation::FEDERATED_USER {
+        // Per issuer and subject: one broken federation does not lock out
+        // the others behind the same address (a node's pods, say).
+        let (iss, sub) = secret
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| {
+                let get = |k: &str| {
+                    v.get(k)
+                        .and_then(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                (get("iss"), get("sub"))
+            })
+            .unwrap_or_default();
+        return format!("federated/{iss}/{sub}");
+    }
     if login != REFRESH_TOKEN_USER {
         return login.to_string();
     }
@@ -248,6 +286,10 @@ impl AuthService {
             store,
             keys: ring,
             throttle: Throttle::new(config.throttle_limit, config.throttle_window),
+            issuer_keys: crate::federation::KeyCache::new(
+                config.jwks_refresh_interval,
+                config.issuer_timeout,
+            ),
             config,
             basic_cache: Cache::new(2_000),
             seen_activity: std::sync::atomic::AtomicI64::new(0),
@@ -486,7 +528,14 @@ impl AuthService {
                 .await?
                 .ok_or_else(|| AuthError::UnknownIdentity(claims.login.clone()))?;
             self.ensure_enabled(&identity)?;
-            return Ok((self.principal_of(&identity).await?, Some(claims.exp)));
+            let mut principal = self.principal_of(&identity).await?;
+            // What is issued for a refresh token never outlives it.
+            principal.not_after = Some(claims.exp);
+            principal.via = claims.via;
+            return Ok((principal, Some(claims.exp)));
+        }
+        if login == crate::federation::FEDERATED_USER {
+            return self.authenticate_federated(secret).await;
         }
         let Some(identity) = self.store.identity_by_login(login).await? else {
             // Same cost as a real check, so timing does not reveal logins.
@@ -580,6 +629,32 @@ impl AuthService {
         )
     }
 
+    /// An issuer's token (a Kubernetes service-account token, say) for the
+    /// service principal whose federated credential trusts it.
+    async fn authenticate_federated(
+        &self,
+        token: &str,
+    ) -> Result<(Principal, Option<i64>), AuthError> {
+        let issuer = crate::federation::issuer_of(token)?;
+        let credentials = self.store.federated_credentials_of_issuer(&issuer).await?;
+        let subject = crate::federation::verify(&self.issuer_keys, token, &credentials).await?;
+        let identity = self
+            .store
+            .identity_by_id(&subject.identity_id)
+            .await?
+            .ok_or_else(|| AuthError::UnknownIdentity(subject.identity_id.clone()))?;
+        self.ensure_enabled(&identity)?;
+        let mut principal = self.principal_of(&identity).await?;
+        principal.not_after = Some(subject.expires_at);
+        principal.via = Some(subject.describe());
+        Ok((principal, Some(subject.expires_at)))
+    }
+
+    /// Fetches of issuers' keys so far.
+    pub fn issuer_key_fetches(&self) -> u64 {
+        self.issuer_keys.fetches()
+    }
+
     /// A disabled identity (or the admin user while it is switched off)
     /// gets nothing, however it presents itself.
     pub(crate) fn ensure_enabled(&self, identity: &IdentityRecord) -> Result<(), AuthError> {
@@ -633,6 +708,8 @@ impl AuthService {
                 .scope_map
                 .clone()
                 .filter(|_| kind == IdentityKind::Token),
+            not_after: None,
+            via: None,
         })
     }
 
@@ -789,6 +866,8 @@ impl AuthService {
                 trusted_service: claims.trusted,
                 grants,
                 scope_map: claims.scope_map,
+                not_after: Some(claims.exp),
+                via: claims.via,
             },
             refused,
             jwt_id: claims.jti,
@@ -867,12 +946,18 @@ impl AuthService {
         } else {
             None
         };
+        let mut expires_in = self.config.token_ttl.as_secs() as i64;
+        if let Some(limit) = principal.not_after {
+            expires_in = expires_in.min(limit - issued).max(0);
+        }
         Ok(TokenResponse {
             token: token.clone(),
             access_token: token,
-            expires_in: self.config.token_ttl.as_secs(),
+            expires_in: expires_in as u64,
             issued_at: rfc3339(issued),
             refresh_token,
+            issued_token_type: None,
+            token_type: None,
         })
     }
 
@@ -897,11 +982,17 @@ impl AuthService {
         ttl: Duration,
         issued: i64,
     ) -> Result<String, AuthError> {
+        // Never past what the caller's own credential allows (a federated
+        // token's expiry, a refresh token's).
+        let mut exp = issued + ttl.as_secs() as i64;
+        if let Some(limit) = principal.not_after {
+            exp = exp.min(limit);
+        }
         self.keys.sign(&Claims {
             iss: ISSUER.into(),
             sub: principal.id.clone(),
             aud: service.to_string(),
-            exp: issued + ttl.as_secs() as i64,
+            exp,
             nbf: issued - 1,
             iat: issued,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -912,6 +1003,7 @@ impl AuthService {
             trusted: principal.trusted_service,
             access,
             scope_map: principal.scope_map.clone(),
+            via: principal.via.clone(),
             denied,
         })
     }

@@ -48,6 +48,9 @@ pub struct Claims {
     /// A token identity's scope map, for messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_map: Option<String>,
+    /// How the identity signed in, when federated (issuer and subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Actions that were asked for and refused when the token was issued:
     /// a request needing one of them is denied (403), not re-challenged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -183,6 +186,7 @@ mod tests {
             trusted: false,
             access: vec![],
             scope_map: None,
+            via: None,
             denied: vec![],
         }
     }

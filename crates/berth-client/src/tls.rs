@@ -54,25 +54,47 @@ fn read_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 /// A rustls client configuration trusting the system's CAs and `ca_files`.
 pub fn client_config(ca_files: &[PathBuf]) -> Result<rustls::ClientConfig, TlsError> {
+    let mut extra = Vec::new();
+    for file in ca_files {
+        extra.extend(read_pem(file)?);
+    }
+    config_trusting(extra)
+}
+
+/// The same, with the extra certificates given as PEM text (a CA stored
+/// with a federated credential, say).
+pub fn client_config_with_pem(pem: Option<&str>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut extra = Vec::new();
+    if let Some(pem) = pem {
+        extra = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError::CaFile {
+                path: "(PEM text)".into(),
+                reason: e.to_string(),
+            })?;
+    }
+    config_trusting(extra)
+}
+
+fn config_trusting(extra: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
-    let mut pinned = Vec::new();
-    for file in ca_files {
-        for cert in read_pem(file)? {
-            roots.add(cert.clone()).map_err(|e| TlsError::CaFile {
-                path: file.display().to_string(),
-                reason: e.to_string(),
-            })?;
-            pinned.push(cert);
-        }
+    for cert in &extra {
+        roots.add(cert.clone()).map_err(|e| TlsError::CaFile {
+            path: "(CA certificates)".into(),
+            reason: e.to_string(),
+        })?;
     }
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Setup(e.to_string()))?;
-    let verifier = Arc::new(Verifier { webpki, pinned });
+    let verifier = Arc::new(Verifier {
+        webpki,
+        pinned: extra,
+    });
     Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?

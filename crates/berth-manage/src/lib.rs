@@ -19,6 +19,7 @@ use serde::Serialize;
 pub mod client;
 mod error;
 pub mod explain;
+pub mod federation;
 pub mod gc;
 pub mod identities;
 pub mod logs;
@@ -158,6 +159,9 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<identities::DeleteServicePrincipal>(),
         I::of::<identities::ListServicePrincipalCredentials>(),
         I::of::<identities::ResetServicePrincipalSecret>(),
+        I::of::<federation::CreateFederatedCredential>(),
+        I::of::<federation::ListFederatedCredentials>(),
+        I::of::<federation::DeleteFederatedCredential>(),
         I::of::<identities::ListIdentities>(),
         I::of::<identities::UpdateIdentity>(),
         I::of::<tokens::ListScopeMaps>(),

@@ -32,6 +32,22 @@ pub struct CredentialRecord {
     pub expires_at: Option<i64>,
 }
 
+/// A service principal's trust in an issuer's tokens for one subject and
+/// audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FederatedCredentialRecord {
+    pub identity_id: String,
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audience: String,
+    /// A static JWKS (JSON), used instead of OIDC discovery.
+    pub jwks: Option<String>,
+    /// CA certificates (PEM) trusted for the issuer's HTTPS.
+    pub ca_pem: Option<String>,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeMapRecord {
     pub name: String,
@@ -136,6 +152,29 @@ pub trait AuthStore: Send + Sync + 'static {
         credential: &CredentialRecord,
         activity: &Activity,
     ) -> Result<(), MetadataError>;
+
+    /// Federated credentials of one identity, or of all.
+    async fn federated_credentials(
+        &self,
+        identity_id: Option<&str>,
+    ) -> Result<Vec<FederatedCredentialRecord>, MetadataError>;
+    /// Every federated credential trusting `issuer`.
+    async fn federated_credentials_of_issuer(
+        &self,
+        issuer: &str,
+    ) -> Result<Vec<FederatedCredentialRecord>, MetadataError>;
+    /// Adds one; `AlreadyExists` if the identity has one of that name.
+    async fn create_federated_credential(
+        &self,
+        credential: &FederatedCredentialRecord,
+        activity: &Activity,
+    ) -> Result<(), MetadataError>;
+    async fn delete_federated_credential(
+        &self,
+        identity_id: &str,
+        name: &str,
+        activity: &Activity,
+    ) -> Result<bool, MetadataError>;
 
     async fn scope_map(&self, name: &str) -> Result<Option<ScopeMapRecord>, MetadataError>;
     async fn scope_maps(&self) -> Result<Vec<ScopeMapRecord>, MetadataError>;

@@ -26,6 +26,7 @@ pub const TABLES: &[&str] = &[
     "settings",
     "identities",
     "credentials",
+    "federated_credentials",
     "scope_maps",
     "role_definitions",
     "role_assignments",

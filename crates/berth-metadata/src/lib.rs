@@ -20,8 +20,8 @@ mod sql;
 pub mod sqlite;
 
 pub use auth::{
-    Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord, RoleAssignmentRecord,
-    RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
+    Activity, ActivityRecord, AuthStore, CredentialRecord, FederatedCredentialRecord,
+    IdentityRecord, RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
 };
 pub use events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
 pub use postgres::PostgresStore;

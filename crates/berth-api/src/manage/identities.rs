@@ -22,6 +22,9 @@ pub(super) fn routes(r: Routes) -> Routes {
         .serve(delete_sp)
         .serve(sp_credentials)
         .serve(reset_sp)
+        .serve(create_federated)
+        .serve(list_federated)
+        .serve(delete_federated)
         .serve(list_identities)
         .serve(update_identity)
 }
@@ -119,6 +122,34 @@ async fn reset_sp(
 ) -> Result<NewSecret> {
     Ok(s.auth
         .reset_sp_secret(&m.0.principal, &r.id, r.years, r.end_date.as_deref())
+        .await?)
+}
+
+async fn create_federated(
+    s: AppState,
+    m: ManageWrite,
+    r: berth_manage::federation::CreateFederatedCredential,
+) -> Result<berth_manage::federation::FederatedCredential> {
+    Ok(s.auth
+        .create_federated_credential(&m.0.principal, &r)
+        .await?)
+}
+
+async fn list_federated(
+    s: AppState,
+    _: ManageRead,
+    r: berth_manage::federation::ListFederatedCredentials,
+) -> Result<Vec<berth_manage::federation::FederatedCredential>> {
+    Ok(s.auth.federated_credentials(&r.id).await?)
+}
+
+async fn delete_federated(
+    s: AppState,
+    m: ManageWrite,
+    r: berth_manage::federation::DeleteFederatedCredential,
+) -> Result<()> {
+    Ok(s.auth
+        .delete_federated_credential(&m.0.principal, &r.id, &r.name)
         .await?)
 }
 

@@ -8,7 +8,8 @@ macro_rules! impl_auth_store {
             use async_trait::async_trait;
             use sqlx::{Row, Transaction};
             use $crate::auth::{
-                Activity, ActivityRecord, AuthStore, CredentialRecord, IdentityRecord,
+                Activity, ActivityRecord, AuthStore, CredentialRecord,
+                FederatedCredentialRecord, IdentityRecord,
                 RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
             };
             use $crate::MetadataError;
@@ -40,6 +41,22 @@ fn credential(row: &DbRow) -> Result<CredentialRecord, MetadataError> {
         hash: row.try_get("hash")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+    })
+}
+
+const FEDERATED_COLUMNS: &str =
+    "identity_id, name, issuer, subject, audience, jwks, ca_pem, created_at";
+
+fn federated(row: &DbRow) -> Result<FederatedCredentialRecord, MetadataError> {
+    Ok(FederatedCredentialRecord {
+        identity_id: row.try_get("identity_id")?,
+        name: row.try_get("name")?,
+        issuer: row.try_get("issuer")?,
+        subject: row.try_get("subject")?,
+        audience: row.try_get("audience")?,
+        jwks: row.try_get("jwks")?,
+        ca_pem: row.try_get("ca_pem")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -301,6 +318,84 @@ impl AuthStore for $store {
         )
         .await?;
         Ok(())
+    }
+
+    async fn federated_credentials(
+        &self,
+        identity_id: Option<&str>,
+    ) -> Result<Vec<FederatedCredentialRecord>, MetadataError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FEDERATED_COLUMNS} FROM federated_credentials
+             WHERE (CAST($1 AS TEXT) IS NULL OR identity_id = $1) ORDER BY identity_id, name"
+        ))
+        .bind(identity_id)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(federated).collect()
+    }
+
+    async fn federated_credentials_of_issuer(
+        &self,
+        issuer: &str,
+    ) -> Result<Vec<FederatedCredentialRecord>, MetadataError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {FEDERATED_COLUMNS} FROM federated_credentials WHERE issuer = $1 ORDER BY identity_id, name"
+        ))
+        .bind(issuer)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(federated).collect()
+    }
+
+    async fn create_federated_credential(
+        &self,
+        c: &FederatedCredentialRecord,
+        activity: &Activity,
+    ) -> Result<(), MetadataError> {
+        let result = self
+            .logged(
+                sqlx::query(
+                    "INSERT INTO federated_credentials
+                     (identity_id, name, issuer, subject, audience, jwks, ca_pem, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&c.identity_id)
+                .bind(&c.name)
+                .bind(&c.issuer)
+                .bind(&c.subject)
+                .bind(&c.audience)
+                .bind(&c.jwks)
+                .bind(&c.ca_pem)
+                .bind(c.created_at),
+                activity,
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(MetadataError::Database(e)) if unique_violation(&e) => Err(
+                MetadataError::AlreadyExists(format!("federated credential '{}'", c.name)),
+            ),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_federated_credential(
+        &self,
+        identity_id: &str,
+        name: &str,
+        activity: &Activity,
+    ) -> Result<bool, MetadataError> {
+        Ok(self
+            .logged(
+                sqlx::query(
+                    "DELETE FROM federated_credentials WHERE identity_id = $1 AND name = $2",
+                )
+                .bind(identity_id)
+                .bind(name),
+                activity,
+            )
+            .await?
+            > 0)
     }
 
     async fn scope_map(&self, name: &str) -> Result<Option<ScopeMapRecord>, MetadataError> {
