@@ -27,6 +27,7 @@ impl AuthService {
             allowed: false,
             granted_by: Vec::new(),
             other_assignments: Vec::new(),
+            federated_credentials: Vec::new(),
             orphaned_assignments: self
                 .assignments(None)
                 .await?
@@ -75,6 +76,9 @@ impl AuthService {
                     .collect();
                 if !expired.is_empty() && trace.identity_problem.is_none() {
                     trace.identity_problem = Some(format!("credentials: {}", expired.join("; ")));
+                }
+                if record.kind == IdentityKind::ServicePrincipal.as_str() {
+                    trace.federated_credentials = self.federated_credentials(&record.id).await?;
                 }
                 let principal = self.principal_of(&record).await?;
                 match principal.kind {

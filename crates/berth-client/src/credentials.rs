@@ -24,6 +24,10 @@ use serde_json::Value;
 /// (berth's, and the managed registry's, convention).
 pub const REFRESH_TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
 
+/// The user name under which an issuer's token (a Kubernetes
+/// service-account token) is presented as a password.
+pub const FEDERATED_USER: &str = "federated";
+
 /// What a credential helper's `Username` is when its `Secret` is an
 /// identity (refresh) token, as Docker's helpers store it.
 const HELPER_TOKEN_USER: &str = "<token>";
@@ -66,6 +70,9 @@ impl Credentials {
 
     /// Who these credentials say they are, for messages.
     pub fn describe(&self) -> String {
+        if self.username == FEDERATED_USER {
+            return "a service-account token (federated)".to_string();
+        }
         match &self.identity_token {
             Some(_) if self.username.is_empty() || self.username == REFRESH_TOKEN_USER => {
                 "a refresh token (identitytoken)".to_string()

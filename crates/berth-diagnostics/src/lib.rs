@@ -40,6 +40,10 @@ pub enum Cause {
     /// 401 for the admin user: the password was regenerated since the
     /// client's copy was taken.
     AdminPasswordRegenerated,
+    /// 401 for a federated (service-account) token: issuer not trusted,
+    /// subject not federated, audience mismatch, expired, unknown key,
+    /// issuer unreachable — the evidence names which.
+    FederatedTokenRefused,
     /// 404: repository, tag or registry name wrong.
     NotFound,
     NoMatchingPlatform,
@@ -73,6 +77,7 @@ impl Cause {
             Cause::ScopeMapDenied => 24,
             Cause::OrphanedRoleAssignment => 25,
             Cause::AdminPasswordRegenerated => 26,
+            Cause::FederatedTokenRefused => 27,
             Cause::Unexpected => 1,
         }
     }
@@ -96,6 +101,7 @@ impl Cause {
             Cause::ScopeMapDenied => "TOKEN_SCOPE_MAP_DENIED",
             Cause::OrphanedRoleAssignment => "ORPHANED_ROLE_ASSIGNMENT",
             Cause::AdminPasswordRegenerated => "ADMIN_PASSWORD_REGENERATED",
+            Cause::FederatedTokenRefused => "FEDERATED_TOKEN_REFUSED",
             Cause::Unexpected => "UNEXPECTED",
         }
     }

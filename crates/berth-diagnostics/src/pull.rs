@@ -233,6 +233,24 @@ impl PullCheck {
                 };
                 run.fail(Cause::NoCredentialsForHost, evidence, fix)
             }
+            401 if self.credentials().is_some_and(|c| c.username == "federated") => {
+                let fix = if message.contains("is not trusted") {
+                    "no service principal trusts this issuer: create a federated credential with the token's exact issuer (berth sp federated-credential create --issuer ...), as the cluster's --service-account-issuer says"
+                } else if message.contains("is not federated") {
+                    "the issuer is trusted, but not for this subject: add a federated credential for the service account (--subject system:serviceaccount:NAMESPACE:NAME)"
+                } else if message.contains("audience mismatch") {
+                    "mint the token for the credential's audience (the kubelet's tokenAttributes.serviceAccountTokenAudience, or kubectl create token --audience), or change the credential's --audience"
+                } else if message.contains("expired") || message.contains("not valid yet") {
+                    "the service-account token is outside its validity: use a fresh projected token, and check the clocks of the cluster and the registry"
+                } else if message.contains("unknown key") || message.contains("signature") {
+                    "the registry does not have the key that signed the token: the issuer rotated its keys (the registry refetches them within 30 s), or the credential's --jwks-file is stale"
+                } else if message.contains("unreachable") {
+                    "the registry cannot fetch the issuer's keys: let it reach <issuer>/.well-known/openid-configuration and the jwks_uri (and trust its CA with --issuer-ca-file), or give the keys with --jwks-file"
+                } else {
+                    "see the registry's login events (berth logs login --failed) for this correlation id"
+                };
+                run.fail(Cause::FederatedTokenRefused, format!("{what}: 401 {message}"), fix)
+            }
             401 if message.contains("admin user's passwords") => run.fail(
                 Cause::AdminPasswordRegenerated,
                 format!("{what}: 401 {message}"),

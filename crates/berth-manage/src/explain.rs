@@ -82,6 +82,10 @@ pub struct AccessTrace {
     /// Assignments whose principal no longer exists: shown so a replaced
     /// principal is recognisable.
     pub orphaned_assignments: Vec<RoleAssignment>,
+    /// A service principal's federated credentials: the issuers and
+    /// subjects whose tokens sign in as it.
+    #[serde(default)]
+    pub federated_credentials: Vec<crate::federation::FederatedCredential>,
     #[serde(default)]
     pub missing: Option<String>,
 }

@@ -34,6 +34,10 @@ pub struct CheckPullArgs {
     /// Password or secret (write `--password=-x…` if it starts with '-').
     #[arg(long, requires = "username")]
     pub password: Option<String>,
+    /// A service-account token (a file holding the JWT, as projected into
+    /// a pod): walks the federated path a credential provider takes.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["username", "pull_secret", "docker_config"])]
+    pub service_account_token: Option<PathBuf>,
     /// The node's platform, os/arch[/variant]; default: this machine's.
     #[arg(long)]
     pub platform: Option<String>,
@@ -92,6 +96,14 @@ impl TransportArgs {
 /// kubelet's config files.
 fn credential_source(args: &CheckPullArgs, host: &str) -> anyhow::Result<CredentialSource> {
     let mut sources = Vec::new();
+    if let Some(file) = &args.service_account_token {
+        let token = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        return Ok(CredentialSource::Explicit(Credentials::password(
+            berth_client::credentials::FEDERATED_USER,
+            token.trim(),
+        )));
+    }
     if let (Some(u), Some(p)) = (&args.username, &args.password) {
         sources.push(Source::Given {
             credentials: Credentials::password(u, p),

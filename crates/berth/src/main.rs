@@ -11,6 +11,7 @@ mod cli_error;
 mod client;
 mod config;
 mod connections;
+mod credential_provider;
 mod datadir;
 mod diagnose;
 mod manage;
@@ -172,6 +173,13 @@ enum Command {
     /// 22 throttled, 23 registry unavailable, 24 token scope map, 25
     /// orphaned role assignment, 26 admin password regenerated.
     CheckPull(diagnose::CheckPullArgs),
+    /// The kubelet's image credential provider plugin
+    /// (credentialprovider.kubelet.k8s.io/v1): reads a
+    /// CredentialProviderRequest on standard input, exchanges the pod's
+    /// service-account token (KEP-4412 tokenAttributes) for registry
+    /// credentials — or, without one, uses the node's --node-credentials —
+    /// and prints a CredentialProviderResponse. See docs/kubernetes.md.
+    CredentialProvider(credential_provider::CredentialProviderArgs),
     /// Check this machine's environment (container clients, proxy) and its
     /// path to a registry step by step: DNS, connect, TLS, challenge,
     /// tokens, data endpoints, private DNS, optionally an image. Every
@@ -409,6 +417,7 @@ impl Command {
             Command::Serve(_)
             | Command::CheckPull(_)
             | Command::CheckHealth(_)
+            | Command::CredentialProvider(_)
             | Command::Migrate(_)
             | Command::Config { .. }
             | Command::Recover(_) => None,
@@ -450,11 +459,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if let Command::CredentialProvider(args) = &cli.command {
+        return runtime.block_on(credential_provider::run(args));
+    }
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(_)
             | Command::CheckPull(_)
             | Command::CheckHealth(_)
+            | Command::CredentialProvider(_)
             | Command::Migrate(_)
             | Command::Config { .. }
             | Command::Recover(_) => Ok(()),

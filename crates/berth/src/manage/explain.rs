@@ -91,6 +91,18 @@ pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
         if let Some(missing) = &a.missing {
             outln!("missing:   {missing}");
         }
+        if !a.federated_credentials.is_empty() {
+            outln!("federated credentials (tokens that sign in as it):");
+            for f in &a.federated_credentials {
+                outln!(
+                    "  {}: issuer {}, subject {}, audience {}",
+                    f.name,
+                    f.issuer,
+                    f.subject,
+                    f.audience
+                );
+            }
+        }
         if !a.orphaned_assignments.is_empty() {
             outln!("orphaned assignments (principal deleted; they grant nothing):");
             for o in &a.orphaned_assignments {

@@ -83,7 +83,69 @@ pub enum SpCommand {
         #[command(subcommand)]
         command: SpCredentialCommand,
     },
+    /// Federated credentials: trust an issuer's tokens (a Kubernetes
+    /// service account's, any OIDC issuer's) for one subject and audience,
+    /// so pods and nodes pull without a stored secret (docs/kubernetes.md).
+    FederatedCredential {
+        #[command(subcommand)]
+        command: FederatedCommand,
+    },
 }
+
+#[derive(Debug, Subcommand)]
+pub enum FederatedCommand {
+    /// Trust an issuer's tokens for a subject and an audience.
+    Create {
+        /// The service principal's app id (or name).
+        #[arg(long)]
+        id: String,
+        /// A name for this credential (unique for the service principal).
+        #[arg(long)]
+        name: String,
+        /// The issuer URL, exactly as the tokens' `iss` (a cluster's
+        /// `--service-account-issuer`).
+        #[arg(long)]
+        issuer: String,
+        /// The tokens' `sub`, e.g. system:serviceaccount:NAMESPACE:NAME.
+        #[arg(long)]
+        subject: String,
+        /// An audience the tokens must be minted for.
+        #[arg(long, default_value = "berth")]
+        audience: String,
+        /// The issuer's keys as a JWKS file, for issuers the registry
+        /// cannot reach (`kubectl get --raw /openid/v1/jwks`); without it
+        /// keys come from OIDC discovery.
+        #[arg(long, value_name = "FILE")]
+        jwks_file: Option<std::path::PathBuf>,
+        /// CA certificates (PEM) for the issuer's HTTPS.
+        #[arg(long, value_name = "FILE")]
+        issuer_ca_file: Option<std::path::PathBuf>,
+    },
+    /// List a service principal's federated credentials.
+    List {
+        /// The service principal's app id (or name).
+        #[arg(long)]
+        id: String,
+    },
+    /// Delete one.
+    Delete {
+        /// The service principal's app id (or name).
+        #[arg(long)]
+        id: String,
+        /// The credential's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+const FEDERATED: &[crate::output::Column] = &[
+    ("NAME", "/name"),
+    ("ISSUER", "/issuer"),
+    ("SUBJECT", "/subject"),
+    ("AUDIENCE", "/audience"),
+    ("KEYS", "/keySource"),
+    ("CREATED", "/createdAt"),
+];
 
 #[derive(Debug, Subcommand)]
 pub enum SpCredentialCommand {
@@ -267,6 +329,62 @@ pub async fn sp(args: &ClientArgs, command: &SpCommand) -> anyhow::Result<()> {
                 .await?;
             outln!("deleted service principal {id}");
         }
+        SpCommand::FederatedCredential { command } => match command {
+            FederatedCommand::Create {
+                id,
+                name,
+                issuer,
+                subject,
+                audience,
+                jwks_file,
+                issuer_ca_file,
+            } => {
+                let read = |p: &Option<std::path::PathBuf>| -> anyhow::Result<Option<String>> {
+                    p.as_ref()
+                        .map(|p| {
+                            std::fs::read_to_string(p).map_err(|e| {
+                                crate::cli_error::invalid_argument(format!(
+                                    "cannot read {}: {e}",
+                                    p.display()
+                                ))
+                            })
+                        })
+                        .transpose()
+                };
+                let created = client
+                    .send(&berth_manage::federation::CreateFederatedCredential {
+                        id: id.clone(),
+                        name: name.clone(),
+                        issuer: issuer.clone(),
+                        subject: subject.clone(),
+                        audience: audience.clone(),
+                        jwks: read(jwks_file)?,
+                        ca_pem: read(issuer_ca_file)?,
+                    })
+                    .await?;
+                print(&json_of(created), FEDERATED, args.output);
+            }
+            FederatedCommand::List { id } => print(
+                &json_of(
+                    client
+                        .send(&berth_manage::federation::ListFederatedCredentials {
+                            id: id.clone(),
+                        })
+                        .await?,
+                ),
+                FEDERATED,
+                args.output,
+            ),
+            FederatedCommand::Delete { id, name } => {
+                client
+                    .send(&berth_manage::federation::DeleteFederatedCredential {
+                        id: id.clone(),
+                        name: name.clone(),
+                    })
+                    .await?;
+                outln!("deleted federated credential {name} of {id}");
+            }
+        },
         SpCommand::Credential { command } => match command {
             SpCredentialCommand::List { id } => print(
                 &json_of(
