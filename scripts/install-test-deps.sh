@@ -46,6 +46,7 @@ PIP_PACKAGES=(
   "pytest==9.2.0"
   "requests==2.34.2"
   "boto3==1.44.5"   # lists the bucket in the scale-out garbage-collection test
+  "cryptography==48.0.0"  # signs the service-account tokens of the federation tests
 )
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -134,5 +135,5 @@ for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-reg
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
 "$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }
-python3 -c 'import oras.client, pytest, requests, boto3' || { echo "python packages not importable" >&2; exit 1; }
+python3 -c 'import oras.client, pytest, requests, boto3, cryptography' || { echo "python packages not importable" >&2; exit 1; }
 log "ok"

@@ -110,6 +110,11 @@ pub struct AuthSection {
     pub failed_login_window_seconds: u64,
     /// Activity-log entries older than this are purged.
     pub activity_retention_days: u32,
+    /// A federated token naming a key the registry has not seen refetches
+    /// its issuer's keys at most this often (so made-up key ids cannot make
+    /// the registry fetch per request).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_seconds: u64,
     /// Used only when the owner is first created; otherwise a random
     /// password is generated. Meant for automated setups and tests.
     pub initial_owner_password: Option<String>,
@@ -211,6 +216,10 @@ pub struct LimitsConfig {
     pub chunk_min_length: u64,
 }
 
+fn default_jwks_refresh() -> u64 {
+    30
+}
+
 fn default_chunk_min_length() -> u64 {
     berth_registry::RegistryConfig::default().chunk_min_length
 }
@@ -274,6 +283,7 @@ impl Default for Config {
                 failed_login_limit: 10,
                 failed_login_window_seconds: 60,
                 activity_retention_days: 90,
+                jwks_refresh_seconds: default_jwks_refresh(),
                 initial_owner_password: None,
             },
             audit: AuditSection {

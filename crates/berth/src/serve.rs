@@ -123,6 +123,7 @@ fn app_settings(config: &Config) -> anyhow::Result<AppSettings> {
             registry_name: config.auth.registry_name.clone(),
             throttle_limit: config.auth.failed_login_limit,
             throttle_window: Duration::from_secs(config.auth.failed_login_window_seconds),
+            jwks_refresh_interval: Duration::from_secs(config.auth.jwks_refresh_seconds),
             ..AuthConfig::default()
         },
         body_idle_timeout: Duration::from_secs(config.server.body_idle_timeout_seconds),
