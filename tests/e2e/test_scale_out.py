@@ -1086,3 +1086,37 @@ def test_gc_under_load(scale_out):
     )
 
     check_all("after collection")
+
+
+def test_federated_credential_made_on_a_works_on_b(deployment, containerd, tmp_path):
+    """Federation state is shared: a credential created through node A signs in on node B."""
+    from diag_support import CertAuthority
+    from oidc_support import AUDIENCE, Issuer
+
+    a, b = deployment.a, deployment.b
+    s = deployment.session()
+    img = push_image(s, a, random_image("scale/federated", size=64 * 1024))
+    ca = CertAuthority(tmp_path / "ca", cn="berth scale-out cluster CA")
+    issuer = Issuer(ca, "scale-cluster")
+    try:
+        subject = "system:serviceaccount:scale:puller"
+        sp = a.api("POST", "/service-principals", {"name": "scale-fed", "role": "AcrPull"}, expect=(201,))
+        a.cli(
+            "sp", "federated-credential", "create", "--id", sp["identity"]["id"], "--name", "cluster",
+            "--issuer", issuer.url, "--subject", subject, "--audience", AUDIENCE, "--issuer-ca-file", str(ca.cert),
+        )  # fmt: skip
+        r = http_session(None, None).post(
+            f"http://{b.host}/oauth2/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": issuer.token(subject=subject),
+                "service": b.host,
+            },
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        refresh = r.json()["refresh_token"]
+        ctr = containerd.as_user(Creds("00000000-0000-0000-0000-000000000000", refresh))
+        ctr.ctr("images", "pull", "--plain-http", f"{b.host}/{img.repo}:{img.tag}", namespace="scale-fed")
+    finally:
+        issuer.stop()
