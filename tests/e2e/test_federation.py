@@ -190,6 +190,20 @@ def test_check_pull_names_a_broken_federation(reg, issuer, ca, client_env, tmp_p
         assert words in verdict["evidence"] and fix in verdict["fix"], verdict
     text = run_fail([berth_binary(), "check-pull", image, "--service-account-token", str(sa)], client_env)
     print(f"\n===== check-pull, expired service-account token =====\n{text.stdout}")
+    # The registry's login events name the refusal, the issuer and the subject.
+    deadline = time.time() + 10
+    while True:
+        events = reg.api("GET", "/logs/login", params={"failed": "true", "limit": "1000"})
+        refused = [
+            e for e in events
+            if "system:serviceaccount:shop:checked" in e["identity"] and "audience mismatch" in e["resultDescription"]
+        ]  # fmt: skip
+        if refused:
+            break
+        assert time.time() < deadline, events[-5:]
+        time.sleep(0.3)
+    assert refused[-1]["identity"].startswith(f"federated (issuer {issuer.url}"), refused[-1]
+    assert refused[-1]["resultType"] == 401, refused[-1]
 
 
 def test_keys_rotate_without_restart_and_an_unreachable_issuer_is_served_from_cache(reg, ca, client_env):

@@ -121,6 +121,16 @@ fn basic_credentials(value: &str) -> Result<(String, String), AuthError> {
     Ok((user.to_string(), pass.to_string()))
 }
 
+/// The name a login event records for presented credentials: the user, or
+/// for a federated token the issuer and subject it claims.
+fn login_name(user: &str, secret: &str) -> String {
+    if user == berth_auth::federation::FEDERATED_USER {
+        berth_auth::federation::claimed_identity(secret)
+    } else {
+        user.to_string()
+    }
+}
+
 /// Notes in the audit slot that credentials were presented (a login event).
 fn record_login(slot: Option<&AuditSlot>, who: &str, jwt_id: Option<String>) {
     if let Some(slot) = slot {
@@ -166,7 +176,7 @@ pub async fn identify(
                 token: None,
             }),
             Ok((user, pass)) => {
-                record_login(slot, &user, None);
+                record_login(slot, &login_name(&user, &pass), None);
                 auth.authenticate(&user, &pass, ip)
                     .await
                     .map(|principal| Caller {
@@ -476,7 +486,7 @@ async fn form_principal(
         Some("password") => {
             let user = param(pairs, "username").unwrap_or("");
             let pass = param(pairs, "password").unwrap_or("");
-            record_login(slot, user, None);
+            record_login(slot, &login_name(user, pass), None);
             let principal = state
                 .auth
                 .authenticate(user, pass, ip)
@@ -514,7 +524,7 @@ async fn form_principal(
                 )
                 .with_status(StatusCode::BAD_REQUEST));
             }
-            record_login(slot, berth_auth::federation::FEDERATED_USER, None);
+            record_login(slot, &berth_auth::federation::claimed_identity(token), None);
             let principal = state
                 .auth
                 .authenticate(berth_auth::federation::FEDERATED_USER, token, ip)

@@ -469,6 +469,19 @@ fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+/// Who a federated token says it is, before it is checked — for the login
+/// event of a refused one: `federated (issuer X, subject Y)`.
+pub fn claimed_identity(token: &str) -> String {
+    match peek(token) {
+        Ok(c) => format!(
+            "{FEDERATED_USER} (issuer {}, subject {})",
+            printable(&c.iss),
+            printable(&c.sub)
+        ),
+        Err(_) => format!("{FEDERATED_USER} (not a JWT)"),
+    }
+}
+
 /// The issuer a token names, for looking up the credentials that trust it.
 pub fn issuer_of(token: &str) -> Result<String, FederationError> {
     Ok(peek(token)?.iss)
