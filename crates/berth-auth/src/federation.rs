@@ -40,12 +40,10 @@ pub enum FederationError {
     Malformed(String),
     #[error("the federated token's issuer '{0}' is not trusted: no service principal has a federated credential for it")]
     IssuerNotTrusted(String),
-    #[error("subject '{subject}' is not federated: the federated credentials for issuer '{issuer}' are for {known}")]
-    SubjectNotFederated {
-        issuer: String,
-        subject: String,
-        known: String,
-    },
+    /// The subjects that are federated are not listed: a token holder
+    /// learns only that this one is not.
+    #[error("subject '{subject}' is not federated: no federated credential for issuer '{issuer}' names it")]
+    SubjectNotFederated { issuer: String, subject: String },
     #[error("audience mismatch: the federated token is for {got}, but federated credential '{name}' requires audience '{want}'")]
     AudienceMismatch {
         name: String,
@@ -361,16 +359,9 @@ pub async fn verify(
         .filter(|c| c.subject == claims.sub)
         .collect();
     if for_subject.is_empty() {
-        let mut known: Vec<String> = credentials
-            .iter()
-            .map(|c| format!("'{}'", c.subject))
-            .collect();
-        known.sort();
-        known.dedup();
         return Err(FederationError::SubjectNotFederated {
             issuer: claims.iss.clone(),
             subject: printable(&claims.sub),
-            known: known.join(", "),
         });
     }
     let Some(credential) = for_subject
