@@ -46,7 +46,6 @@ PIP_PACKAGES=(
   "pytest==9.2.0"
   "requests==2.34.2"
   "boto3==1.44.5"   # lists the bucket in the scale-out garbage-collection test
-  "cryptography==48.0.0"  # signs the service-account tokens of the federation tests
 )
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -118,6 +117,16 @@ if ((${#pip_needed[@]})); then
   fi
 else
   log "Python packages already at pinned versions"
+fi
+
+# cryptography signs the service-account tokens of the federation tests. Any
+# version will do (Debian's python3-cryptography, say): pinning one would make
+# pip fight the distribution's copy.
+if ! python3 -c 'import cryptography' >/dev/null 2>&1; then
+  log "installing Python package: cryptography"
+  if ! python3 -m pip install --disable-pip-version-check --no-input "cryptography>=3.4"; then
+    python3 -m pip install --disable-pip-version-check --no-input --break-system-packages "cryptography>=3.4"
+  fi
 fi
 
 if [[ -x $GARAGE_ROOT/bin/garage ]] && "$GARAGE_ROOT/bin/garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
