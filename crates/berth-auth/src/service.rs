@@ -201,10 +201,9 @@ impl Drop for LeaveFlight<'_> {
 /// refresh token its (unverified) subject — a forged subject only picks
 /// the forger's own bucket, as any Basic user name would.
 fn throttle_name(login: &str, secret: &str) -> String {
-    if login == crate::federation::FEDERATED_USER {
-        // Per issuer and subject: one broken federation does not lock out
-        // the others behind the same address (a node's pods, say).
-        let (iss, sub) = secret
+    // A JWT's claims, unverified: only to pick the bucket.
+    let claim = |name: &str| {
+        secret
             .split('.')
             .nth(1)
             .and_then(|p| {
@@ -213,33 +212,18 @@ fn throttle_name(login: &str, secret: &str) -> String {
                     .ok()
             })
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|v| {
-                let get = |k: &str| {
-                    v.get(k)
-                        .and_then(|s| s.as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                (get("iss"), get("sub"))
-            })
-            .unwrap_or_default();
-        return format!("federated/{iss}/{sub}");
+            .and_then(|v| v.get(name).and_then(|s| s.as_str()).map(str::to_string))
+            .unwrap_or_default()
+    };
+    if login == crate::federation::FEDERATED_USER {
+        // Per issuer and subject: one broken federation does not lock out
+        // the others behind the same address (a node's pods, say).
+        return format!("federated/{}/{}", claim("iss"), claim("sub"));
     }
     if login != REFRESH_TOKEN_USER {
         return login.to_string();
     }
-    let subject = secret
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("sub").and_then(|s| s.as_str()).map(str::to_string))
-        .unwrap_or_default();
-    format!("{REFRESH_TOKEN_USER}/{subject}")
+    format!("{REFRESH_TOKEN_USER}/{}", claim("sub"))
 }
 
 /// A caller-chosen name, safe and short enough for a message.

@@ -138,6 +138,32 @@ fn failure_cause(f: &Failure) -> (Cause, String) {
     (cause, fix)
 }
 
+/// The fix for a 401, by the words of the registry's message (first match).
+const UNAUTHORIZED_FIXES: &[(&[&str], &str)] = &[
+    (&["unknown identity"], "the user name is not an identity of this registry: a service principal deleted and re-created has a new app id — update the pull secret with the current app id and secret"),
+    (&["expired"], "the secret has expired: reset it (berth sp credential reset --id APPID) and update the pull secret"),
+    (&["disabled"], "the identity is disabled: enable it (berth token update --status enabled) or use another"),
+    (&["wrong password"], "the password is wrong or was regenerated (the activity log shows 'regenerate login credentials'): update the pull secret with the current password"),
+];
+
+/// The fix for a refused federated (service-account) token.
+const FEDERATED_FIXES: &[(&[&str], &str)] = &[
+    (&["is not trusted"], "no service principal trusts this issuer: create a federated credential with the token's exact issuer (berth sp federated-credential create --issuer ...), as the cluster's --service-account-issuer says"),
+    (&["is not federated"], "the issuer is trusted, but not for this subject: add a federated credential for the service account (--subject system:serviceaccount:NAMESPACE:NAME)"),
+    (&["audience mismatch"], "mint the token for the credential's audience (the kubelet's tokenAttributes.serviceAccountTokenAudience, or kubectl create token --audience), or change the credential's --audience"),
+    (&["expired", "not valid yet"], "the service-account token is outside its validity: use a fresh projected token, and check the clocks of the cluster and the registry"),
+    (&["unknown key", "signature"], "the registry does not have the key that signed the token: the issuer rotated its keys (the registry refetches them within 30 s), or the credential's --jwks-file is stale"),
+    (&["unreachable"], "the registry cannot fetch the issuer's keys: let it reach <issuer>/.well-known/openid-configuration and the jwks_uri (and trust its CA with --issuer-ca-file), or give the keys with --jwks-file"),
+];
+
+fn fix_for(message: &str, table: &[(&[&str], &str)], otherwise: &str) -> String {
+    table
+        .iter()
+        .find(|(words, _)| words.iter().any(|w| message.contains(w)))
+        .map_or(otherwise, |(_, fix)| fix)
+        .to_string()
+}
+
 /// The shell command a registry message ends a clause with, starting at
 /// `prefix` (up to the next `;` or the end).
 fn command_in(message: &str, prefix: &str) -> Option<String> {
@@ -233,43 +259,21 @@ impl PullCheck {
                 };
                 run.fail(Cause::NoCredentialsForHost, evidence, fix)
             }
-            401 if self.credentials().is_some_and(|c| c.username == "federated") => {
-                let fix = if message.contains("is not trusted") {
-                    "no service principal trusts this issuer: create a federated credential with the token's exact issuer (berth sp federated-credential create --issuer ...), as the cluster's --service-account-issuer says"
-                } else if message.contains("is not federated") {
-                    "the issuer is trusted, but not for this subject: add a federated credential for the service account (--subject system:serviceaccount:NAMESPACE:NAME)"
-                } else if message.contains("audience mismatch") {
-                    "mint the token for the credential's audience (the kubelet's tokenAttributes.serviceAccountTokenAudience, or kubectl create token --audience), or change the credential's --audience"
-                } else if message.contains("expired") || message.contains("not valid yet") {
-                    "the service-account token is outside its validity: use a fresh projected token, and check the clocks of the cluster and the registry"
-                } else if message.contains("unknown key") || message.contains("signature") {
-                    "the registry does not have the key that signed the token: the issuer rotated its keys (the registry refetches them within 30 s), or the credential's --jwks-file is stale"
-                } else if message.contains("unreachable") {
-                    "the registry cannot fetch the issuer's keys: let it reach <issuer>/.well-known/openid-configuration and the jwks_uri (and trust its CA with --issuer-ca-file), or give the keys with --jwks-file"
-                } else {
-                    "see the registry's login events (berth logs login --failed) for this correlation id"
-                };
-                run.fail(Cause::FederatedTokenRefused, format!("{what}: 401 {message}"), fix)
-            }
+            401 if self.credentials().is_some_and(|c| c.username == "federated") => run.fail(
+                Cause::FederatedTokenRefused,
+                format!("{what}: 401 {message}"),
+                fix_for(&message, FEDERATED_FIXES, "see the registry's login events (berth logs login --failed) for this correlation id"),
+            ),
             401 if message.contains("admin user's passwords") => run.fail(
                 Cause::AdminPasswordRegenerated,
                 format!("{what}: 401 {message}"),
                 "the admin password in the pull secret is stale: it was regenerated (when and by whom is in the cause); update the pull secret with a current password (berth credential show), or better, give the node a service principal or a token instead of the shared admin user",
             ),
-            401 => {
-                let fix = if message.contains("unknown identity") {
-                    "the user name is not an identity of this registry: a service principal deleted and re-created has a new app id — update the pull secret with the current app id and secret"
-                } else if message.contains("expired") {
-                    "the secret has expired: reset it (berth sp credential reset --id APPID) and update the pull secret"
-                } else if message.contains("disabled") {
-                    "the identity is disabled: enable it (berth token update --status enabled) or use another"
-                } else if message.contains("wrong password") {
-                    "the password is wrong or was regenerated (the activity log shows 'regenerate login credentials'): update the pull secret with the current password"
-                } else {
-                    "check the credentials in the pull secret"
-                };
-                run.fail(Cause::Unauthorized, format!("{what}: 401 {message}"), fix)
-            }
+            401 => run.fail(
+                Cause::Unauthorized,
+                format!("{what}: 401 {message}"),
+                fix_for(&message, UNAUTHORIZED_FIXES, "check the credentials in the pull secret"),
+            ),
             403 if message.contains("is not allowed access") => run.fail(
                 Cause::NetworkDenied,
                 format!("{what}: 403 {message}"),
