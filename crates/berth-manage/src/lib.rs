@@ -15,6 +15,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod cache;
 #[cfg(feature = "client")]
 pub mod client;
 mod error;
@@ -159,6 +160,15 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<identities::DeleteServicePrincipal>(),
         I::of::<identities::ListServicePrincipalCredentials>(),
         I::of::<identities::ResetServicePrincipalSecret>(),
+        I::of::<cache::ListCacheRules>(),
+        I::of::<cache::GetCacheRule>(),
+        I::of::<cache::CreateCacheRule>(),
+        I::of::<cache::UpdateCacheRule>(),
+        I::of::<cache::DeleteCacheRule>(),
+        I::of::<cache::ListCredentialSets>(),
+        I::of::<cache::CreateCredentialSet>(),
+        I::of::<cache::UpdateCredentialSet>(),
+        I::of::<cache::DeleteCredentialSet>(),
         I::of::<federation::CreateFederatedCredential>(),
         I::of::<federation::ListFederatedCredentials>(),
         I::of::<federation::DeleteFederatedCredential>(),

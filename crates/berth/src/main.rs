@@ -95,6 +95,22 @@ enum Command {
         #[command(subcommand)]
         command: manage::SpCommand,
     },
+    /// Cache rules: local repositories that cache upstream registries'
+    /// (pull-through; docs/cache.md).
+    CacheRule {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::CacheRuleCommand,
+    },
+    /// Credential sets: upstream logins for cache rules (passwords sealed,
+    /// never shown).
+    CredentialSet {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: manage::CredentialSetCommand,
+    },
     /// Scope maps for repository-scoped tokens.
     ScopeMap {
         #[command(flatten)]
@@ -403,6 +419,8 @@ impl Command {
             | Command::Owner { client, .. }
             | Command::Sp { client, .. }
             | Command::ScopeMap { client, .. }
+            | Command::CacheRule { client, .. }
+            | Command::CredentialSet { client, .. }
             | Command::Token { client, .. }
             | Command::Role { client, .. }
             | Command::Update { client, .. }
@@ -478,6 +496,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Owner { client, command } => manage::owner(&client, &command).await,
             Command::Sp { client, command } => manage::sp(&client, &command).await,
             Command::ScopeMap { client, command } => manage::scope_map(&client, &command).await,
+            Command::CacheRule { client, command } => manage::cache_rule(&client, &command).await,
+            Command::CredentialSet { client, command } => {
+                manage::credential_set(&client, &command).await
+            }
             Command::Token { client, command } => manage::token(&client, &command).await,
             Command::Role { client, command } => manage::role(&client, &command).await,
             Command::Update { client, update } => manage::update(&client, &update).await,

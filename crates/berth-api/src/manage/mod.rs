@@ -28,6 +28,7 @@ use http::StatusCode;
 use crate::AppState;
 
 mod access;
+mod cache;
 mod error;
 mod identities;
 mod logs;
@@ -143,6 +144,7 @@ fn routes() -> Routes {
         served: Vec::new(),
     };
     let routes = identities::routes(routes);
+    let routes = cache::routes(routes);
     let routes = tokens::routes(routes);
     let routes = roles::routes(routes);
     let routes = repositories::routes(routes);

@@ -14,6 +14,7 @@ use crate::{secret, view, AuthError};
 use berth_util::rfc3339;
 
 mod activity;
+mod cache;
 mod federation;
 mod identities;
 mod registry;

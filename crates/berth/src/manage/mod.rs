@@ -13,6 +13,7 @@ use crate::cli_error::invalid_argument;
 use crate::client::{docker_config, registry_address, Client, ClientArgs};
 use crate::output::{outln, Column};
 
+mod cache;
 mod explain;
 mod identities;
 mod logs;
@@ -21,6 +22,7 @@ mod repositories;
 mod roles;
 mod tokens;
 
+pub use cache::{cache_rule, credential_set, CacheRuleCommand, CredentialSetCommand};
 pub use explain::{explain, ExplainArgs};
 pub use identities::{
     admin, credential, identity, owner, sp, AdminCommand, CredentialCommand, IdentityCommand,
