@@ -33,7 +33,10 @@ async fn rules_and_credential_sets_are_managed_and_checked() {
         },
     )
     .await;
-    assert_eq!((set.name.as_str(), set.username.as_str()), ("hub", "puller"));
+    assert_eq!(
+        (set.name.as_str(), set.username.as_str()),
+        ("hub", "puller")
+    );
 
     let rule = send(
         &owner,
@@ -52,7 +55,13 @@ async fn rules_and_credential_sets_are_managed_and_checked() {
     assert_eq!(rule.tag_ttl_seconds, 300, "the default TTL");
     assert_eq!(rule.upstreams.len(), 2);
     assert_eq!(
-        send(&owner, &GetCacheRule { name: "dockerhub".into() }).await,
+        send(
+            &owner,
+            &GetCacheRule {
+                name: "dockerhub".into()
+            }
+        )
+        .await,
         rule
     );
     let sets = send(&owner, &ListCredentialSets {}).await;
@@ -137,7 +146,10 @@ async fn rules_and_credential_sets_are_managed_and_checked() {
         .credential_set_login("hub")
         .await
         .expect("unseal");
-    assert_eq!((user.as_str(), password.as_str()), ("puller", "rotated-Secret-77"));
+    assert_eq!(
+        (user.as_str(), password.as_str()),
+        ("puller", "rotated-Secret-77")
+    );
 
     // Updates keep the target; deletion frees the credential set.
     let updated = send(
@@ -151,14 +163,26 @@ async fn rules_and_credential_sets_are_managed_and_checked() {
     )
     .await;
     assert_eq!(
-        (updated.target.as_str(), updated.tag_ttl_seconds, updated.evict_unused_days),
+        (
+            updated.target.as_str(),
+            updated.tag_ttl_seconds,
+            updated.evict_unused_days
+        ),
         ("hub/*", 60, None)
     );
     send(&owner, &DeleteCredentialSet { name: "hub".into() }).await;
-    send(&owner, &DeleteCacheRule { name: "dockerhub".into() }).await;
+    send(
+        &owner,
+        &DeleteCacheRule {
+            name: "dockerhub".into(),
+        },
+    )
+    .await;
     refused(
         &owner,
-        &GetCacheRule { name: "dockerhub".into() },
+        &GetCacheRule {
+            name: "dockerhub".into(),
+        },
         404,
         "NOT_FOUND",
     )
@@ -169,7 +193,10 @@ async fn rules_and_credential_sets_are_managed_and_checked() {
     let activity = send(&owner, &berth_manage::logs::ListActivity::default()).await;
     let text = serde_json::to_string(&activity).expect("json");
     assert!(text.contains("create credential set") && text.contains("update cache rule"));
-    assert!(!text.contains(PASSWORD) && !text.contains("rotated-Secret-77"), "{text}");
+    assert!(
+        !text.contains(PASSWORD) && !text.contains("rotated-Secret-77"),
+        "{text}"
+    );
     let mut db = std::fs::read(dir.path().join("berth.db")).expect("database");
     for wal in ["berth.db-wal"] {
         if let Ok(more) = std::fs::read(dir.path().join(wal)) {
