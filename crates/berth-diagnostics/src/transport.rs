@@ -63,6 +63,18 @@ pub struct Options {
 }
 
 impl Options {
+    /// Straight to the registry (no proxy, the system resolver), trusting
+    /// `ca_files`: how the CLI's own clients probe a registry.
+    pub fn direct(ca_files: Vec<PathBuf>, timeout: Duration) -> Options {
+        Options {
+            dns_server: None,
+            timeout,
+            ca_files,
+            proxy: None,
+            no_proxy: Vec::new(),
+        }
+    }
+
     /// Proxy settings from the environment, as container clients read them.
     pub fn proxy_from_env(&mut self, https: bool) {
         let var = |names: &[&str]| {

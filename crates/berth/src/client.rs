@@ -159,22 +159,13 @@ impl Client {
             },
         };
         let http = http_client(connection.ca_file.as_deref())?;
-        let schemes = address.schemes();
-        let mut scheme = schemes[0];
-        if schemes.len() > 1 {
-            // A bare loopback host:port: HTTPS unless the registry does not
-            // speak TLS (a certificate problem stays an HTTPS error).
-            let options = berth_diagnostics::transport::Options {
-                dns_server: None,
-                timeout: std::time::Duration::from_secs(5),
-                ca_files: berth_client::tls::ca_files(connection.ca_file.as_deref()),
-                proxy: None,
-                no_proxy: Vec::new(),
-            };
-            scheme = berth_diagnostics::transport::choose_scheme(&options, &address)
-                .await
-                .0;
-        }
+        // A bare loopback host:port: HTTPS unless the registry does not
+        // speak TLS (a certificate problem stays an HTTPS error).
+        let options = berth_diagnostics::transport::Options::direct(
+            berth_client::tls::ca_files(connection.ca_file.as_deref()),
+            std::time::Duration::from_secs(5),
+        );
+        let (scheme, _) = berth_diagnostics::transport::choose_scheme(&options, &address).await;
         let base = address.url(scheme);
         let basic = credentials.as_ref().map(Credentials::basic);
         Ok(Client {

@@ -136,21 +136,9 @@ async fn exchange(
 ) -> anyhow::Result<(AuthConfig, i64)> {
     let address: RegistryAddress = host.parse()?;
     let ca_files = berth_client::tls::ca_files(args.ca_file.as_deref());
-    let options = berth_diagnostics::transport::Options {
-        dns_server: None,
-        timeout: Duration::from_secs(10),
-        ca_files: ca_files.clone(),
-        proxy: None,
-        no_proxy: Vec::new(),
-    };
-    let scheme = match address.schemes().as_slice() {
-        [only] => *only,
-        _ => {
-            berth_diagnostics::transport::choose_scheme(&options, &address)
-                .await
-                .0
-        }
-    };
+    let options =
+        berth_diagnostics::transport::Options::direct(ca_files.clone(), Duration::from_secs(10));
+    let (scheme, _) = berth_diagnostics::transport::choose_scheme(&options, &address).await;
     let tls = berth_client::tls::client_config(&ca_files)?;
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(tls)

@@ -153,19 +153,24 @@ fn view(r: &RuleRecord) -> CacheRule {
     }
 }
 
+/// The rules whose upstreams log in with credential set `name`.
+fn rules_using(rules: &[RuleRecord], name: &str) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|r| {
+            r.upstreams
+                .iter()
+                .any(|u| u.credential_set.as_deref() == Some(name))
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
 fn set_view(s: &SetRecord, rules: &[RuleRecord]) -> CredentialSet {
     CredentialSet {
         name: s.name.clone(),
         username: s.username.clone(),
-        used_by: rules
-            .iter()
-            .filter(|r| {
-                r.upstreams
-                    .iter()
-                    .any(|u| u.credential_set.as_deref() == Some(&s.name))
-            })
-            .map(|r| r.name.clone())
-            .collect(),
+        used_by: rules_using(rules, &s.name),
         created_at: rfc3339(s.created_at),
         updated_at: rfc3339(s.updated_at),
     }
@@ -543,17 +548,7 @@ impl AuthService {
         actor: &Principal,
         name: &str,
     ) -> Result<(), AuthError> {
-        let users: Vec<String> = self
-            .rules()
-            .await?
-            .iter()
-            .filter(|r| {
-                r.upstreams
-                    .iter()
-                    .any(|u| u.credential_set.as_deref() == Some(name))
-            })
-            .map(|r| r.name.clone())
-            .collect();
+        let users = rules_using(&self.rules().await?, name);
         if !users.is_empty() {
             return Err(AuthError::Conflict(format!(
                 "credential set '{name}' is used by cache rule {}: change or delete those rules first",

@@ -338,6 +338,7 @@ impl AuthStore for $store {
         &self,
         issuer: &str,
     ) -> Result<Vec<FederatedCredentialRecord>, MetadataError> {
+        // Every exchange reads this: an index on (issuer, subject) serves it.
         let rows = sqlx::query(&format!(
             "SELECT {FEDERATED_COLUMNS} FROM federated_credentials WHERE issuer = $1 ORDER BY identity_id, name"
         ))
