@@ -8,9 +8,11 @@
 //!   accepting a self-signed certificate named there as Go's clients do;
 //! - [`credentials`]: one resolver for flags, `BERTH_*`, Docker config
 //!   files (with `identitytoken`), credential helpers and the kubelet's
-//!   config locations.
+//!   config locations;
+//! - [`challenge`]: `WWW-Authenticate` challenges (Bearer and Basic).
 
 pub mod address;
+pub mod challenge;
 pub mod credentials;
 pub mod tls;
 

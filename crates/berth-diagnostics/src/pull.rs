@@ -177,21 +177,14 @@ fn command_in(message: &str, prefix: &str) -> Option<String> {
     Some(rest[..end].trim_end_matches([' ', '.']).to_string())
 }
 
-/// Parses `Bearer realm="..",service=".."`.
+/// The realm and service of a `Bearer` challenge.
 fn challenge(value: &str) -> Option<(String, String)> {
-    let rest = value.strip_prefix("Bearer ")?;
-    let mut realm = None;
-    let mut service = String::new();
-    for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=')?;
-        let v = v.trim_matches('"').to_string();
-        match k {
-            "realm" => realm = Some(v),
-            "service" => service = v,
-            _ => {}
+    match berth_client::challenge::parse(value)? {
+        berth_client::challenge::Challenge::Bearer { realm, service, .. } => {
+            Some((realm, service.unwrap_or_default()))
         }
+        berth_client::challenge::Challenge::Basic => None,
     }
-    Some((realm?, service))
 }
 
 impl PullCheck {

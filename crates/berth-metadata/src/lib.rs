@@ -14,6 +14,7 @@ use berth_types::{Algorithm, Backend, Digest, Fault, Reference, RepositoryName, 
 pub mod auth;
 pub mod copy;
 pub mod events;
+pub mod locks;
 pub mod postgres;
 pub mod schema;
 mod sql;
@@ -24,6 +25,7 @@ pub use auth::{
     IdentityRecord, RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
 };
 pub use events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
+pub use locks::{ContentLock, ContentLocks};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

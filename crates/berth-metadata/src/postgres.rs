@@ -26,7 +26,14 @@ pub struct PostgresStore {
     writer: PgPool,
     /// The same pool: every connection reads what is committed.
     reader: PgPool,
+    /// Connections that hold the artifact cache's fill locks
+    /// ([`crate::ContentLocks`]), opened when first needed.
+    locks: PgPool,
 }
+
+/// Fill locks held (or waited for) at once on one node; past that, a fill
+/// waits up to [`ACQUIRE_TIMEOUT`] and then goes ahead unlocked.
+const LOCK_CONNECTIONS: u32 = 64;
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`)
@@ -38,16 +45,24 @@ impl PostgresStore {
             .max_connections(CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_release(crate::release_outside_transaction)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         crate::schema::postgres_migrator().run(&pool).await?;
+        let locks = PgPoolOptions::new()
+            .max_connections(LOCK_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(options);
         Ok(PostgresStore {
             writer: pool.clone(),
             reader: pool,
+            locks,
         })
     }
 
     pub async fn close(&self) {
+        self.locks.close().await;
         self.writer.close().await;
     }
 
@@ -56,6 +71,10 @@ impl PostgresStore {
 
     pub fn pool(&self) -> &PgPool {
         &self.writer
+    }
+
+    pub(crate) fn lock_pool(&self) -> &PgPool {
+        &self.locks
     }
 
     async fn write_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError> {
