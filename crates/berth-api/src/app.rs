@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_auth::{AuthConfig, AuthService};
-use berth_metadata::{AuthStore, EventStore, MetadataError, MetadataStore};
+use berth_metadata::{AuthStore, ContentLocks, EventStore, MetadataError, MetadataStore};
 use berth_network::Subnet;
 use berth_registry::{Registry, RegistryConfig};
 use berth_storage::BlobStore;
@@ -31,6 +31,8 @@ pub struct Stores {
     pub metadata: Arc<dyn MetadataStore>,
     pub auth: Arc<dyn AuthStore>,
     pub events: Arc<dyn EventStore>,
+    /// Fill locks of the artifact cache, shared by every node.
+    pub locks: Arc<dyn ContentLocks>,
 }
 
 /// What configuration decides about the application.
@@ -78,6 +80,8 @@ pub enum AssemblyError {
     DataKey(#[from] MetadataError),
     #[error("the data endpoint signing key vanished right after it was stored")]
     DataKeyVanished,
+    #[error("cannot set up the artifact cache's upstream client: {0}")]
+    Cache(String),
 }
 
 /// The registry, authentication and network policy, ready to serve.
@@ -128,7 +132,14 @@ impl Services {
             data_key(&self.auth).await?.as_bytes(),
             self.settings.data_url_ttl,
         );
+        let cache = berth_cache::PullThrough::new(
+            self.registry.clone(),
+            self.stores.locks.clone(),
+            crate::cache::observer(events.clone()),
+        )
+        .map_err(AssemblyError::Cache)?;
         Ok(AppState {
+            cache,
             registry: self.registry,
             auth: self.auth,
             body_idle_timeout: self.settings.body_idle_timeout,

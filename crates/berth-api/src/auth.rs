@@ -360,6 +360,13 @@ pub async fn access(State(state): State<AppState>, mut request: Request, next: N
             .await
             .into_response();
     }
+    if matches!(route.action, Action::Push | Action::Delete) {
+        if let Some(repo) = &route.repository {
+            if let Some(rule) = state.auth.cache_rule_for(repo.as_str()) {
+                return crate::cache::refuse_writes(&rule, repo).into_response();
+            }
+        }
+    }
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

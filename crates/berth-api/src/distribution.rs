@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
+use berth_cache::{BlobServe, BlobWant};
 use berth_registry::{BlobContent, PushOptions, Registry};
 use berth_storage::ByteStream;
 use berth_types::{Digest, ErrorCode, Reference, RepositoryName, Tag};
@@ -42,6 +43,11 @@ pub async fn handle(
         (Endpoint::Base, "GET" | "HEAD") => Ok(base()),
         (Endpoint::Catalog, "GET" | "HEAD") => catalog(&registry, &params).await,
         (Endpoint::Manifest { reference }, "GET" | "HEAD") => {
+            let repo = route.repository()?;
+            if let Some(cache_route) = crate::cache::route(&state, repo) {
+                let parsed: Reference = reference.parse()?;
+                state.cache.manifest(&cache_route, repo, &parsed).await?;
+            }
             get_manifest(
                 &registry,
                 route.repository()?,
@@ -73,6 +79,24 @@ pub async fn handle(
                 .get::<crate::auth::Caller>()
                 .map(|c| c.principal.describe())
                 .unwrap_or_else(|| "anonymous".into());
+            if let Some(cache_route) = crate::cache::route(&state, repo) {
+                let want = if method == Method::HEAD {
+                    BlobWant::Head
+                } else if request.headers().contains_key(header::RANGE) {
+                    BlobWant::Range
+                } else {
+                    BlobWant::Get
+                };
+                match state.cache.blob(&cache_route, repo, &digest, want).await? {
+                    BlobServe::Local => {}
+                    BlobServe::Streaming { size, body } => {
+                        return Ok(uncached_blob(&digest, size, Body::from_stream(body)))
+                    }
+                    BlobServe::Upstream { size } => {
+                        return Ok(uncached_blob(&digest, size, Body::empty()))
+                    }
+                }
+            }
             // Existence is checked here, so a redirect never points at nothing.
             registry.blob_size(repo, &digest).await?;
             if let Some(redirect) =
@@ -144,6 +168,22 @@ pub async fn handle(
         (Endpoint::Referrers { digest }, "GET") => {
             let digest = parse_digest(digest)?;
             let artifact_type = params.get("artifactType").filter(|t| !t.is_empty());
+            let repo = route.repository()?;
+            if let Some(cache_route) = crate::cache::route(&state, repo) {
+                // The upstream's referrers, where it has the API; else
+                // what is stored here.
+                if let Some(index) = state
+                    .cache
+                    .referrers(&cache_route, &digest, artifact_type.map(|s| s.as_str()))
+                    .await
+                {
+                    return Ok((
+                        [(header::CONTENT_TYPE, berth_types::media_type::OCI_INDEX)],
+                        index,
+                    )
+                        .into_response());
+                }
+            }
             let index = registry
                 .referrers(
                     route.repository()?,
@@ -400,6 +440,20 @@ impl RegistryErrorTooLarge {
         )
         .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     }
+}
+
+/// A blob the cache is fetching (streamed as it arrives), or the answer
+/// to a `HEAD` of one it has not fetched (the upstream's size).
+fn uncached_blob(digest: &Digest, size: Option<u64>, body: Body) -> Response {
+    let mut response = Response::new(body);
+    let h = response.headers_mut();
+    set(h, "content-type", "application/octet-stream");
+    if let Some(size) = size {
+        set(h, "content-length", &size.to_string());
+    }
+    set(h, DIGEST_HEADER, &digest.to_string());
+    set(h, "etag", &format!("\"{digest}\""));
+    response
 }
 
 /// Streams a blob (or a `Range` of it), or answers HEAD.

@@ -22,6 +22,9 @@ pub struct ApiError {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// What went wrong inside: logged with the correlation id, never sent.
     detail: Option<String>,
+    /// The envelope's `detail`, for clients (the artifact cache names the
+    /// upstreams that failed and why).
+    client_detail: Option<serde_json::Value>,
 }
 
 /// Seconds a client is asked to wait after a `503`: backends are probed
@@ -36,6 +39,7 @@ impl ApiError {
             message: message.into(),
             headers: Vec::new(),
             detail: None,
+            client_detail: None,
         }
     }
 
@@ -94,7 +98,62 @@ impl From<RegistryError> for ApiError {
             message: e.to_string(),
             headers: Vec::new(),
             detail: None,
+            client_detail: None,
         }
+    }
+}
+
+/// A pull-through that no upstream served. The status follows the failure
+/// that matters most: `429` with the upstream's `Retry-After` (wait), `502
+/// DENIED` for refused credentials (fix the credential set), `502
+/// UNAVAILABLE` for an upstream down or broken, `404` only when every
+/// upstream said it has no such thing. `detail` lists each upstream's
+/// failure, for `berth check-pull` and other tools.
+impl From<berth_cache::CacheError> for ApiError {
+    fn from(e: berth_cache::CacheError) -> Self {
+        use berth_cache::{CacheError, Failure, Kind};
+        let (rule, kind, failures) = match &e {
+            CacheError::Registry(_) => {
+                let CacheError::Registry(inner) = e else {
+                    unreachable!("matched above")
+                };
+                return inner.into();
+            }
+            CacheError::Stopped => return ApiError::internal(e),
+            CacheError::Upstream {
+                rule,
+                kind,
+                failures,
+                ..
+            } => (rule.clone(), *kind, failures.clone()),
+        };
+        let mut error = match e.dominant() {
+            Some(Failure::RateLimited { retry_after }) => {
+                let error = ApiError::new(ErrorCode::TooManyRequests, e.to_string());
+                match retry_after {
+                    Some(after) => error.with_header("retry-after", after),
+                    None => error,
+                }
+            }
+            Some(Failure::CredentialsRejected { .. }) => {
+                ApiError::new(ErrorCode::Denied, e.to_string()).with_status(StatusCode::BAD_GATEWAY)
+            }
+            Some(Failure::NotFound) | None => ApiError::new(
+                match kind {
+                    Kind::Manifest => ErrorCode::ManifestUnknown,
+                    Kind::Blob => ErrorCode::BlobUnknown,
+                },
+                e.to_string(),
+            ),
+            Some(_) => ApiError::new(ErrorCode::Unavailable, e.to_string())
+                .with_status(StatusCode::BAD_GATEWAY),
+        };
+        error.client_detail = Some(json!({
+            "cacheRule": rule,
+            "kind": kind,
+            "upstreams": failures,
+        }));
+        error
     }
 }
 
@@ -127,7 +186,7 @@ impl IntoResponse for ApiError {
             "errors": [{
                 "code": self.code.as_str(),
                 "message": &self.message,
-                "detail": null,
+                "detail": self.client_detail,
             }]
         });
         let mut response = (self.status, axum::Json(body)).into_response();

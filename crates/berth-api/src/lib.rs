@@ -29,6 +29,7 @@ use tower_http::trace::TraceLayer;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod cache;
 pub mod data;
 pub mod distribution;
 pub mod error;
@@ -56,6 +57,8 @@ pub fn scheme() -> &'static str {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    /// Pull-through for the repositories cache rules target.
+    pub cache: berth_cache::PullThrough,
     pub auth: Arc<AuthService>,
     /// An upload body that sends nothing for this long is cut off.
     pub body_idle_timeout: std::time::Duration,

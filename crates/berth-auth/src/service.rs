@@ -160,6 +160,8 @@ pub struct AuthService {
     anonymous_pull: AtomicBool,
     admin_enabled: AtomicBool,
     sparse_manifests: AtomicBool,
+    /// Cache rules and unsealed credential-set logins, as last read.
+    pub(crate) cache_config: std::sync::RwLock<Arc<crate::manage::cache::CacheSnapshot>>,
 }
 
 fn cache_key(login: &str, secret: &str) -> [u8; 32] {
@@ -283,6 +285,7 @@ impl AuthService {
             anonymous_pull: AtomicBool::new(false),
             admin_enabled: AtomicBool::new(false),
             sparse_manifests: AtomicBool::new(false),
+            cache_config: Default::default(),
         };
         service.reload_settings().await?;
         Ok(service)
@@ -309,6 +312,7 @@ impl AuthService {
             flag(self.store.setting(SETTING_SPARSE_MANIFESTS).await?),
             Ordering::Release,
         );
+        self.reload_cache_config().await?;
         // A key another node created signs from now on here too; the old
         // ones keep verifying.
         let known = self.keys.kids();

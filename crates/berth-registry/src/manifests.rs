@@ -189,8 +189,9 @@ impl Registry {
         }
     }
 
-    /// A manifest by tag or digest, through the cache.
-    async fn find_manifest(
+    /// A manifest by tag or digest as stored (no index resolution),
+    /// through the cache; `None` if the repository does not hold it.
+    pub async fn find_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_metadata::{AuthStore, EventStore, MetadataStore, PostgresStore, SqliteStore};
+use berth_metadata::{
+    AuthStore, ContentLocks, EventStore, MetadataStore, PostgresStore, SqliteStore,
+};
 use berth_storage::{BlobStore, FilesystemStore, S3Config, S3Store};
 
 use crate::config::Config;
@@ -16,6 +18,7 @@ pub struct Backends {
     pub metadata: Arc<dyn MetadataStore>,
     pub auth: Arc<dyn AuthStore>,
     pub events: Arc<dyn EventStore>,
+    pub locks: Arc<dyn ContentLocks>,
     database: Database,
 }
 
@@ -32,6 +35,7 @@ impl Backends {
             metadata: self.metadata.clone(),
             auth: self.auth.clone(),
             events: self.events.clone(),
+            locks: self.locks.clone(),
         }
     }
 
@@ -92,6 +96,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
             metadata: Arc::new(store.clone()),
             auth: Arc::new(store.clone()),
             events: Arc::new(store.clone()),
+            locks: Arc::new(store.clone()),
             database: Database::Postgres(store),
         });
     }

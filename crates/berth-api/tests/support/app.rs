@@ -56,7 +56,8 @@ impl TestApp {
             blobs: Arc::new(blobs),
             metadata: Arc::new(sqlite.clone()),
             auth: Arc::new(sqlite.clone()),
-            events: Arc::new(sqlite),
+            events: Arc::new(sqlite.clone()),
+            locks: Arc::new(sqlite),
         };
         let services = Services::open(stores, settings)
             .await
@@ -147,4 +148,68 @@ pub fn tempdir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir_in("/tmp")
         .expect("tempdir under /tmp")
+}
+
+/// An application served on a loopback port, for a test that needs a real
+/// registry at an address (an upstream of the artifact cache). Stopping
+/// it (or dropping it) closes the listener and every open connection, as
+/// a registry that went down does.
+pub struct Served {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    /// `http://127.0.0.1:PORT`
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestApp {
+    /// Serves the application on `127.0.0.1:0`; `wrap` may put a shim in
+    /// front of it (a fault injector, a request counter).
+    pub async fn serve(&self, wrap: impl FnOnce(Router) -> Router) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let router = wrap(self.shared.router.clone())
+            .layer(axum::Extension(berth_network::Endpoint::Public));
+        let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the task ends them.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((stream, peer)) = listener.accept().await else {
+                    continue;
+                };
+                let service = router
+                    .clone()
+                    .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                connections.spawn(async move {
+                    let service = hyper_util::service::TowerToHyperService::new(service);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Served { addr, task }
+    }
 }

@@ -190,6 +190,15 @@ impl TestRequest {
     }
 
     pub async fn send(self) -> TestResponse {
+        let (response, body) = self.send_streaming().await;
+        let what = response.what.clone();
+        let body = body.unwrap_or_else(|e| panic!("{what}: response body failed: {e}"));
+        TestResponse { body, ..response }
+    }
+
+    /// Sends the request; the body is whatever arrived before it ended,
+    /// or the error that cut it off (the response's own `body` is empty).
+    pub async fn send_streaming(self) -> (TestResponse, Result<Bytes, String>) {
         let what = format!("{} {}", self.method, self.target);
         let mut builder = http::Request::builder()
             .method(self.method.clone())
@@ -238,14 +247,17 @@ impl TestRequest {
         let body = body
             .collect()
             .await
-            .unwrap_or_else(|e| panic!("{what}: response body failed: {e}"))
-            .to_bytes();
-        TestResponse {
-            what,
-            status: parts.status,
-            headers: parts.headers,
+            .map(|b| b.to_bytes())
+            .map_err(|e| e.to_string());
+        (
+            TestResponse {
+                what,
+                status: parts.status,
+                headers: parts.headers,
+                body: Bytes::new(),
+            },
             body,
-        }
+        )
     }
 }
 

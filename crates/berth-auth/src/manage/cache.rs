@@ -176,8 +176,50 @@ fn set_view(s: &SetRecord, rules: &[RuleRecord]) -> CredentialSet {
     }
 }
 
+/// What the pull path needs of the cache configuration, kept in memory
+/// (reloaded with the other settings, and at once after a change here).
+#[derive(Default)]
+pub(crate) struct CacheSnapshot {
+    raw_rules: Option<String>,
+    raw_sets: Option<String>,
+    rules: Vec<CacheRule>,
+    /// Credential set → (user name, password), unsealed.
+    logins: std::collections::HashMap<String, (String, String)>,
+}
+
 fn internal(e: impl std::fmt::Display) -> AuthError {
     AuthError::Internal(e.to_string())
+}
+
+/// Whether a rule's target (`repo` or `prefix/*`) covers `repository`.
+fn target_matches(target: &str, repository: &str) -> bool {
+    match target.strip_suffix("/*") {
+        None => target == repository,
+        Some(prefix) => repository
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty()),
+    }
+}
+
+fn unseal(key: &LessSafeKey, set: &SetRecord) -> Result<(String, String), AuthError> {
+    let name = &set.name;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&set.sealed)
+        .map_err(|_| AuthError::Internal(format!("credential set '{name}' is unreadable")))?;
+    if raw.len() < NONCE_LEN {
+        return Err(AuthError::Internal(format!(
+            "credential set '{name}' is unreadable"
+        )));
+    }
+    let (nonce, sealed) = raw.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(internal)?;
+    let mut data = sealed.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(name.as_bytes()), &mut data)
+        .map_err(|_| AuthError::Internal(format!("credential set '{name}' does not unseal")))?;
+    let password = String::from_utf8(plain.to_vec()).map_err(internal)?;
+    Ok((set.username.clone(), password))
 }
 
 impl AuthService {
@@ -214,12 +256,82 @@ impl AuthService {
                 .replace_setting(key, before.as_deref(), &after, &entry)
                 .await?
             {
+                if key == SETTING_RULES || key == SETTING_SETS {
+                    self.reload_cache_config().await?;
+                }
                 return Ok(result);
             }
         }
         Err(AuthError::Conflict(format!(
             "the {key} kept changing under this change (other nodes are changing them too); try again"
         )))
+    }
+
+    fn cache_snapshot(&self) -> std::sync::Arc<CacheSnapshot> {
+        self.cache_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the rules and credential sets if their stored text
+    /// changed (another node, or this one, changed them).
+    pub(crate) async fn reload_cache_config(&self) -> Result<(), AuthError> {
+        let raw_rules = self.store.setting(SETTING_RULES).await?;
+        let raw_sets = self.store.setting(SETTING_SETS).await?;
+        let current = self.cache_snapshot();
+        if current.raw_rules == raw_rules && current.raw_sets == raw_sets {
+            return Ok(());
+        }
+        let rules: Vec<RuleRecord> = match &raw_rules {
+            Some(text) => serde_json::from_str(text).map_err(internal)?,
+            None => Vec::new(),
+        };
+        let sets: Vec<SetRecord> = match &raw_sets {
+            Some(text) => serde_json::from_str(text).map_err(internal)?,
+            None => Vec::new(),
+        };
+        let mut logins = std::collections::HashMap::new();
+        if !sets.is_empty() {
+            let key = self.sealing_key().await?;
+            for set in &sets {
+                match unseal(&key, set) {
+                    Ok(login) => {
+                        logins.insert(set.name.clone(), login);
+                    }
+                    Err(e) => tracing::warn!(set = %set.name, error = %e, "a credential set does not unseal; its upstreams are asked anonymously"),
+                }
+            }
+        }
+        let snapshot = CacheSnapshot {
+            raw_rules,
+            raw_sets,
+            rules: rules.iter().map(view).collect(),
+            logins,
+        };
+        *self.cache_config.write().unwrap_or_else(|p| p.into_inner()) =
+            std::sync::Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// The cache rule whose target matches `repository`, if any (from
+    /// memory: this is on every pull's path).
+    pub fn cache_rule_for(&self, repository: &str) -> Option<CacheRule> {
+        self.cache_snapshot()
+            .rules
+            .iter()
+            .find(|r| target_matches(&r.target, repository))
+            .cloned()
+    }
+
+    /// Every cache rule, from memory.
+    pub fn cached_rules(&self) -> Vec<CacheRule> {
+        self.cache_snapshot().rules.clone()
+    }
+
+    /// A credential set's user name and password, unsealed, from memory.
+    pub fn cache_login(&self, credential_set: &str) -> Option<(String, String)> {
+        self.cache_snapshot().logins.get(credential_set).cloned()
     }
 
     async fn rules(&self) -> Result<Vec<RuleRecord>, AuthError> {
@@ -443,22 +555,7 @@ impl AuthService {
             .find(|s| s.name == name)
             .ok_or_else(|| AuthError::NotFound(format!("credential set '{name}'")))?;
         let key = self.sealing_key().await?;
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(&set.sealed)
-            .map_err(|_| AuthError::Internal(format!("credential set '{name}' is unreadable")))?;
-        if raw.len() < NONCE_LEN {
-            return Err(AuthError::Internal(format!(
-                "credential set '{name}' is unreadable"
-            )));
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(internal)?;
-        let mut data = sealed.to_vec();
-        let plain = key
-            .open_in_place(nonce, Aad::from(name.as_bytes()), &mut data)
-            .map_err(|_| AuthError::Internal(format!("credential set '{name}' does not unseal")))?;
-        let password = String::from_utf8(plain.to_vec()).map_err(internal)?;
-        Ok((set.username, password))
+        unseal(&key, &set)
     }
 
     pub async fn create_credential_set(
