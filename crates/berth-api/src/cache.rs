@@ -27,6 +27,29 @@ pub fn route(state: &AppState, repository: &RepositoryName) -> Option<Route> {
     })
 }
 
+/// A repository that does not exist, on a registry with cache rules: the
+/// message says no rule targets it and which targets there are (a typo in
+/// the cache's prefix is the usual cause).
+pub fn no_rule_hint(state: &AppState, mut e: ApiError) -> ApiError {
+    if e.code != ErrorCode::NameUnknown {
+        return e;
+    }
+    let rules = state.auth.cached_rules();
+    if rules.is_empty() {
+        return e;
+    }
+    let targets = rules
+        .iter()
+        .map(|r| format!("{} (rule {})", r.target, r.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    e.message = format!(
+        "{}; no cache rule targets it (cache rules target: {targets})",
+        e.message
+    );
+    e
+}
+
 /// Pushes and deletes in a cached repository are refused: its content is
 /// the upstream's.
 pub fn refuse_writes(rule: &CacheRule, repository: &RepositoryName) -> ApiError {

@@ -44,9 +44,10 @@ pub async fn handle(
         (Endpoint::Catalog, "GET" | "HEAD") => catalog(&registry, &params).await,
         (Endpoint::Manifest { reference }, "GET" | "HEAD") => {
             let repo = route.repository()?;
-            if let Some(cache_route) = crate::cache::route(&state, repo) {
+            let cache_route = crate::cache::route(&state, repo);
+            if let Some(cache_route) = &cache_route {
                 let parsed: Reference = reference.parse()?;
-                state.cache.manifest(&cache_route, repo, &parsed).await?;
+                state.cache.manifest(cache_route, repo, &parsed).await?;
             }
             get_manifest(
                 &registry,
@@ -56,6 +57,10 @@ pub async fn handle(
                 request.headers(),
             )
             .await
+            .map_err(|e| match cache_route {
+                None => crate::cache::no_rule_hint(&state, e),
+                Some(_) => e,
+            })
         }
         (Endpoint::Manifest { reference }, "PUT") => {
             let options = PushOptions {

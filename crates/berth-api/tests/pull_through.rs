@@ -164,8 +164,14 @@ async fn events(app: &TestApp, repo: &str, operation: &str, at_least: usize) -> 
 async fn a_pull_fills_the_cache_and_the_second_asks_the_upstream_nothing() {
     let (s, image) = setup(300).await;
     let (_, manifest) = s.cache.pull_manifest("hub/app", "v1").await;
-    assert_eq!(manifest, image.manifest, "the upstream's manifest, byte for byte");
-    assert_eq!(s.cache.pull_blob("hub/app", &image.config_digest()).await, image.config);
+    assert_eq!(
+        manifest, image.manifest,
+        "the upstream's manifest, byte for byte"
+    );
+    assert_eq!(
+        s.cache.pull_blob("hub/app", &image.config_digest()).await,
+        image.config
+    );
     for (layer, digest) in image.layers.iter().zip(image.layer_digests()) {
         assert_eq!(&s.cache.pull_blob("hub/app", &digest).await, layer);
     }
@@ -211,10 +217,7 @@ async fn concurrent_pulls_of_an_uncached_layer_fetch_it_once() {
 async fn pushes_and_deletes_in_a_cached_repository_are_denied_naming_the_rule() {
     let (s, image) = setup(300).await;
     s.cache.pull_manifest("hub/app", "v1").await;
-    let resp = s
-        .cache
-        .post("/v2/hub/app/blobs/uploads/")
-        .await;
+    let resp = s.cache.post("/v2/hub/app/blobs/uploads/").await;
     let message = expect_error(resp, 403, "DENIED");
     assert!(
         message.contains("read-only cache") && message.contains("cache rule 'hub'"),
@@ -245,7 +248,10 @@ async fn a_moved_tag_is_fetched_again_once_its_ttl_passed() {
     assert_ne!(moved.digest, image.digest);
     let (_, now) = s.cache.pull_manifest("hub/app", "v1").await;
     assert_eq!(now, moved.manifest, "TTL 0: checked upstream on every pull");
-    assert_eq!(s.cache.pull_blob("hub/app", &moved.config_digest()).await, moved.config);
+    assert_eq!(
+        s.cache.pull_blob("hub/app", &moved.config_digest()).await,
+        moved.config
+    );
     // The old image stays pullable by digest from the cache.
     let (_, old) = s.cache.pull_manifest("hub/app", &image.digest).await;
     assert_eq!(old, image.manifest);
@@ -274,9 +280,15 @@ async fn with_the_upstream_down_cached_content_is_served_stale_and_the_rest_name
     let resp = s.cache.get("/v2/hub/app/manifests/v9").await;
     let body = resp.json();
     let message = expect_error(resp, 502, "UNAVAILABLE");
-    assert!(message.contains(&s.served.host()) && message.contains("unreachable"), "{message}");
+    assert!(
+        message.contains(&s.served.host()) && message.contains("unreachable"),
+        "{message}"
+    );
     assert_eq!(body["errors"][0]["detail"]["cacheRule"], "hub");
-    assert_eq!(body["errors"][0]["detail"]["upstreams"][0]["cause"], "UNREACHABLE");
+    assert_eq!(
+        body["errors"][0]["detail"]["upstreams"][0]["cause"],
+        "UNREACHABLE"
+    );
     let layer = &image.layer_digests()[0];
     let resp = s.cache.get(&format!("/v2/hub/app/blobs/{layer}")).await;
     expect_error(resp, 502, "UNAVAILABLE");
@@ -332,7 +344,10 @@ async fn upstreams_are_tried_in_order() {
     .await;
     let (_, manifest) = s.cache.pull_manifest("hub/app", "v1").await;
     assert_eq!(manifest, image.manifest);
-    assert_eq!(s.cache.pull_blob("hub/app", &image.config_digest()).await, image.config);
+    assert_eq!(
+        s.cache.pull_blob("hub/app", &image.config_digest()).await,
+        image.config
+    );
 }
 
 #[tokio::test]
@@ -364,7 +379,11 @@ async fn a_corrupt_upstream_body_cuts_the_client_and_leaves_nothing() {
     assert!(error.contains("cache fill failed"), "{error}");
     assert!(!blob_stored(s.cache.data_dir(), &layer), "nothing kept");
     let resp = s.cache.head(&format!("/v2/hub/app/blobs/{layer}")).await;
-    assert_eq!(resp.status(), 200, "HEAD answers from the upstream, still uncached");
+    assert_eq!(
+        resp.status(),
+        200,
+        "HEAD answers from the upstream, still uncached"
+    );
 
     // The upstream mends: the next pull fetches again, whole.
     s.shim.corrupt_blobs.store(false, Ordering::SeqCst);

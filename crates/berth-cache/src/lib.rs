@@ -98,7 +98,12 @@ fn describe(failures: &[SourceFailure]) -> String {
 }
 
 impl CacheError {
-    fn upstream(route: &Route, kind: Kind, reference: String, failures: Vec<SourceFailure>) -> Self {
+    fn upstream(
+        route: &Route,
+        kind: Kind,
+        reference: String,
+        failures: Vec<SourceFailure>,
+    ) -> Self {
         CacheError::Upstream {
             rule: route.rule.clone(),
             kind,
@@ -265,9 +270,7 @@ impl PullThrough {
 
     fn check(&self, repo: &RepositoryName, tag: &Tag) -> Option<TagCheck> {
         let checks = self.inner.checks.lock().unwrap_or_else(|p| p.into_inner());
-        checks
-            .get(&(repo.to_string(), tag.to_string()))
-            .copied()
+        checks.get(&(repo.to_string(), tag.to_string())).copied()
     }
 
     fn record_check(&self, repo: &RepositoryName, tag: &Tag, confirmed: bool) {
@@ -570,9 +573,8 @@ impl PullThrough {
                 });
             }
         }
-        let content_type = content_type.filter(|t| {
-            t != "application/octet-stream" && t != "text/plain" && !t.is_empty()
-        });
+        let content_type = content_type
+            .filter(|t| t != "application/octet-stream" && t != "text/plain" && !t.is_empty());
         if content_type.is_none() && body.first() != Some(&b'{') {
             return Err(Failure::Invalid {
                 reason: "the manifest is not JSON".into(),

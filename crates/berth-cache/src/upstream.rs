@@ -73,7 +73,9 @@ impl Failure {
             Failure::CredentialsRejected {
                 status,
                 credential_set: None,
-            } => format!("{status}: wants credentials (the rule gives this upstream no credential set)"),
+            } => format!(
+                "{status}: wants credentials (the rule gives this upstream no credential set)"
+            ),
             Failure::Unreachable { reason } => format!("unreachable: {reason}"),
             Failure::UpstreamError { status } => format!("answered {status}"),
             Failure::Invalid { reason } => format!("sent invalid content: {reason}"),
@@ -264,7 +266,9 @@ impl UpstreamClient {
             expires_in: Option<u64>,
         }
         let body: TokenResponse = response.json().await.map_err(|e| Failure::Invalid {
-            reason: format!("the token service at {realm} answered something else than a token: {e}"),
+            reason: format!(
+                "the token service at {realm} answered something else than a token: {e}"
+            ),
         })?;
         let Some(token) = body.token.or(body.access_token) else {
             return Err(Failure::Invalid {
@@ -310,9 +314,9 @@ impl UpstreamClient {
             .and_then(|v| v.to_str().ok())
             .and_then(challenge::parse);
         let (authorization, lifetime) = match challenge {
-            Some(Challenge::Bearer {
-                realm, service, ..
-            }) => self.token(source, &realm, service.as_deref()).await?,
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                self.token(source, &realm, service.as_deref()).await?
+            }
             Some(Challenge::Basic) => match &source.login {
                 Some(login) => (basic(login), Duration::from_secs(3600)),
                 None => return Err(Failure::from_status(status, &response, source)),

@@ -108,7 +108,10 @@ mod tests {
 
     #[test]
     fn basic_unquoted_and_unknown_schemes() {
-        assert_eq!(parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(
             parse("bearer realm=http://h/token, service=h"),
             Some(Challenge::Bearer {

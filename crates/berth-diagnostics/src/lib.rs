@@ -52,6 +52,18 @@ pub enum Cause {
     /// 503: the registry is up but one of its backends (database, blob
     /// store) is not answering.
     RegistryUnavailable,
+    /// A cached repository's upstream refused the rule's credential set
+    /// (or wants one the rule does not give).
+    CacheCredentialsRejected,
+    /// A cached repository's upstream rate-limits the registry, and the
+    /// content is not cached yet.
+    CacheUpstreamRateLimited,
+    /// A cached repository's upstream is down, unreachable or broken, and
+    /// the content is not cached yet.
+    CacheUpstreamUnreachable,
+    /// The repository does not exist, cache rules exist, and none targets
+    /// it (a typo in the cache's prefix, usually).
+    CacheNoRule,
     /// Something the checker does not recognise.
     Unexpected,
 }
@@ -78,6 +90,10 @@ impl Cause {
             Cause::OrphanedRoleAssignment => 25,
             Cause::AdminPasswordRegenerated => 26,
             Cause::FederatedTokenRefused => 27,
+            Cause::CacheCredentialsRejected => 28,
+            Cause::CacheUpstreamRateLimited => 29,
+            Cause::CacheUpstreamUnreachable => 30,
+            Cause::CacheNoRule => 31,
             Cause::Unexpected => 1,
         }
     }
@@ -102,6 +118,10 @@ impl Cause {
             Cause::OrphanedRoleAssignment => "ORPHANED_ROLE_ASSIGNMENT",
             Cause::AdminPasswordRegenerated => "ADMIN_PASSWORD_REGENERATED",
             Cause::FederatedTokenRefused => "FEDERATED_TOKEN_REFUSED",
+            Cause::CacheCredentialsRejected => "CACHE_CREDENTIALS_REJECTED",
+            Cause::CacheUpstreamRateLimited => "CACHE_UPSTREAM_RATE_LIMITED",
+            Cause::CacheUpstreamUnreachable => "CACHE_UPSTREAM_UNREACHABLE",
+            Cause::CacheNoRule => "CACHE_NO_RULE",
             Cause::Unexpected => "UNEXPECTED",
         }
     }

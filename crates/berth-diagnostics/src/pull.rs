@@ -187,6 +187,60 @@ fn challenge(value: &str) -> Option<(String, String)> {
     }
 }
 
+/// The verdict for a pull that berth's artifact cache could not serve:
+/// the error's `detail` names the rule and each upstream's failure.
+fn cache_failure(run: &Run, what: &str, message: &str, r: &Response) -> Option<Verdict> {
+    let detail = r.error_detail()?;
+    let rule = detail.get("cacheRule")?.as_str()?.to_string();
+    let upstreams = detail.get("upstreams")?.as_array()?.clone();
+    let cause_of = |name: &str| {
+        upstreams
+            .iter()
+            .find(|u| u.get("cause").and_then(|c| c.as_str()) == Some(name))
+    };
+    let upstream = |u: &serde_json::Value| {
+        u.get("upstream")
+            .and_then(|x| x.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    let run = Run {
+        steps: run.steps.clone(),
+    };
+    if let Some(u) = cause_of("RATE_LIMITED") {
+        let after = u
+            .get("retryAfter")
+            .and_then(|x| x.as_str())
+            .map(|a| format!("{a} s"))
+            .unwrap_or_else(|| "unknown".into());
+        return Some(run.fail(
+            Cause::CacheUpstreamRateLimited,
+            format!("{what}: {} {message}", r.status),
+            format!("upstream {} of cache rule '{rule}' rate-limits the registry (retry after: {after}); cached content is still served. Give the upstream a credential set with a higher limit (berth credential-set create, then berth cache-rule update --name {rule} --source ...@SET), or add a mirror as a further --source", upstream(u)),
+        ));
+    }
+    if let Some(u) = cause_of("CREDENTIALS_REJECTED") {
+        let fix = match u.get("credentialSet").and_then(|x| x.as_str()) {
+            Some(set) => format!("upstream {} refused credential set '{set}' of cache rule '{rule}': update it with the upstream's current login (berth credential-set update --name {set} --password-stdin)", upstream(u)),
+            None => format!("upstream {} wants credentials and cache rule '{rule}' gives it none: create a credential set (berth credential-set create) and name it in the rule's source (SOURCE@SET, berth cache-rule update --name {rule})", upstream(u)),
+        };
+        return Some(run.fail(
+            Cause::CacheCredentialsRejected,
+            format!("{what}: {} {message}", r.status),
+            fix,
+        ));
+    }
+    let broken = ["UNREACHABLE", "UPSTREAM_ERROR", "INVALID"];
+    if let Some(u) = broken.iter().find_map(|c| cause_of(c)) {
+        return Some(run.fail(
+            Cause::CacheUpstreamUnreachable,
+            format!("{what}: {} {message}", r.status),
+            format!("no upstream of cache rule '{rule}' could serve content that is not cached yet ({} first): check that the registry's host can reach it (DNS, firewall, proxy), or add another upstream as a fallback (berth cache-rule update --name {rule} --source ... --source ...); what is cached keeps being served", upstream(u)),
+        ));
+    }
+    None
+}
+
 impl PullCheck {
     fn base(&self) -> String {
         format!(
@@ -238,6 +292,9 @@ impl PullCheck {
             None => r.error_message(),
         };
         let repo = &self.image.repository;
+        if let Some(verdict) = cache_failure(&run, what, &message, r) {
+            return verdict;
+        }
         match r.status {
             401 if self.credentials().is_none() => {
                 let (evidence, fix) = match &self.credentials {
@@ -648,6 +705,18 @@ impl PullCheck {
     async fn not_found(&self, run: Run, auth: &[(String, String)], m: &Response) -> Verdict {
         let message = m.error_message();
         let repo = &self.image.repository;
+        if message.contains("no cache rule targets it") {
+            let targets = message
+                .split("cache rules target: ")
+                .nth(1)
+                .unwrap_or("?")
+                .trim_end_matches(')');
+            return run.fail(
+                Cause::CacheNoRule,
+                format!("repository '{repo}' does not exist on {}: {message}", self.image.host),
+                format!("no cache rule targets '{repo}', so nothing is pulled through for it: pull through a cached repository (targets: {targets}), or create a rule for it (berth cache-rule create --target ... --source ...)"),
+            );
+        }
         if message.contains("NAME_UNKNOWN") {
             // Suggest from the catalog, if we may read it.
             // The catalog needs more than a pull token: ask with the

@@ -148,6 +148,14 @@ impl Response {
     }
 
     /// The message of a distribution-spec error envelope, or the body.
+    /// The first error's `detail`, where the registry sent one (berth's
+    /// artifact cache names the upstreams that failed there).
+    pub fn error_detail(&self) -> Option<serde_json::Value> {
+        let v = serde_json::from_slice::<serde_json::Value>(&self.body).ok()?;
+        let detail = v.get("errors")?.get(0)?.get("detail")?;
+        (!detail.is_null()).then(|| detail.clone())
+    }
+
     pub fn error_message(&self) -> String {
         serde_json::from_slice::<serde_json::Value>(&self.body)
             .ok()

@@ -113,6 +113,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
         metadata: Arc::new(store.clone()),
         auth: Arc::new(store.clone()),
         events: Arc::new(store.clone()),
+        locks: Arc::new(store.clone()),
         database: Database::Sqlite(store),
     })
 }

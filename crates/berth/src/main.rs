@@ -187,7 +187,9 @@ enum Command {
     /// refused, 14 TLS, 15 proxy, 16 network rule, 17 unauthorized, 18
     /// permission, 19 not found, 20 no matching platform, 21 data endpoint,
     /// 22 throttled, 23 registry unavailable, 24 token scope map, 25
-    /// orphaned role assignment, 26 admin password regenerated.
+    /// orphaned role assignment, 26 admin password regenerated,
+    /// 27 federated token refused, 28 cache credential set rejected, 29 cache
+    /// upstream rate limit, 30 cache upstream unreachable, 31 no cache rule.
     CheckPull(diagnose::CheckPullArgs),
     /// The kubelet's image credential provider plugin
     /// (credentialprovider.kubelet.k8s.io/v1): reads a

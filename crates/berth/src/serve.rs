@@ -236,6 +236,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .install_recorder()
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
+    berth_cache::describe_metrics();
     let state = services.into_state(endpoints, metrics).await?;
     let events = state.events.clone();
     let app = berth_api::router(state);

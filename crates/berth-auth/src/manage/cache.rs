@@ -299,7 +299,9 @@ impl AuthService {
                     Ok(login) => {
                         logins.insert(set.name.clone(), login);
                     }
-                    Err(e) => tracing::warn!(set = %set.name, error = %e, "a credential set does not unseal; its upstreams are asked anonymously"),
+                    Err(e) => {
+                        tracing::warn!(set = %set.name, error = %e, "a credential set does not unseal; its upstreams are asked anonymously")
+                    }
                 }
             }
         }

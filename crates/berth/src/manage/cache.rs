@@ -95,9 +95,10 @@ pub enum CredentialSetCommand {
         /// The credential set's name.
         #[arg(long)]
         name: String,
-        /// The upstream user name.
+        /// The upstream user name (not `--username`: that is the login to
+        /// this registry, as on every command).
         #[arg(long)]
-        username: String,
+        upstream_username: String,
         /// Read the password from standard input (else --upstream-password).
         #[arg(long, conflicts_with = "upstream_password")]
         password_stdin: bool,
@@ -114,7 +115,7 @@ pub enum CredentialSetCommand {
         name: String,
         /// A new upstream user name.
         #[arg(long)]
-        username: Option<String>,
+        upstream_username: Option<String>,
         /// Read a new password from standard input.
         #[arg(long, conflicts_with = "upstream_password")]
         password_stdin: bool,
@@ -229,7 +230,7 @@ pub async fn credential_set(
     match command {
         CredentialSetCommand::Create {
             name,
-            username,
+            upstream_username,
             password_stdin,
             upstream_password,
         } => {
@@ -243,7 +244,7 @@ pub async fn credential_set(
                     client
                         .send(&cache::CreateCredentialSet {
                             name: name.clone(),
-                            username: username.clone(),
+                            username: upstream_username.clone(),
                             password,
                         })
                         .await?,
@@ -259,7 +260,7 @@ pub async fn credential_set(
         ),
         CredentialSetCommand::Update {
             name,
-            username,
+            upstream_username,
             password_stdin,
             upstream_password,
         } => print(
@@ -267,7 +268,7 @@ pub async fn credential_set(
                 client
                     .send(&cache::UpdateCredentialSet {
                         name: name.clone(),
-                        username: username.clone(),
+                        username: upstream_username.clone(),
                         password: password(*password_stdin, upstream_password)?,
                     })
                     .await?,
