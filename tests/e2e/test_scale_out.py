@@ -1120,3 +1120,63 @@ def test_federated_credential_made_on_a_works_on_b(deployment, containerd, tmp_p
         ctr.ctr("images", "pull", "--plain-http", f"{b.host}/{img.repo}:{img.tag}", namespace="scale-fed")
     finally:
         issuer.stop()
+
+
+def test_cache_fill_fetched_once_by_two_nodes(deployment, tmp_path, client_env):
+    """16 concurrent pulls of one uncached layer, half through each node: one upstream fetch.
+
+    The upstream is Debian's docker-registry behind the relay shim that
+    counts what it serves; the rule is made through node A and read by B.
+    """
+    from support.upstream import ReferenceUpstream, UpstreamShim
+
+    up = ReferenceUpstream(tmp_path / "upstream", client_env)
+    shim = UpstreamShim(up.host)
+    try:
+        s = deployment.session()
+        img = random_image("lib/big", size=4 * 1024 * 1024)
+        plain = http_session(None, None)
+        for digest, data in img.blobs.items():
+            r = plain.post(f"http://{up.host}/v2/lib/big/blobs/uploads/", timeout=30)
+            assert r.status_code == 202, r.text
+            loc = absolute_url(up.host, r.headers["Location"])
+            r = plain.put(with_digest(loc, digest), data=data, timeout=60)
+            assert r.status_code == 201, r.text
+        r = plain.put(
+            f"http://{up.host}/v2/lib/big/manifests/v1",
+            data=img.manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        a, b = deployment.a, deployment.b
+        a.api("POST", "/cache-rules", {"name": "scale", "target": "cached/*",
+              "upstreams": [{"source": f"http://{shim.host}/lib/*"}]}, expect=(201,))  # fmt: skip
+        wait_for(
+            lambda: s.get(f"http://{b.host}/v2/cached/big/manifests/v1", timeout=10).status_code == 200,
+            READY_TIMEOUT,
+            "node B to see the rule made on node A and serve the manifest",
+        )
+        layer = max(img.blobs, key=lambda d: len(img.blobs[d]))
+        # Slow enough that every pull starts while the first fill still runs.
+        shim.trickle = 0.02
+        results: list[str] = []
+
+        def pull(node):
+            data = http_session(None, deployment.owner).get(f"http://{node.host}/v2/cached/big/blobs/{layer}", timeout=120)
+            results.append("sha256:" + hashlib.sha256(data.content).hexdigest() if data.status_code == 200 else str(data.status_code))
+
+        threads = [threading.Thread(target=pull, args=((a, b)[i % 2],)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+        assert results == [layer] * 16, results
+        assert shim.served(f"GET /v2/lib/big/blobs/{layer}") == 1, shim.requests
+    finally:
+        shim.close()
+        up.stop()
+
+
+def absolute_url(host: str, location: str) -> str:
+    return location if location.startswith("http") else f"http://{host}{location}"
