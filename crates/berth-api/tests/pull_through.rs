@@ -398,3 +398,69 @@ async fn repositories_no_rule_targets_are_not_cached() {
     expect_error(resp, 404, "NAME_UNKNOWN");
     assert_eq!(s.shim.registry_requests(), 0);
 }
+
+#[tokio::test]
+async fn content_nobody_pulled_for_the_rules_days_is_evicted() {
+    let (s, image) = setup(300).await;
+    let other = push_image(&s.upstream, "lib/other", "v1", 9, 1000).await;
+    s.cache.pull_manifest("hub/app", "v1").await;
+    s.cache.pull_manifest("hub/other", "v1").await;
+    send(
+        &s.cache,
+        &UpdateCacheRule {
+            name: "hub".into(),
+            upstreams: None,
+            tag_ttl_seconds: None,
+            evict_unused_days: Some(30),
+        },
+    )
+    .await;
+    let state = s.cache.state();
+    let rules = state.auth.cached_rules();
+    let now = berth_util::now();
+    // Thirty-one days pass; then hub/app is pulled again, hub/other not.
+    age_manifests(s.cache.data_dir(), 31 * 86_400).await;
+    s.cache.pull_manifest("hub/app", "v1").await;
+    assert_eq!(state.cache.evict(&rules, now).await.expect("evict"), 1);
+
+    let repo = |name: &str| name.parse::<berth_types::RepositoryName>().expect("name");
+    let digest = |d: &str| d.parse::<berth_types::Digest>().expect("digest");
+    let registry = &state.registry;
+    let reference = |d: &str| berth_types::Reference::Digest(digest(d));
+    assert!(registry
+        .find_manifest(&repo("hub/app"), &reference(&image.digest))
+        .await
+        .expect("lookup")
+        .is_some());
+    assert!(
+        registry
+            .find_manifest(&repo("hub/other"), &reference(&other.digest))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "evicted"
+    );
+    // A rule without eviction keeps everything, however old.
+    send(
+        &s.cache,
+        &UpdateCacheRule {
+            name: "hub".into(),
+            upstreams: None,
+            tag_ttl_seconds: None,
+            evict_unused_days: Some(0),
+        },
+    )
+    .await;
+    age_manifests(s.cache.data_dir(), 365 * 86_400).await;
+    assert_eq!(
+        state
+            .cache
+            .evict(&state.auth.cached_rules(), now)
+            .await
+            .expect("evict"),
+        0
+    );
+    // Evicted content is simply fetched again on the next pull.
+    let (_, again) = s.cache.pull_manifest("hub/other", "v1").await;
+    assert_eq!(again, other.manifest);
+}

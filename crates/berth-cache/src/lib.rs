@@ -54,6 +54,11 @@ const TEE_CHUNKS: usize = 16;
 /// the upstream again for this long (or the tag TTL, if shorter), so a
 /// dead upstream does not cost every pull a timeout.
 const STALE_BACKOFF: Duration = Duration::from_secs(30);
+/// A cached manifest's last pull is written at most this often per node
+/// (eviction counts in days; pulls must stay reads).
+const TOUCH_EVERY: Duration = Duration::from_secs(3600);
+/// Manifests evicted per rule and pass at most (the next pass goes on).
+const EVICT_BATCH: u32 = 1000;
 
 /// Which kind of content a failure was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -194,6 +199,10 @@ pub fn describe_metrics() {
         "Failed upstream requests, by upstream host and status (an HTTP status, unreachable or invalid)."
     );
     metrics::describe_counter!(
+        "berth_cache_evictions_total",
+        "Cached manifests evicted because nobody pulled them for their rule's days, by rule."
+    );
+    metrics::describe_counter!(
         "berth_cache_stale_serves_total",
         "Cached tags served although no upstream could confirm them, by rule."
     );
@@ -213,6 +222,8 @@ struct Inner {
     flights: Flights,
     /// When each cached tag was last checked upstream, on this node.
     checks: Mutex<HashMap<(String, String), TagCheck>>,
+    /// When this node last recorded a pull of each cached manifest.
+    touched: Mutex<HashMap<(String, Digest), Instant>>,
     observer: Observer,
 }
 
@@ -258,6 +269,7 @@ impl PullThrough {
                 upstream: UpstreamClient::new()?,
                 flights: Flights::default(),
                 checks: Mutex::new(HashMap::new()),
+                touched: Mutex::new(HashMap::new()),
                 observer,
             }),
         })
@@ -300,6 +312,98 @@ impl PullThrough {
     /// tag, current (within the rule's TTL); the caller then serves it
     /// from the registry as usual.
     pub async fn manifest(
+        &self,
+        route: &Route,
+        repo: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Served, CacheError> {
+        let served = self.ensure_manifest(route, repo, reference).await?;
+        if served != Served::Filled {
+            self.touch(repo, reference).await;
+        }
+        Ok(served)
+    }
+
+    /// Records the pull of a cached manifest for eviction (at most every
+    /// [`TOUCH_EVERY`]); a failure only costs eviction accuracy.
+    async fn touch(&self, repo: &RepositoryName, reference: &Reference) {
+        let digest = match self.inner.registry.find_manifest(repo, reference).await {
+            Ok(Some(m)) => m.digest,
+            _ => return,
+        };
+        let key = (repo.to_string(), digest.clone());
+        {
+            let mut touched = self.inner.touched.lock().unwrap_or_else(|p| p.into_inner());
+            if touched
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < TOUCH_EVERY)
+            {
+                return;
+            }
+            if touched.len() > 100_000 {
+                touched.clear();
+            }
+            touched.insert(key, Instant::now());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        if let Err(e) = self
+            .inner
+            .registry
+            .metadata()
+            .touch_manifests(repo, &[digest], now)
+            .await
+        {
+            tracing::warn!(repository = %repo, error = %e, "recording a cached manifest's pull failed");
+        }
+    }
+
+    /// Evicts the cached manifests of `rules` that nobody pulled for the
+    /// rule's `evict_unused_days` (their tags go with them; the collector
+    /// then reclaims blobs nothing references). Returns how many went.
+    pub async fn evict(
+        &self,
+        rules: &[berth_manage::cache::CacheRule],
+        now: i64,
+    ) -> Result<u64, CacheError> {
+        let mut evicted = 0;
+        for rule in rules {
+            let Some(days) = rule.evict_unused_days.filter(|d| *d > 0) else {
+                continue;
+            };
+            let before = now - i64::from(days) * 86_400;
+            let unused = self
+                .inner
+                .registry
+                .metadata()
+                .unused_manifests(&rule.target, before, EVICT_BATCH)
+                .await
+                .map_err(RegistryError::from)?;
+            for (repo, digest) in unused {
+                match self
+                    .inner
+                    .registry
+                    .delete_manifest(&repo, &Reference::Digest(digest.clone()))
+                    .await
+                {
+                    Ok(()) => {
+                        evicted += 1;
+                        tracing::info!(rule = %rule.name, repository = %repo, digest = %digest, days, "evicted cached content nobody pulled");
+                        metrics::counter!("berth_cache_evictions_total", "rule" => rule.name.clone())
+                            .increment(1);
+                    }
+                    // Another node evicted it first.
+                    Err(RegistryError::ManifestUnknown { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(evicted)
+    }
+
+    async fn ensure_manifest(
         &self,
         route: &Route,
         repo: &RepositoryName,

@@ -314,6 +314,25 @@ pub trait MetadataStore: Send + Sync + 'static {
         last: Option<&str>,
     ) -> Result<Vec<String>, MetadataError>;
 
+    /// Records that manifests of `repository` were pulled at `at` (Unix
+    /// seconds).
+    async fn touch_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        at: i64,
+    ) -> Result<(), MetadataError>;
+
+    /// Manifests last pulled (or, never pulled, stored) before `before`, in
+    /// repository `target` or, for `prefix/*`, every repository below
+    /// `prefix`; at most `limit`.
+    async fn unused_manifests(
+        &self,
+        target: &str,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<(RepositoryName, Digest)>, MetadataError>;
+
     async fn referrers(
         &self,
         repository: &RepositoryName,

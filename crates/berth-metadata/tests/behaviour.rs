@@ -554,7 +554,61 @@ macro_rules! both {
     };
 }
 
+/// The cache's eviction query: by target (a repository or `prefix/*`, with
+/// LIKE's wildcards in the prefix taken literally) and by last pull.
+async fn unused_manifests_by_target_and_last_pull(s: Arc<impl Store>) {
+    let mut digests = Vec::new();
+    for (i, name) in ["cache_x/a", "cache_x/b", "cacheax/d", "cachey/c"]
+        .iter()
+        .enumerate()
+    {
+        let r = repo(name);
+        let content = format!("{{\"m\":{i}}}");
+        let digest = Digest::sha256_of(content.as_bytes());
+        let mut m = manifest(&r, &digest, content.as_bytes(), Vec::new(), None);
+        m.sparse = true;
+        s.put_manifest(m).await.expect("put");
+        digests.push(digest);
+    }
+    let names = |found: Vec<(RepositoryName, Digest)>| -> Vec<String> {
+        found.into_iter().map(|(r, _)| r.to_string()).collect()
+    };
+    let unused = s
+        .unused_manifests("cache_x/*", FUTURE, 100)
+        .await
+        .expect("query");
+    assert_eq!(names(unused), vec!["cache_x/a", "cache_x/b"]);
+    assert_eq!(
+        names(
+            s.unused_manifests("cachey/c", FUTURE, 100)
+                .await
+                .expect("query")
+        ),
+        vec!["cachey/c"]
+    );
+    assert!(
+        s.unused_manifests("cache_x/*", 0, 100)
+            .await
+            .expect("query")
+            .is_empty(),
+        "all newer"
+    );
+    s.touch_manifests(&repo("cache_x/a"), &digests[..1], FUTURE + 10)
+        .await
+        .expect("touch");
+    assert_eq!(
+        names(
+            s.unused_manifests("cache_x/*", FUTURE, 100)
+                .await
+                .expect("query")
+        ),
+        vec!["cache_x/b"],
+        "a pull after the cut-off keeps it"
+    );
+}
+
 both!(
+    unused_manifests_by_target_and_last_pull,
     links_need_a_claimed_blob,
     manifests_need_their_blobs,
     tags_in_one_push_and_sparse_manifests,

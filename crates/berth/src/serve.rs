@@ -238,6 +238,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .ok();
     berth_cache::describe_metrics();
     let state = services.into_state(endpoints, metrics).await?;
+    spawn_cache_eviction(state.cache.clone(), state.auth.clone());
     let events = state.events.clone();
     let app = berth_api::router(state);
     let server = &config.server;
@@ -394,6 +395,25 @@ fn spawn_housekeeping(
                 }
             }
             n += 1;
+        }
+    });
+}
+
+/// Hourly (first a minute after start): evicts cached content that no
+/// one pulled for its cache rule's `evict_unused_days`. Every node runs
+/// it; deleting what another node already evicted is a no-op.
+fn spawn_cache_eviction(cache: berth_cache::PullThrough, auth: Arc<AuthService>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let rules = auth.cached_rules();
+            match cache.evict(&rules, berth_util::now()).await {
+                Ok(0) => {}
+                Ok(evicted) => tracing::info!(evicted, "evicted unused cached content"),
+                Err(e) => tracing::warn!(error = %e, "cache eviction failed"),
+            }
         }
     });
 }

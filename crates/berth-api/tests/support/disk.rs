@@ -82,3 +82,21 @@ pub async fn age_blob_links(data_dir: &Path, seconds: i64) {
         .await
         .expect("age the blob records");
 }
+
+/// Moves every manifest's storage and last-pull times `seconds` into the
+/// past, as if nobody had pulled anything for that long.
+pub async fn age_manifests(data_dir: &Path, seconds: i64) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", data_dir.join("berth.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the embedded database");
+    sqlx::query(
+        "UPDATE manifests SET created_at = created_at - $1,
+         last_pulled_at = last_pulled_at - $1",
+    )
+    .bind(seconds)
+    .execute(&mut db)
+    .await
+    .expect("age the manifests");
+}

@@ -498,6 +498,72 @@ impl MetadataStore for $store {
         .await?)
     }
 
+    async fn touch_manifests(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+        at: i64,
+    ) -> Result<(), MetadataError> {
+        let Some(repo) = repository_id(&self.writer, repository).await? else {
+            return Ok(());
+        };
+        let mut tx = self.writer.begin().await?;
+        for digest in digests {
+            sqlx::query(
+                "UPDATE manifests SET last_pulled_at = $1 WHERE repository_id = $2 AND digest = $3",
+            )
+            .bind(at)
+            .bind(repo)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn unused_manifests(
+        &self,
+        target: &str,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<(RepositoryName, Digest)>, MetadataError> {
+        // `prefix/*` matches names below the prefix; LIKE's wildcards in
+        // the prefix itself are escaped.
+        let (exact, pattern) = match target.strip_suffix("/*") {
+            Some(prefix) => (
+                String::new(),
+                format!(
+                    "{}/%",
+                    prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                ),
+            ),
+            None => (target.to_string(), String::new()),
+        };
+        let rows = sqlx::query(
+            "SELECT r.name, m.digest FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id
+             WHERE (r.name = $1 OR r.name LIKE $2 ESCAPE '\\')
+               AND COALESCE(m.last_pulled_at, m.created_at) < $3
+             ORDER BY r.name, m.digest LIMIT $4",
+        )
+        .bind(exact)
+        .bind(pattern)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                let repository = name
+                    .parse::<RepositoryName>()
+                    .map_err(|e| MetadataError::Corrupt(format!("repository '{name}': {e}")))?;
+                Ok((repository, digest_of(row, "digest")?))
+            })
+            .collect()
+    }
+
     async fn referrers(
         &self,
         repository: &RepositoryName,
