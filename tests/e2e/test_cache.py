@@ -187,6 +187,15 @@ def test_wrong_credential_set_and_missing_rule_are_named(registry, upstream, tmp
     assert upstream.shim.host in v["evidence"], v
     res = check_pull(f"{registry.host}/via-typo/app:v1", *creds, env=env)
     expect_cause(res, "CACHE_NO_RULE", 31, evidence=("via-a/*",), fix=("via-a/*",))
+    # explain probes the rule's upstreams now, and names the rejected set.
+    explain = ("explain", "--ip", "127.0.0.1", "--identity", "owner", "--action")
+    answer = json.loads(cli(registry, *explain, "pull", "--repository", "via-wrong/app", "--output", "json").stdout)
+    probe = answer["cache"]["upstreams"][0]
+    assert (answer["cache"]["rule"], probe["cause"], probe["credentialSet"]) == ("wrong", "CREDENTIALS_REJECTED", "wrong")
+    text = cli(registry, *explain, "push", "--repository", "via-a/app", check=False)
+    assert text.returncode == 2 and "read-only cache" in text.stdout, text.stdout
+    text = cli(registry, *explain, "pull", "--repository", "via-typo/app").stdout
+    assert "no cache rule targets this repository" in text and "via-a/*" in text, text
 
 
 def test_fallback_stale_serves_and_an_unreachable_upstream(

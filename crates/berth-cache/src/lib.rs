@@ -852,6 +852,23 @@ impl PullThrough {
         ))
     }
 
+    /// Asks each upstream of the route for the repository's tag list now
+    /// (through the token flow, with the credential set): whether it
+    /// answers, and if not, why. For `berth explain`.
+    pub async fn probe(&self, route: &Route) -> Vec<(Source, Result<(), Failure>)> {
+        let mut out = Vec::new();
+        for source in &route.sources {
+            let result = self
+                .inner
+                .upstream
+                .fetch(source, Method::GET, "tags/list?n=1", None)
+                .await
+                .map(|_| ());
+            out.push((source.clone(), result));
+        }
+        out
+    }
+
     /// The upstream's referrers of `digest` (an OCI index), where one of
     /// the upstreams serves the referrers API; `None` otherwise (the
     /// caller then answers from what is stored here).

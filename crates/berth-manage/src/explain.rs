@@ -47,6 +47,43 @@ pub struct Explanation {
     pub allowed: bool,
     pub network: NetworkTrace,
     pub access: AccessTrace,
+    /// The artifact cache's part, when cache rules exist and a repository
+    /// was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheTrace>,
+}
+
+/// Whether a cache rule targets the repository, and how its upstreams
+/// answer right now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheTrace {
+    /// The rule targeting the repository; absent: none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Without a rule: the targets the rules have (a typo is the usual
+    /// reason none matches).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// Each upstream of the rule, in order, probed now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamProbe>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamProbe {
+    /// `host/repository`.
+    pub upstream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_set: Option<String>,
+    pub ok: bool,
+    /// `CREDENTIALS_REJECTED`, `RATE_LIMITED`, `UNREACHABLE`, `NOT_FOUND`,
+    /// `UPSTREAM_ERROR`, `INVALID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// What the upstream answered, for a person.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,6 +173,9 @@ async fn explain(s: AppState, _: ManageRead, r: Explain) -> Result<Explanation> 
         .auth
         .explain(r.identity.as_deref(), permission, r.repository.as_deref())
         .await?;
+    let cache = explain_cache(&s, r.repository.as_deref()).await;
+    let read_only = matches!(r.action, ExplainAction::Push | ExplainAction::Delete)
+        && cache.as_ref().is_some_and(|c| c.rule.is_some());
     let verdict = if !network.allowed {
         format!("denied by the network rules: {}", network.message(ip))
     } else if let Some(problem) = &access.identity_problem {
@@ -181,6 +184,14 @@ async fn explain(s: AppState, _: ManageRead, r: Explain) -> Result<Explanation> 
         format!(
             "denied by permissions: missing {}",
             access.missing.clone().unwrap_or_default()
+        )
+    } else if read_only {
+        format!(
+            "denied: the repository is a read-only cache (cache rule '{}')",
+            cache
+                .as_ref()
+                .and_then(|c| c.rule.clone())
+                .unwrap_or_default()
         )
     } else {
         format!(
@@ -191,7 +202,8 @@ async fn explain(s: AppState, _: ManageRead, r: Explain) -> Result<Explanation> 
     };
     Ok(Explanation {
         verdict,
-        allowed: network.allowed && access.allowed,
+        allowed: network.allowed && access.allowed && !read_only,
+        cache,
         network: NetworkTrace {
             endpoint: endpoint.to_string(),
             ip: ip.to_string(),
@@ -200,5 +212,56 @@ async fn explain(s: AppState, _: ManageRead, r: Explain) -> Result<Explanation> 
             rule: network.rule,
         },
         access,
+    })
+}
+
+/// The cache's part of an explanation: the rule that targets the
+/// repository with a live probe of each upstream, or the targets there are
+/// when none does (nothing when there are no rules).
+async fn explain_cache(
+    s: &AppState,
+    repository: Option<&str>,
+) -> Option<berth_manage::explain::CacheTrace> {
+    use berth_manage::explain::{CacheTrace, UpstreamProbe};
+    let repository: RepositoryName = repository?.parse().ok()?;
+    let rules = s.auth.cached_rules();
+    if rules.is_empty() {
+        return None;
+    }
+    let Some(route) = crate::cache::route(s, &repository) else {
+        return Some(CacheTrace {
+            rule: None,
+            targets: rules.iter().map(|r| r.target.clone()).collect(),
+            upstreams: Vec::new(),
+        });
+    };
+    let upstreams = s
+        .cache
+        .probe(&route)
+        .await
+        .into_iter()
+        .map(|(source, result)| {
+            let cause = result.as_ref().err().map(|f| {
+                serde_json::to_value(f)
+                    .ok()
+                    .and_then(|v| v.get("cause").and_then(|c| c.as_str()).map(str::to_string))
+                    .unwrap_or_default()
+            });
+            UpstreamProbe {
+                upstream: source.display(),
+                credential_set: source.credential_set.clone(),
+                ok: result.is_ok(),
+                cause,
+                detail: match &result {
+                    Ok(()) => "answers".into(),
+                    Err(f) => f.describe(),
+                },
+            }
+        })
+        .collect();
+    Some(CacheTrace {
+        rule: Some(route.rule),
+        targets: Vec::new(),
+        upstreams,
     })
 }

@@ -103,6 +103,29 @@ pub async fn explain(args: &ClientArgs, e: &ExplainArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        if let Some(c) = &answer.cache {
+            match &c.rule {
+                Some(rule) => {
+                    outln!("cache:     cached by rule '{rule}' (read-only to clients)");
+                    for u in &c.upstreams {
+                        outln!(
+                            "  upstream {}{}: {}{}",
+                            u.upstream,
+                            u.credential_set
+                                .as_deref()
+                                .map(|s| format!(" (credential set {s})"))
+                                .unwrap_or_default(),
+                            if u.ok { "ok — " } else { "FAILING — " },
+                            u.detail
+                        );
+                    }
+                }
+                None => outln!(
+                    "cache:     no cache rule targets this repository (rule targets: {})",
+                    c.targets.join(", ")
+                ),
+            }
+        }
         if !a.orphaned_assignments.is_empty() {
             outln!("orphaned assignments (principal deleted; they grant nothing):");
             for o in &a.orphaned_assignments {
