@@ -29,6 +29,7 @@ APT_PACKAGES=(
   curl
   jq
   openssl         # certificates for the TLS diagnostics scenarios
+  apache2-utils   # htpasswd: the artifact-cache tests' upstream registry logins
   ca-certificates
   postgresql      # scale-out metadata (scripts/scale-out-services.sh starts a private server)
   postgresql-client
@@ -140,7 +141,7 @@ else
 fi
 
 # Sanity: every tool the suite calls is on PATH.
-for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry python3 psql runuser; do
+for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql runuser; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
 "$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }
