@@ -137,6 +137,14 @@ def test_skopeo_ctr_and_podman_pull_through_byte_for_byte_and_once(
     podman("pull", "--tls-verify=false", "--platform", "linux/arm64/v8", registry.ref("via-a/multi", "v1"))
     assert upstream.shim.registry_requests() == after, upstream.shim.requests[after:]
 
+    # Metrics, with their help texts.
+    metrics = http_session().get(f"{registry.url}/metrics", timeout=30).text
+    assert "# HELP berth_cache_hits_total" in metrics
+    hits = [line for line in metrics.splitlines() if line.startswith("berth_cache_hits_total") and 'rule="upa"' in line]
+    assert hits and all(float(line.rsplit(" ", 1)[1]) > 0 for line in hits), hits
+    misses = [line for line in metrics.splitlines() if line.startswith("berth_cache_upstream_bytes_total")]
+    assert misses and float(misses[0].rsplit(" ", 1)[1]) > 0, misses
+
     # The fills are repository events.
     events = cli(registry, "logs", "repository", "--repository", "via-a/app", "--output", "json").stdout
     operations = [e["operationName"] for e in json.loads(events)]

@@ -788,35 +788,13 @@ impl PullThrough {
     }
 
     async fn head_blob(&self, route: &Route, digest: &Digest) -> Result<BlobServe, CacheError> {
-        let mut failures = Vec::new();
         let path = format!("blobs/{digest}");
-        for source in &route.sources {
-            match self
-                .inner
-                .upstream
-                .fetch(source, Method::HEAD, &path, None)
-                .await
-            {
-                Ok(response) => {
-                    return Ok(BlobServe::Upstream {
-                        size: response.content_length(),
-                    })
-                }
-                Err(failure) => {
-                    upstream_error(source, &failure);
-                    failures.push(SourceFailure {
-                        upstream: source.display(),
-                        failure,
-                    });
-                }
-            }
-        }
-        Err(CacheError::upstream(
-            route,
-            Kind::Blob,
-            digest.to_string(),
-            failures,
-        ))
+        let (_, response) = self
+            .first_answer(route, Method::HEAD, &path, Kind::Blob, digest)
+            .await?;
+        Ok(BlobServe::Upstream {
+            size: response.content_length(),
+        })
     }
 
     /// The first upstream that answers `200` to the blob's `GET`.
@@ -825,13 +803,27 @@ impl PullThrough {
         route: &Route,
         digest: &Digest,
     ) -> Result<(Source, reqwest::Response), CacheError> {
-        let mut failures = Vec::new();
         let path = format!("blobs/{digest}");
+        self.first_answer(route, Method::GET, &path, Kind::Blob, digest)
+            .await
+    }
+
+    /// The first of the route's upstreams to answer `2xx` to `method
+    /// path`; else every upstream's failure.
+    async fn first_answer(
+        &self,
+        route: &Route,
+        method: Method,
+        path: &str,
+        kind: Kind,
+        reference: &Digest,
+    ) -> Result<(Source, reqwest::Response), CacheError> {
+        let mut failures = Vec::new();
         for source in &route.sources {
             match self
                 .inner
                 .upstream
-                .fetch(source, Method::GET, &path, None)
+                .fetch(source, method.clone(), path, None)
                 .await
             {
                 Ok(response) => return Ok((source.clone(), response)),
@@ -846,8 +838,8 @@ impl PullThrough {
         }
         Err(CacheError::upstream(
             route,
-            Kind::Blob,
-            digest.to_string(),
+            kind,
+            reference.to_string(),
             failures,
         ))
     }
