@@ -304,6 +304,8 @@ def test_first_pull_streams_and_a_kill_mid_fill_leaves_nothing(
             first = next(resp.iter_content(64 * 1024))
             first_byte = time.monotonic() - started
             assert first and up.shim.served(f"GET /v2/lib/big/blobs/{big}") == 1
+            # Streamed, not stored first: the client has bytes, the blob is not stored yet.
+            assert not list((work / "data" / "blobs").rglob(big.split(":")[1]))
             got = 0
             for chunk in resp.iter_content(256 * 1024):
                 got += len(chunk)
