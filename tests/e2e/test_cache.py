@@ -26,6 +26,7 @@ import pytest
 
 from conftest import (
     BIG_PAYLOAD_SIZE,
+    StorageTool,
     Creds,
     Daemon,
     E2E_REGISTRY,
@@ -101,9 +102,11 @@ def image_digest(containerd, name: str, namespace: str) -> str:
 
 
 def test_skopeo_ctr_and_podman_pull_through_byte_for_byte_and_once(
-    registry, upstream, skopeo, containerd, podman, oci_images, tmp_path
+    registry, upstream, skopeo, containerd, oci_images, tmp_path, tmp_path_factory, client_env
 ):
     lay = oci_images.layout
+    # A podman storage of this test's own: the session's is inspected by others.
+    podman = StorageTool("podman", tmp_path_factory.mktemp("pc"), client_env, registry.owner)
     # skopeo: the first pull fills the cache.
     out = tmp_path / "app"
     skopeo.copy(registry.docker_ref("via-a/app", "v1"), f"oci:{out}:v1")

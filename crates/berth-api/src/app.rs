@@ -135,7 +135,7 @@ impl Services {
         let cache = berth_cache::PullThrough::new(
             self.registry.clone(),
             self.stores.locks.clone(),
-            crate::cache::observer(events.clone()),
+            crate::audit::cache_observer(events.clone()),
         )
         .map_err(AssemblyError::Cache)?;
         Ok(AppState {

@@ -435,3 +435,28 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
 pub fn purge_before(retention: Duration) -> i64 {
     now_ms() - retention.as_millis() as i64
 }
+
+/// Fills and stale serves become repository events (`CacheFill`,
+/// `CacheStale`), beside the pulls that caused them.
+pub fn cache_observer(events: EventSink) -> berth_cache::Observer {
+    std::sync::Arc::new(move |e: berth_cache::CacheEvent| {
+        events.emit(Event::Repository(RepositoryEvent {
+            time_generated: berth_util::now_ms(),
+            login_server: String::new(),
+            operation_name: e.operation.into(),
+            repository: e.repository,
+            tag: e.tag,
+            digest: e.digest,
+            media_type: None,
+            artifact_type: None,
+            size: e.size,
+            identity: "cache".into(),
+            caller_ip_address: String::new(),
+            user_agent: String::new(),
+            result_type: 200,
+            result_description: e.description,
+            duration_ms: 0,
+            correlation_id: current_correlation_id().unwrap_or_default(),
+        }));
+    })
+}

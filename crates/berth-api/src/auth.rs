@@ -363,12 +363,33 @@ pub async fn access(State(state): State<AppState>, mut request: Request, next: N
     if matches!(route.action, Action::Push | Action::Delete) {
         if let Some(repo) = &route.repository {
             if let Some(rule) = state.auth.cache_rule_for(repo.as_str()) {
-                return crate::cache::refuse_writes(&rule, repo).into_response();
+                return refuse_cache_writes(&rule, repo).into_response();
             }
         }
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
+}
+
+/// Pushes and deletes in a cached repository are refused: its content is
+/// the upstream's.
+fn refuse_cache_writes(
+    rule: &berth_manage::cache::CacheRule,
+    repository: &berth_types::RepositoryName,
+) -> ApiError {
+    let upstreams = rule
+        .upstreams
+        .iter()
+        .map(|u| u.source.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ApiError::new(
+        ErrorCode::Denied,
+        format!(
+            "repository '{repository}' is a read-only cache of {upstreams} (cache rule '{}'): push to a repository no cache rule targets, or change the rule (berth cache-rule show --name {})",
+            rule.name, rule.name
+        ),
+    )
 }
 
 /// For token requests that only a trusted service may make (see

@@ -58,7 +58,7 @@ pub async fn handle(
             )
             .await
             .map_err(|e| match cache_route {
-                None => crate::cache::no_rule_hint(&state, e),
+                None => no_rule_hint(&state, e),
                 Some(_) => e,
             })
         }
@@ -701,3 +701,26 @@ async fn finish_upload(
 
 /// Shared handle used by the router.
 pub type SharedRegistry = Arc<Registry>;
+
+/// A repository that does not exist, on a registry with cache rules: the
+/// message says no rule targets it and which targets there are (a typo in
+/// the cache's prefix is the usual cause).
+fn no_rule_hint(state: &AppState, mut e: ApiError) -> ApiError {
+    if e.code != ErrorCode::NameUnknown {
+        return e;
+    }
+    let rules = state.auth.cached_rules();
+    if rules.is_empty() {
+        return e;
+    }
+    let targets = rules
+        .iter()
+        .map(|r| format!("{} (rule {})", r.target, r.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    e.message = format!(
+        "{}; no cache rule targets it (cache rules target: {targets})",
+        e.message
+    );
+    e
+}

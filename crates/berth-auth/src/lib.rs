@@ -5,6 +5,7 @@
 //! [`Principal`] through [`AuthService`] and asks it whether an action is
 //! allowed; nothing here knows about HTTP.
 
+mod cache_config;
 mod explain;
 pub mod federation;
 pub mod manage;

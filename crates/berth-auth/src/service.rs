@@ -161,7 +161,7 @@ pub struct AuthService {
     admin_enabled: AtomicBool,
     sparse_manifests: AtomicBool,
     /// Cache rules and unsealed credential-set logins, as last read.
-    pub(crate) cache_config: std::sync::RwLock<Arc<crate::manage::cache::CacheSnapshot>>,
+    pub(crate) cache_config: std::sync::RwLock<Arc<crate::cache_config::CacheSnapshot>>,
 }
 
 fn cache_key(login: &str, secret: &str) -> [u8; 32] {

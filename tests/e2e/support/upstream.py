@@ -90,7 +90,8 @@ class UpstreamShim:
                     self.send_header("Retry-After", "30")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(body)
+                    if self.command != "HEAD":  # a HEAD answer has no body, whatever its length says
+                        self.wfile.write(body)
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None

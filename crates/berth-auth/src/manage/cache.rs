@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::activity;
+use crate::cache_config::CacheSnapshot;
 use crate::model::Principal;
 use crate::service::AuthService;
 use crate::AuthError;
@@ -174,17 +175,6 @@ fn set_view(s: &SetRecord, rules: &[RuleRecord]) -> CredentialSet {
         created_at: rfc3339(s.created_at),
         updated_at: rfc3339(s.updated_at),
     }
-}
-
-/// What the pull path needs of the cache configuration, kept in memory
-/// (reloaded with the other settings, and at once after a change here).
-#[derive(Default)]
-pub(crate) struct CacheSnapshot {
-    raw_rules: Option<String>,
-    raw_sets: Option<String>,
-    rules: Vec<CacheRule>,
-    /// Credential set → (user name, password), unsealed.
-    logins: std::collections::HashMap<String, (String, String)>,
 }
 
 fn internal(e: impl std::fmt::Display) -> AuthError {

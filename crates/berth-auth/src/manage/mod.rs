@@ -14,7 +14,7 @@ use crate::{secret, view, AuthError};
 use berth_util::rfc3339;
 
 mod activity;
-pub(crate) mod cache;
+mod cache;
 mod federation;
 mod identities;
 mod registry;
