@@ -11,7 +11,8 @@ Starts Debian's docker-registry (the upstream, on loopback) and a berth
   * first pull: GET it through berth from a repository it has never
     cached (``bench-N/layer``, a new N per round): berth fetches it from
     the upstream, streaming it to the client while it stores it;
-  * cached pull: GET it again through berth (served from berth's storage).
+  * cached pull: once the fill is stored (its ``CacheFill`` event), GET it
+    again through berth (served from berth's storage).
 
 For each, the time to the first byte and to the last, and the throughput.
 Prints medians (and min/max) with the ratios to direct, and writes JSON to
@@ -76,6 +77,17 @@ def timed_get(url: str, auth=None) -> dict:
     return {"ttfb": first or total, "total": total, "bytes": size, "digest": "sha256:" + h.hexdigest()}
 
 
+def wait_for_fill(berth: str, auth, repository: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = requests.get(f"{berth}/api/v1/logs/repository", params={"repository": repository}, auth=auth, timeout=30)
+        r.raise_for_status()
+        if any(e["operationName"] == "CacheFill" for e in r.json()):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"no CacheFill event for {repository}")
+
+
 def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -138,6 +150,10 @@ def main() -> int:
             assert r.status_code == 201, r.text
             rows["direct"].append(timed_get(f"{up}/v2/lib/layer/blobs/{digest}"))
             rows["first pull (cache miss)"].append(timed_get(f"{berth}/v2/{rule}/layer/blobs/{digest}", owner))
+            # The client is done once the bytes are verified; the fill's
+            # commit (an fsync of the whole layer) may still run. "Cached"
+            # is measured once it is stored, as a later pull would see it.
+            wait_for_fill(berth, owner, f"{rule}/layer")
             rows["cached pull"].append(timed_get(f"{berth}/v2/{rule}/layer/blobs/{digest}", owner))
             requests.delete(f"{berth}/api/v1/cache-rules/{rule}", auth=owner, timeout=30)
         for name, samples in rows.items():

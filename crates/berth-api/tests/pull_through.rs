@@ -387,8 +387,13 @@ async fn a_corrupt_upstream_body_cuts_the_client_and_leaves_nothing() {
 
     // The upstream mends: the next pull fetches again, whole.
     s.shim.corrupt_blobs.store(false, Ordering::SeqCst);
+    let fetches = s.shim.registry_requests();
+    assert_eq!(s.cache.pull_blob("hub/app", &layer).await, image.layers[0]);
+    // The client is answered once the bytes are verified; the commit may
+    // still run. A second pull waits for it and is served from storage.
     assert_eq!(s.cache.pull_blob("hub/app", &layer).await, image.layers[0]);
     assert!(blob_stored(s.cache.data_dir(), &layer));
+    assert_eq!(s.shim.registry_requests(), fetches + 1, "fetched once more");
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 //!   stored as a sparse manifest (its blobs and children come when pulled);
 //! - a blob is streamed to the client **while** it is stored: the upstream
 //!   body is teed into an upload and to the client, and the client's last
-//!   chunk is held back until the digest is verified and the blob
-//!   committed, so a failed fetch cuts the connection instead of
+//!   chunk is held back until the digest is verified (not until the
+//!   commit's fsync), so a failed fetch cuts the connection instead of
 //!   completing a wrong body, and leaves nothing visible;
 //! - each piece is fetched once: one request per node leads (the others
 //!   wait for it and then read the stored copy), and the leader holds a
@@ -912,7 +912,7 @@ fn percent_encode(value: &str) -> String {
 }
 
 /// The client's side of a tee: every chunk but the last as it arrives;
-/// the last only once the fill reports the blob verified and stored, and
+/// the last only once the fill reports the bytes verified, and
 /// an error instead if it failed (the server then cuts the connection, so
 /// the client never holds a complete body with wrong bytes).
 fn held_back(rx: mpsc::Receiver<Msg>) -> ByteStream {
@@ -988,9 +988,29 @@ impl Fill {
                 }
             });
         let registry = self.cache.inner.registry.clone();
-        let result = registry
-            .upload_blob(&self.repo, &self.digest, self.size, Box::pin(body))
-            .await;
+        let (verified_tx, mut verified) = oneshot::channel();
+        let upload = registry.upload_blob_notifying(
+            &self.repo,
+            &self.digest,
+            self.size,
+            Box::pin(body),
+            Some(verified_tx),
+        );
+        tokio::pin!(upload);
+        // The client's last chunk goes out once the digest matches, not
+        // after the commit's fsync: the fsync of a large layer would
+        // otherwise double the first pull's time. A commit that fails
+        // after that only means the next pull fetches again.
+        let mut tx = tx;
+        let result = tokio::select! {
+            result = &mut upload => result,
+            Ok(()) = &mut verified => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(Msg::Done(Ok(()))).await;
+                }
+                upload.await
+            }
+        };
         let outcome = match &result {
             Ok(()) => {
                 tracing::info!(rule = %self.rule, repository = %self.repo, digest = %self.digest, upstream = %self.source.display(), "cache filled a blob");

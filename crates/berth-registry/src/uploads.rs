@@ -311,6 +311,21 @@ impl Registry {
         digest: &Digest,
         body: Option<(Option<u64>, ByteStream)>,
     ) -> Result<()> {
+        self.complete_upload_notifying(repository, id, digest, body, None)
+            .await
+    }
+
+    /// [`Self::complete_upload`], telling `verified` as soon as the bytes
+    /// are known to match the digest, before they are made durable and
+    /// visible (a streaming reader can then be handed its last bytes).
+    async fn complete_upload_notifying(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        body: Option<(Option<u64>, ByteStream)>,
+        verified: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<()> {
         let (uuid, ..) = self.upload_record(repository, id).await?;
         let mut guard = self.lock_for_append(uuid).await;
         let (_, offset, algorithm) = self.upload_record(repository, id).await?;
@@ -344,6 +359,9 @@ impl Registry {
                 actual,
             });
         }
+        if let Some(verified) = verified {
+            let _ = verified.send(());
+        }
         // Claim before writing: the collector never deletes a claimed blob,
         // and a blob it is deleting is waited for, not overwritten.
         self.claim_blob(digest, size).await?;
@@ -367,6 +385,21 @@ impl Registry {
         length: Option<u64>,
         body: ByteStream,
     ) -> Result<()> {
+        self.upload_blob_notifying(repository, digest, length, body, None)
+            .await
+    }
+
+    /// [`Self::upload_blob`], telling `verified` once the bytes match the
+    /// digest, before the commit's fsync: the cache's tee releases the
+    /// client's last chunk then instead of after the disk write.
+    pub async fn upload_blob_notifying(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        length: Option<u64>,
+        body: ByteStream,
+        verified: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<()> {
         let upload = self.start_upload(repository, digest.algorithm()).await?;
         let mut unfinished = DiscardOnDrop {
             registry: self,
@@ -374,7 +407,7 @@ impl Registry {
         };
         let id = upload.id.to_string();
         let result = self
-            .complete_upload(repository, &id, digest, Some((length, body)))
+            .complete_upload_notifying(repository, &id, digest, Some((length, body)), verified)
             .await;
         unfinished.id = None;
         if result.is_err() {
