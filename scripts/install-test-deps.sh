@@ -34,6 +34,7 @@ APT_PACKAGES=(
   postgresql      # scale-out metadata (scripts/scale-out-services.sh starts a private server)
   postgresql-client
   util-linux      # runuser, to run PostgreSQL as the postgres user
+  systemd         # systemd-analyze, systemd-sysusers: test_packaging.py checks the unit (not started)
 )
 
 # Garage, the S3-compatible object store of the scale-out tests, from
@@ -47,6 +48,8 @@ PIP_PACKAGES=(
   "pytest==9.2.0"
   "requests==2.34.2"
   "boto3==1.44.5"   # lists the bucket in the scale-out garbage-collection test
+  "kubernetes-validate==1.37.0"   # test_packaging.py: the manifests under packaging/kubernetes
+  "PyYAML==6.0.4"   # test_packaging.py reads the manifests
 )
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
@@ -141,9 +144,9 @@ else
 fi
 
 # Sanity: every tool the suite calls is on PATH.
-for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql runuser; do
+for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql runuser systemd-analyze systemd-sysusers; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
 "$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }
-python3 -c 'import oras.client, pytest, requests, boto3, cryptography' || { echo "python packages not importable" >&2; exit 1; }
+python3 -c 'import oras.client, pytest, requests, boto3, cryptography, kubernetes_validate, yaml' || { echo "python packages not importable" >&2; exit 1; }
 log "ok"
