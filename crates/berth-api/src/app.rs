@@ -52,6 +52,8 @@ pub struct AppSettings {
     pub data_url_ttl: Duration,
     /// Where audit events are also appended as JSON lines.
     pub audit_jsonl: Option<PathBuf>,
+    /// One JSON line per request there; none when `None`.
+    pub access_log: Option<crate::access_log::AccessLogTarget>,
 }
 
 impl Default for AppSettings {
@@ -66,6 +68,7 @@ impl Default for AppSettings {
             data_hosts: Vec::new(),
             data_url_ttl: Duration::from_secs(300),
             audit_jsonl: None,
+            access_log: None,
         }
     }
 }
@@ -82,6 +85,11 @@ pub enum AssemblyError {
     DataKeyVanished,
     #[error("cannot set up the artifact cache's upstream client: {0}")]
     Cache(String),
+    #[error("cannot open the access log {target}: {source}")]
+    AccessLog {
+        target: String,
+        source: std::io::Error,
+    },
 }
 
 /// The registry, authentication and network policy, ready to serve.
@@ -138,7 +146,20 @@ impl Services {
             crate::audit::cache_observer(events.clone()),
         )
         .map_err(AssemblyError::Cache)?;
+        let access_log = match &self.settings.access_log {
+            None => None,
+            Some(target) => Some(crate::access_log::AccessLog::start(target.clone()).map_err(
+                |source| AssemblyError::AccessLog {
+                    target: match target {
+                        crate::access_log::AccessLogTarget::Stderr => "(stderr)".into(),
+                        crate::access_log::AccessLogTarget::File(p) => p.display().to_string(),
+                    },
+                    source,
+                },
+            )?),
+        };
         Ok(AppState {
+            access_log,
             cache,
             registry: self.registry,
             auth: self.auth,

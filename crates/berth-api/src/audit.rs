@@ -260,6 +260,7 @@ fn route_label(path: &str, route: Option<&Route>) -> &'static str {
 /// The audit middleware (outermost).
 pub async fn record(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
+    let arrived_ms = now_ms();
     // HTTP/2 carries the host in `:authority`; downstream code (token realm,
     // data-host routing, events) reads `Host`.
     if !request.headers().contains_key(http::header::HOST) {
@@ -277,6 +278,14 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         .insert(CorrelationId(correlation.clone()));
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    let logged_path = state
+        .access_log
+        .is_some()
+        .then(|| crate::access_log::loggable_path(request.uri()));
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
     let user_agent = header(&request, http::header::USER_AGENT);
     let login_server = header(&request, http::header::HOST);
     let request_type = header(&request, http::header::CONTENT_TYPE);
@@ -342,6 +351,27 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         .map(|a| a.0.to_string())
         .unwrap_or_default();
     let identity = info.identity.clone().unwrap_or_else(|| "anonymous".into());
+    if let (Some(log), Some(logged_path)) = (&state.access_log, logged_path) {
+        let entry = crate::access_log::AccessEntry {
+            time: berth_util::rfc3339_ms(arrived_ms),
+            method: method.to_string(),
+            path: logged_path,
+            status,
+            bytes: 0,
+            bytes_received: request_length,
+            duration_ms: 0.0,
+            identity: identity.clone(),
+            client_address: if caller_ip.is_empty() {
+                peer.clone().unwrap_or_default()
+            } else {
+                caller_ip.clone()
+            },
+            correlation_id: correlation.clone(),
+            user_agent: user_agent.clone(),
+            incomplete: false,
+        };
+        response = response.map(|body| crate::access_log::wrap(body, log.clone(), entry, started));
+    }
     let is_token = label == "token";
     if is_token || info.login_attempt || info.network_denied {
         let operation = if info.network_denied {

@@ -26,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod access_log;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -70,6 +71,8 @@ pub struct AppState {
     pub data: Arc<data::DataEndpoints>,
     /// Renders `/metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// One JSON line per request, when configured.
+    pub access_log: Option<access_log::AccessLog>,
 }
 
 /// The complete HTTP application. Serve it with

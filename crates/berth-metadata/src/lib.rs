@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use berth_types::{Algorithm, Backend, Digest, Fault, Reference, RepositoryName, Tag};
 
 pub mod auth;
+pub mod backup;
 pub mod copy;
 pub mod events;
 pub mod locks;

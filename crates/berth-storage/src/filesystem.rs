@@ -91,16 +91,21 @@ impl FilesystemStore {
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root
-            .join(digest.algorithm().as_str())
-            .join(&hex[..2])
-            .join(hex)
+        self.root.join(blob_relative_path(digest))
     }
 
     fn upload_path(&self, id: Uuid) -> PathBuf {
         self.root.join("_uploads").join(id.to_string())
     }
+}
+
+/// Where a blob lives under the storage root (`sha256/ab/abcd...`): the
+/// layout backups keep too.
+pub fn blob_relative_path(digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    PathBuf::from(digest.algorithm().as_str())
+        .join(&hex[..2])
+        .join(hex)
 }
 
 fn not_found(e: &std::io::Error) -> bool {

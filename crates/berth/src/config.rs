@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::output::outln;
@@ -21,7 +22,7 @@ use crate::output::outln;
 /// Top-level keys that a `BERTH_<KEY>` variable (no `__`) may set.
 const TOP_LEVEL_ENV_KEYS: &[&str] = &["DATA_DIR"];
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Directory for embedded storage (blobs and the SQLite database).
@@ -34,6 +35,9 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthSection,
     pub audit: AuditSection,
+    /// The access log: one JSON line per request; off by default.
+    #[serde(default)]
+    pub access_log: AccessLogSection,
     /// Extra listeners on private addresses: requests arriving there are not
     /// subject to IP rules and keep working when public access is disabled.
     #[serde(default)]
@@ -45,41 +49,74 @@ pub struct Config {
     /// style, with the port clients use) served by this process by `Host`.
     #[serde(default)]
     pub data_endpoint: Vec<DataEndpointConfig>,
+    /// Whether `data_dir` was given (file, environment or `--data`) rather
+    /// than left at its default, which is relative to the working directory.
+    #[serde(skip)]
+    pub data_dir_given: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataEndpointConfig {
+    /// The region it serves (shown by `berth show-endpoints`).
+    #[schemars(example = &"westeurope")]
     pub region: String,
     /// host[:port] as clients address it.
+    #[schemars(example = &"registry.westeurope.data.example.com:5000")]
     pub host: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Login and repository events (`berth logs`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     /// Login and repository events older than this are purged.
     pub retention_days: u32,
     /// Also append every event as a JSON line to this file.
+    #[schemars(example = &"/var/log/berth/events.jsonl")]
     pub jsonl_path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One JSON line per request (time, method, path with secret query values
+/// masked, status, bytes, duration, identity, client address, correlation
+/// id, user agent).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogSection {
+    /// Write the access log.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Append to this file (reopened on SIGHUP, for logrotate); standard
+    /// error when unset.
+    #[serde(default)]
+    #[schemars(example = &"/var/log/berth/access.jsonl")]
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivateEndpointConfig {
+    /// Its name, as network rules and logs show it.
+    #[schemars(example = &"build-vnet")]
     pub name: String,
+    /// The private address to listen on.
+    #[schemars(example = &"10.1.0.4:5000")]
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubnetConfig {
+    /// The name `berth network-rule add --subnet` takes.
+    #[schemars(example = &"build-agents")]
     pub name: String,
+    /// Its address ranges.
+    #[schemars(example = ["10.1.0.0/24"])]
     pub cidrs: Vec<String>,
 }
 
 /// One address or several.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Listen {
     One(String),
@@ -95,7 +132,8 @@ impl Listen {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Identities, tokens and logins.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSection {
     /// The registry's name: the admin user's login.
@@ -117,10 +155,12 @@ pub struct AuthSection {
     pub jwks_refresh_seconds: u64,
     /// Used only when the owner is first created; otherwise a random
     /// password is generated. Meant for automated setups and tests.
+    #[schemars(example = &"change-me")]
     pub initial_owner_password: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Listeners, TLS and connection limits.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address(es) of the public endpoint: "127.0.0.1:5000" or a list.
@@ -135,14 +175,18 @@ pub struct ServerConfig {
     /// Lifetime of signed data-endpoint URLs.
     pub data_url_ttl_seconds: u64,
     /// PEM certificate chain: with `tls_key`, every listener speaks HTTPS.
+    /// Reloaded on SIGHUP and when the file changes.
     #[serde(default)]
+    #[schemars(example = &"/etc/berth/tls.crt")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
+    #[schemars(example = &"/etc/berth/tls.key")]
     pub tls_key: Option<PathBuf>,
     /// This node's name in garbage-collection records; defaults to
     /// `<hostname>-<pid>`.
     #[serde(default)]
+    #[schemars(example = &"node-a")]
     pub node_id: Option<String>,
     /// A new connection must deliver its first request headers (and a
     /// keep-alive connection the rest of a started request's headers)
@@ -159,43 +203,61 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where blobs are kept: the filesystem, or an S3-compatible bucket
+/// (scale-out).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// "filesystem" (default) or "s3".
     pub kind: String,
     /// Blob directory (filesystem); defaults to `<data_dir>/blobs`.
     #[serde(default)]
+    #[schemars(example = &"/srv/berth/blobs")]
     pub path: Option<PathBuf>,
     /// Bucket (s3).
     #[serde(default)]
+    #[schemars(example = &"berth")]
     pub bucket: Option<String>,
     /// `http(s)://host:port` of an S3-compatible store; AWS when unset.
     #[serde(default)]
+    #[schemars(example = &"http://127.0.0.1:3900")]
     pub endpoint: Option<String>,
+    /// The bucket's region (s3).
     #[serde(default)]
+    #[schemars(example = &"garage")]
     pub region: Option<String>,
+    /// Access key (s3); better set as BERTH_STORAGE__ACCESS_KEY_ID.
     #[serde(default)]
+    #[schemars(example = &"GK...")]
     pub access_key_id: Option<String>,
+    /// Secret key (s3); better set as BERTH_STORAGE__SECRET_ACCESS_KEY.
     #[serde(default)]
+    #[schemars(example = &"...")]
     pub secret_access_key: Option<String>,
     /// Key prefix inside the bucket.
     #[serde(default)]
+    #[schemars(example = &"registry-a/")]
     pub prefix: Option<String>,
     /// "none" (default): blobs stream through berth; "storage": blob GETs
     /// are redirected to presigned object-store URLs.
     #[serde(default)]
+    #[schemars(example = &"none")]
     pub redirect: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The metadata database: SQLite in the data directory, or PostgreSQL
+/// (scale-out).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetadataConfig {
-    /// Database URL; defaults to `sqlite://<data_dir>/berth.db`.
+    /// Database URL; defaults to `sqlite://<data_dir>/berth.db`. With a
+    /// password in it, better set as BERTH_METADATA__URL.
+    #[schemars(example = &"postgres://berth:secret@127.0.0.1:5432/berth")]
     pub url: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The garbage collector (online; one node at a time).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GcConfig {
     /// Seconds between garbage-collection passes; 0 disables the collector.
@@ -206,9 +268,11 @@ pub struct GcConfig {
     pub upload_ttl_seconds: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Limits on what clients send.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// The largest manifest accepted.
     pub max_manifest_bytes: usize,
     /// Smallest chunk (but the last) a chunked upload should send,
     /// announced as `OCI-Chunk-Min-Length`.
@@ -224,7 +288,8 @@ fn default_chunk_min_length() -> u64 {
     berth_registry::RegistryConfig::default().chunk_min_length
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The server's own log, on standard error.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// "text" or "json".
@@ -290,9 +355,11 @@ impl Default for Config {
                 retention_days: 90,
                 jsonl_path: None,
             },
+            access_log: AccessLogSection::default(),
             private_endpoint: Vec::new(),
             subnet: Vec::new(),
             data_endpoint: Vec::new(),
+            data_dir_given: false,
         }
     }
 }
@@ -337,19 +404,22 @@ impl Config {
     }
 
     pub fn load(file: Option<&Path>, overrides: Overrides) -> anyhow::Result<Config> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        // What was given, without the defaults under it.
+        let mut given = Figment::new();
         if let Some(file) = file {
             anyhow::ensure!(
                 file.exists(),
                 "config file {} does not exist",
                 file.display()
             );
-            figment = figment.merge(Toml::file_exact(file));
+            given = given.merge(Toml::file_exact(file));
         }
-        figment = figment
+        given = given
             .merge(config_env())
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|e| {
+        let data_dir_given = given.find_value("data_dir").is_ok();
+        let figment = Figment::from(Serialized::defaults(Config::default())).merge(given);
+        let mut config: Config = figment.extract().map_err(|e| {
             // Every error (not only the first), each naming its key and
             // where the value came from (the file or the variable).
             let all = e
@@ -388,6 +458,21 @@ impl Config {
                 anyhow::bail!("storage.redirect '{other}' is not one of \"none\", \"storage\"")
             }
         }
+        // Absolute from here on: every path derived from it (the database
+        // URL, the log, the lock) names the same directory whatever the
+        // process's working directory later is.
+        config.data_dir = std::path::absolute(&config.data_dir).with_context(|| {
+            format!(
+                "data_dir {} cannot be made absolute",
+                config.data_dir.display()
+            )
+        })?;
+        if let Some(path) = &config.storage.path {
+            config.storage.path = Some(std::path::absolute(path).with_context(|| {
+                format!("storage.path {} cannot be made absolute", path.display())
+            })?);
+        }
+        config.data_dir_given = data_dir_given;
         Ok(config)
     }
 
@@ -433,6 +518,15 @@ pub fn check(file: Option<&Path>) -> anyhow::Result<()> {
     let text = toml::to_string(&config.masked()).context("cannot print the configuration")?;
     let source = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
     outln!("# effective configuration: {source} + BERTH_* environment; secrets masked");
+    crate::output::emit(&text);
+    Ok(())
+}
+
+/// `berth config print`: the effective configuration alone, secrets
+/// masked, ready to be saved as a file.
+pub fn print(file: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(file, Overrides::default())?;
+    let text = toml::to_string(&config.masked()).context("cannot print the configuration")?;
     crate::output::emit(&text);
     Ok(())
 }

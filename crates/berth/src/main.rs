@@ -7,9 +7,12 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod backends;
+mod backup;
+mod cli_docs;
 mod cli_error;
 mod client;
 mod config;
+mod config_example;
 mod connections;
 mod credential_provider;
 mod datadir;
@@ -19,14 +22,23 @@ mod migrate;
 mod output;
 mod recover;
 mod serve;
+mod tls;
 
 use client::{ClientArgs, LeadingClientArgs};
 use output::Format;
 
+/// `berth --version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("BERTH_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berth",
-    version,
+    version = VERSION,
     about = "A container registry: the OCI distribution API with embedded storage in one binary",
     long_about = None
 )]
@@ -208,7 +220,8 @@ enum Command {
     /// anything: blobs (re-hashed on the way), then metadata, then a check
     /// that every row arrived. Safe to run again after an interruption.
     Migrate(migrate::MigrateArgs),
-    /// The server's configuration: `berth config check` validates it.
+    /// The server's configuration: `check` validates a file, `print` shows
+    /// the effective configuration, `example` every key with its default.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -219,6 +232,26 @@ enum Command {
     /// a running registry, which applies the change within about a second.
     /// Every change is in the activity log as done by 'recovery'.
     Recover(recover::RecoverArgs),
+    /// Backups of an embedded registry: `create` (online, consistent),
+    /// `restore` into a new data directory, `verify`.
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+    },
+    /// Print a shell completion script for bash, zsh or fish, e.g.
+    /// `berth completions bash > /etc/bash_completion.d/berth`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum, ignore_case = true)]
+        shell: cli_docs::Shell,
+    },
+    /// Print the berth(1) man page (roff), or with --dir write one page per
+    /// command (berth.1, berth-serve.1, ...) into a directory.
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Login and repository events.
     Logs {
         #[command(flatten)]
@@ -245,6 +278,17 @@ enum ConfigCommand {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Print the effective configuration (file, then BERTH_*__*
+    /// environment, then defaults) as TOML, secrets masked: what `berth
+    /// serve --config FILE` would run with.
+    Print {
+        /// TOML configuration file (without it: defaults and environment).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print a commented berth.toml listing every key with its default
+    /// (the same as packaging/berth.example.toml).
+    Example,
 }
 
 #[derive(Debug, clap::Args)]
@@ -440,6 +484,9 @@ impl Command {
             | Command::CredentialProvider(_)
             | Command::Migrate(_)
             | Command::Config { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Backup { .. }
             | Command::Recover(_) => None,
         }
     }
@@ -453,14 +500,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Migrate(args) = cli.command {
         return migrate::run(args);
     }
-    if let Command::Config {
-        command: ConfigCommand::Check { config },
-    } = &cli.command
-    {
-        return config::check(config.as_deref());
+    if let Command::Config { command } = &cli.command {
+        return match command {
+            ConfigCommand::Check { config } => config::check(config.as_deref()),
+            ConfigCommand::Print { config } => config::print(config.as_deref()),
+            ConfigCommand::Example => {
+                output::emit(&config_example::example().map_err(anyhow::Error::msg)?);
+                Ok(())
+            }
+        };
     }
     if let Command::Recover(args) = cli.command {
         return recover::run(args);
+    }
+    if let Command::Backup { command } = cli.command {
+        return backup::run(command);
+    }
+    if let Command::Completions { shell } = cli.command {
+        return cli_docs::completions(Cli::command(), shell);
+    }
+    if let Command::Man { dir } = &cli.command {
+        return cli_docs::man(Cli::command(), dir.as_deref());
     }
     if let Command::CheckHealth(args) = &cli.command {
         let code = tokio::runtime::Builder::new_current_thread()
@@ -490,6 +550,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::CredentialProvider(_)
             | Command::Migrate(_)
             | Command::Config { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Backup { .. }
             | Command::Recover(_) => Ok(()),
             Command::Login { client, login } => manage::login(&client, &login).await,
             Command::Logout { client, logout } => manage::logout(&client, &logout).await,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Extension;
+use berth_api::access_log::{AccessLog, AccessLogTarget};
 use berth_api::app::{AppSettings, Services};
 use berth_api::network::NetworkPolicy;
 use berth_auth::{AuthConfig, AuthService};
@@ -41,6 +42,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), overrides)?;
     init_logging(&config)?;
+    let new_registry =
+        !config.shared_metadata() && !config.data_dir.join(crate::datadir::DATABASE_FILE).exists();
+    if new_registry {
+        announce_new_registry(&config);
+    }
     // Held until the process ends: one server per data directory.
     let lock = crate::datadir::DataDirLock::acquire(&config.data_dir)?;
     tracing::debug!(lock = %lock.path().display(), "holding the data directory");
@@ -53,6 +59,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .block_on(serve(config))?;
     drop(lock);
     Ok(())
+}
+
+/// A new embedded registry is said out loud: started from another
+/// directory, the default `./berth-data` would otherwise silently be a new,
+/// empty registry beside the real one.
+fn announce_new_registry(config: &Config) {
+    let dir = config.data_dir.display();
+    if config.data_dir_given {
+        say!("creating a new registry in {dir}");
+    } else {
+        say!(
+            "no data directory was given: creating a new, empty registry in {dir} \
+             (./berth-data is relative to the working directory; give --data DIR, \
+             BERTH_DATA_DIR or data_dir to use a fixed one)"
+        );
+        tracing::warn!(data = %dir, "no data directory was given; using ./berth-data in the working directory");
+    }
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {
@@ -136,6 +159,13 @@ fn app_settings(config: &Config) -> anyhow::Result<AppSettings> {
             .collect(),
         data_url_ttl: Duration::from_secs(config.server.data_url_ttl_seconds),
         audit_jsonl: config.audit.jsonl_path.clone(),
+        access_log: config
+            .access_log
+            .enabled
+            .then(|| match &config.access_log.path {
+                Some(path) => AccessLogTarget::File(path.clone()),
+                None => AccessLogTarget::Stderr,
+            }),
     })
 }
 
@@ -148,13 +178,15 @@ async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything else: SIGHUP's default action ends the process.
+    let hangup = hangup_signal()?;
     let backends = crate::backends::open(&config).await?;
     let services = Services::open(backends.stores(), app_settings(&config)?).await?;
     let auth = services.auth.clone();
     let network = services.network.clone();
     let registry = services.registry.clone();
 
-    let tls = tls_config(&config)?;
+    let (tls, certificates) = crate::tls::server_config(&config)?.unzip();
     berth_api::set_tls(tls.is_some());
     let scheme = berth_api::scheme();
 
@@ -240,6 +272,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = services.into_state(endpoints, metrics).await?;
     spawn_cache_eviction(state.cache.clone(), state.auth.clone());
     let events = state.events.clone();
+    let access_log = state.access_log.clone();
     let app = berth_api::router(state);
     let server = &config.server;
     let limits = crate::connections::Limits {
@@ -257,6 +290,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         storage = %crate::backends::describe_storage(&config),
         metadata = %crate::backends::describe_metadata(&config),
         data = %config.data_dir.display(),
+        version = crate::VERSION,
         max_connections = limits.max_connections,
         max_connections_per_ip = limits.max_connections_per_ip,
         header_read_timeout_seconds = server.header_read_timeout_seconds,
@@ -282,6 +316,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ));
     }
 
+    if let Some(certificates) = &certificates {
+        crate::tls::spawn_watch(certificates.clone(), stop_rx.clone());
+    }
+    spawn_reload_on_hangup(hangup, certificates.clone(), access_log.clone());
+
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
@@ -306,42 +345,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     events.close(Duration::from_secs(10)).await;
+    if let Some(log) = access_log {
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
+    }
     backends.close().await;
     tracing::info!("berth stopped");
     Ok(())
-}
-
-/// rustls configuration from `[server] tls_cert` / `tls_key`, if given.
-fn tls_config(config: &Config) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
-        (None, None) => return Ok(None),
-        (Some(c), Some(k)) => (c, k),
-        _ => anyhow::bail!("give both server.tls_cert and server.tls_key, or neither"),
-    };
-    let certs = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("cannot read certificates from {}", cert.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{} holds an unreadable certificate", cert.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "{} holds no PEM certificate",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("cannot read a private key from {}", key.display()))?;
-    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .context("TLS protocol versions")?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("the TLS certificate and key do not fit together")?;
-    let mut server = server;
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(server)))
 }
 
 /// Writes a secret to a file only its owner can read.
@@ -437,6 +446,48 @@ fn spawn_collector(config: &Config, registry: Arc<Registry>) {
             }
         }
     });
+}
+
+#[cfg(unix)]
+type Hangup = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangup = ();
+
+fn hangup_signal() -> anyhow::Result<Hangup> {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP");
+    #[cfg(not(unix))]
+    Ok(())
+}
+
+/// SIGHUP (`systemctl reload berth`) reloads the TLS certificate and
+/// reopens the access log file.
+fn spawn_reload_on_hangup(
+    hangup: Hangup,
+    certificates: Option<Arc<crate::tls::Certificates>>,
+    access_log: Option<AccessLog>,
+) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hangup = hangup;
+        while hangup.recv().await.is_some() {
+            if let Some(log) = &access_log {
+                log.reopen();
+            }
+            match &certificates {
+                Some(c) => {
+                    let c = c.clone();
+                    let _ = tokio::task::spawn_blocking(move || c.reload("SIGHUP")).await;
+                }
+                None => {
+                    tracing::info!("SIGHUP: no TLS certificate is configured, nothing to reload")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (hangup, certificates, access_log);
 }
 
 async fn shutdown_signal() {

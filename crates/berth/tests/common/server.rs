@@ -53,6 +53,12 @@ impl TestServer {
         Self::launch(data_dir, env, password, None)
     }
 
+    /// Starts a server on a data directory whose owner already has
+    /// `owner_password` (a restored backup, say).
+    pub fn start_as(data_dir: &Path, owner_password: &str, env: &[(&str, &str)]) -> TestServer {
+        Self::launch(data_dir, env, owner_password.to_string(), None)
+    }
+
     /// Starts another node of `first`'s scale-out deployment (same
     /// PostgreSQL database, same bucket prefix, same owner) on its own data
     /// directory.
