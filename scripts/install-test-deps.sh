@@ -34,6 +34,7 @@ APT_PACKAGES=(
   postgresql      # scale-out metadata (scripts/scale-out-services.sh starts a private server)
   postgresql-client
   util-linux      # runuser, to run PostgreSQL as the postgres user
+  rclone          # copies a bucket in the scale-out backup test (the documented procedure)
   systemd         # systemd-analyze, systemd-sysusers: test_packaging.py checks the unit (not started)
 )
 
@@ -144,7 +145,7 @@ else
 fi
 
 # Sanity: every tool the suite calls is on PATH.
-for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql runuser systemd-analyze systemd-sysusers; do
+for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql pg_dump pg_restore rclone runuser systemd-analyze systemd-sysusers; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
 "$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }

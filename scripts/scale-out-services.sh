@@ -102,6 +102,8 @@ TOML
     key_id=$(echo "$key" | awk -F': *' '/Key ID/ {print $2; exit}')
     secret=$(echo "$key" | awk -F': *' '/Secret key/ {print $2; exit}')
     "${g[@]}" bucket allow --read --write --owner berth --key berth-key >/dev/null
+    # The scale-out backup test restores into a bucket of its own.
+    "${g[@]}" key allow --create-bucket berth-key >/dev/null
 
     cat >"$dir/env" <<ENV
 BERTH_TEST_POSTGRES_URL=postgres://berth:berth@127.0.0.1:$pgport/berth

@@ -246,10 +246,15 @@ def scale_out(engines, tmp_path_factory, client_env):
             "auth": {"initial_owner_password": owner.password},
         }
 
-        def start_node(node_name: str, listen: str | None = None, work: Path | None = None) -> BerthServer:
+        def start_node(
+            node_name: str, listen: str | None = None, work: Path | None = None, sections: dict | None = None
+        ) -> BerthServer:
+            """A node; ``sections`` replaces keys of the base config's sections (another bucket, say)."""
             work = work or tmp_path_factory.mktemp(f"berth-{name}-{node_name}")
             listen = listen or f"127.0.0.1:{free_port()}"
             cfg = copy.deepcopy(base)
+            for section, keys in (sections or {}).items():
+                cfg[section] = {**cfg.get(section, {}), **keys}
             cfg["data_dir"] = str(work / "data")
             cfg["server"] = {"listen": listen, "node_id": f"{name}-{node_name}"}
             config_path = work / "berth.toml"
@@ -1180,3 +1185,84 @@ def test_cache_fill_fetched_once_by_two_nodes(deployment, tmp_path, client_env):
 
 def absolute_url(host: str, location: str) -> str:
     return location if location.startswith("http") else f"http://{host}{location}"
+
+
+# --------------------------------------------------------------------------
+# Backups: pg_dump + a bucket copy, restored into a fresh database and bucket
+# --------------------------------------------------------------------------
+
+
+def test_backup_with_pg_dump_and_a_bucket_copy_restores_into_fresh_engines(scale_out, engines, tmp_path):
+    """The procedure of docs/operations.md ("Scale-out deployments"), step by step."""
+    dep = scale_out("backup", nodes=2)
+    s = dep.session()
+    images = [random_image("backup/app", f"v{i}", size=300 * 1024) for i in range(3)]
+    for i, image in enumerate(images):
+        push_image(s, dep.a if i % 2 == 0 else dep.b, image)
+    pg_dump, pg_restore, rclone = (require_tool(t) for t in ("pg_dump", "pg_restore", "rclone"))
+    pg_env = dict(os.environ, PGCONNECT_TIMEOUT="10")
+
+    # 1. The database first, then the bucket (blobs are stored before the
+    # rows that name them, so the later copy holds all the dump names).
+    dump = tmp_path / "berth.pgdump"
+    run([pg_dump, "--format=custom", "--file", dump, dep.database_url], pg_env, timeout=120)
+    restored_bucket = f"e2e-restored-{secrets.token_hex(4)}"
+    engines.s3.create_bucket(Bucket=restored_bucket)
+    # Plain HTTP to a loopback Garage: no AWS_* of the machine's (a CA
+    # bundle rclone cannot load into its transport, a profile).
+    rclone_env = dict(
+        {k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        RCLONE_CONFIG_GARAGE_TYPE="s3",
+        RCLONE_CONFIG_GARAGE_PROVIDER="Other",
+        RCLONE_CONFIG_GARAGE_ENDPOINT=engines.s3_endpoint,
+        RCLONE_CONFIG_GARAGE_REGION=engines.region,
+        RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID=engines.access_key_id,
+        RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY=engines.secret_access_key,
+        RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE="true",
+    )
+    restored_database = f"{dep.database}_restored"
+    try:
+        run(
+            [rclone, "sync", f"garage:{engines.bucket}/{dep.prefix}", f"garage:{restored_bucket}/{dep.prefix}"],
+            rclone_env,
+            timeout=300,
+        )
+        listed = engines.s3.list_objects_v2(Bucket=restored_bucket, Prefix=f"{dep.prefix}blobs/")
+        assert listed.get("KeyCount", 0) >= 4, f"the bucket copy holds no blobs: {listed}"
+
+        # 2. A fresh database from the dump.
+        engines.psql(f'CREATE DATABASE "{restored_database}" OWNER berth')
+        run(
+            [pg_restore, "--no-owner", "--role=berth", "--dbname", engines.database_url(restored_database), dump],
+            pg_env,
+            timeout=120,
+        )
+
+        # 3. A node on the restored engines: same owner, every image whole.
+        node = dep.start_node(
+            "restored",
+            sections={
+                "storage": {"bucket": restored_bucket},
+                "metadata": {"url": engines.database_url(restored_database)},
+            },
+        )
+        for image in images:
+            assert_pulls(s, node, image)
+            assert_pulls(s, node, image, reference=image.digest)
+        # And it takes new pushes.
+        extra = random_image("backup/app", "after-restore", size=64 * 1024)
+        push_image(s, node, extra)
+        assert_pulls(s, node, extra)
+        node.daemon.stop()
+    finally:
+        engines.psql(f'DROP DATABASE IF EXISTS "{restored_database}" WITH (FORCE)')
+        keys = list(
+            k
+            for page in engines.s3.get_paginator("list_objects_v2").paginate(Bucket=restored_bucket)
+            for k in (o["Key"] for o in page.get("Contents", []))
+        )
+        for i in range(0, len(keys), 1000):
+            engines.s3.delete_objects(
+                Bucket=restored_bucket, Delete={"Objects": [{"Key": k} for k in keys[i : i + 1000]], "Quiet": True}
+            )
+        engines.s3.delete_bucket(Bucket=restored_bucket)

@@ -602,3 +602,65 @@ fn refresh_token_for(server: &TestServer, password: &str) -> String {
         .unwrap_or_else(|| panic!("no refresh_token in {v}"))
         .to_string()
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = berth(&["--version"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let version = stdout(&out);
+    assert!(
+        version.starts_with(&format!("berth {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{version}"
+    );
+    // Built from a git checkout: the commit is HEAD's.
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|h| h.status.success());
+    if let Some(head) = head {
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+        assert!(
+            version.contains(&format!("(commit {head}")),
+            "{version} vs {head}"
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_command() {
+    for (shell, marker) in [
+        ("bash", "complete -F _berth"),
+        ("zsh", "#compdef berth"),
+        ("fish", "complete -c berth"),
+    ] {
+        let out = berth(&["completions", shell]);
+        assert!(out.status.success(), "{}", text(&out));
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: no {marker}");
+        for command in ["serve", "backup", "check-pull", "network-rule"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    let out = berth(&["man"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let page = stdout(&out);
+    assert!(
+        page.contains(".TH berth 1") && page.contains("(commit "),
+        "{page}"
+    );
+    let dir = tempdir("man");
+    let out = berth(&["man", "--dir", dir.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", text(&out));
+    for page in [
+        "berth.1",
+        "berth-serve.1",
+        "berth-backup-create.1",
+        "berth-sp-create.1",
+    ] {
+        let path = dir.path().join(page);
+        let body = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(body.contains(".SH"), "{page}");
+    }
+}

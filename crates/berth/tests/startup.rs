@@ -333,3 +333,108 @@ fn an_unreachable_database_fails_the_start_naming_it() {
         run.stderr
     );
 }
+
+#[test]
+fn config_print_is_the_effective_configuration_ready_to_save() {
+    let dir = tempdir("config-print");
+    let file = dir.path().join("berth.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"relative-data\"\n[auth]\ninitial_owner_password = \"owner-very-secret\"\n",
+    )
+    .expect("write config");
+    let run = berth(
+        &["config", "print", "--config", file.to_str().expect("utf-8")],
+        &[("BERTH_GC__INTERVAL_SECONDS", "5")],
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    assert!(!run.stdout.contains("owner-very-secret"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("interval_seconds = 5"),
+        "{}",
+        run.stdout
+    );
+    // Relative paths are shown as the server would use them: absolute.
+    let data_line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("data_dir = "))
+        .expect("data_dir");
+    assert!(
+        data_line.contains("\"/") && data_line.ends_with("relative-data\""),
+        "{data_line}"
+    );
+    // What it prints loads again, to the same configuration.
+    let saved = dir.path().join("saved.toml");
+    std::fs::write(&saved, &run.stdout).expect("write");
+    let again = berth(
+        &[
+            "config",
+            "print",
+            "--config",
+            saved.to_str().expect("utf-8"),
+        ],
+        &[("BERTH_GC__INTERVAL_SECONDS", "5")],
+    );
+    assert!(again.status.success(), "{}", again.stderr);
+    assert_eq!(again.stdout, run.stdout);
+}
+
+/// `berth serve` (no --data) in `cwd` until it listens: its stdout so far.
+fn serve_in(cwd: &Path, extra: &[&str]) -> String {
+    use std::io::BufRead;
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .env("NO_COLOR", "1");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BERTH_") {
+            cmd.env_remove(key);
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn berth");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(" listening on ") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    seen
+}
+
+#[test]
+fn a_new_registry_is_announced_with_its_absolute_path() {
+    let dir = tempdir("announce");
+    let cwd = dir.path().canonicalize().expect("canonical");
+    // The default, relative to the working directory: said loudly.
+    let first = serve_in(&cwd, &[]);
+    let default_dir = cwd.join("berth-data");
+    assert!(
+        first.contains("no data directory was given")
+            && first.contains(&default_dir.display().to_string()),
+        "{first}"
+    );
+    assert!(default_dir.join("berth.db").exists());
+    // The same directory again: an existing registry, nothing to say.
+    let second = serve_in(&cwd, &[]);
+    assert!(!second.contains("new"), "{second}");
+    // Given explicitly (relative): the absolute path, without the warning.
+    let third = serve_in(&cwd, &["--data", "chosen"]);
+    assert!(
+        third.contains(&format!(
+            "creating a new registry in {}",
+            cwd.join("chosen").display()
+        )) && !third.contains("no data directory"),
+        "{third}"
+    );
+}
