@@ -152,45 +152,13 @@ fn progress(total: u64, verb: &str) -> ProgressBar {
     )
 }
 
-/// Copies `from` to the new file `to` (mode 0600), hashing it, and
-/// returns what it hashed to and its length. The copy is on disk when it
-/// returns.
-fn copy_hashing(
-    from: &Path,
-    to: &Path,
-    algorithm: Algorithm,
-    bar: &ProgressBar,
-) -> anyhow::Result<(Digest, u64)> {
-    let mut input =
-        std::fs::File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
-    let mut output = crate::datadir::create_private_file(to)?;
-    let mut hasher = DigestHasher::new(algorithm);
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut length = 0u64;
-    loop {
-        let n = input
-            .read(&mut buffer)
-            .with_context(|| format!("cannot read {}", from.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        output
-            .write_all(&buffer[..n])
-            .with_context(|| format!("cannot write {}", to.display()))?;
-        length += n as u64;
-        bar.inc(n as u64);
-    }
-    output
-        .sync_all()
-        .with_context(|| format!("cannot write {}", to.display()))?;
-    Ok((hasher.finish(), length))
-}
-
-fn hash_file(
+/// Reads `path` through, hashing it and handing each piece to `sink`;
+/// returns what it hashed to and its length.
+fn read_hashing(
     path: &Path,
     algorithm: Algorithm,
     bar: &ProgressBar,
+    mut sink: impl FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Digest, u64)> {
     let mut input =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -205,10 +173,39 @@ fn hash_file(
             break;
         }
         hasher.update(&buffer[..n]);
+        sink(&buffer[..n])?;
         length += n as u64;
         bar.inc(n as u64);
     }
     Ok((hasher.finish(), length))
+}
+
+/// Copies `from` to the new file `to` (mode 0600), hashing it; the copy is
+/// on disk when it returns.
+fn copy_hashing(
+    from: &Path,
+    to: &Path,
+    algorithm: Algorithm,
+    bar: &ProgressBar,
+) -> anyhow::Result<(Digest, u64)> {
+    let mut output = crate::datadir::create_private_file(to)?;
+    let hashed = read_hashing(from, algorithm, bar, |piece| {
+        output
+            .write_all(piece)
+            .with_context(|| format!("cannot write {}", to.display()))
+    })?;
+    output
+        .sync_all()
+        .with_context(|| format!("cannot write {}", to.display()))?;
+    Ok(hashed)
+}
+
+fn hash_file(
+    path: &Path,
+    algorithm: Algorithm,
+    bar: &ProgressBar,
+) -> anyhow::Result<(Digest, u64)> {
+    read_hashing(path, algorithm, bar, |_| Ok(()))
 }
 
 fn sha256_of_file(path: &Path) -> anyhow::Result<(String, u64)> {

@@ -7,39 +7,30 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use common::{berth_command as berth, output_text as text};
 
 const PUSHERS: u64 = 8;
 const PUSHING: Duration = Duration::from_secs(20);
 
-/// `berth ARGS` with none of the test's own `BERTH_*` environment.
-fn berth(args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env("NO_COLOR", "1");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BERTH_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.output().expect("run berth")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+fn restore(backup: &Path, into: &Path) -> Output {
+    berth(&[
+        "backup",
+        "restore",
+        "--from",
+        path(backup),
+        "--data",
+        path(into),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -145,14 +136,7 @@ async fn a_backup_taken_during_pushes_restores_everything_acknowledged_before_it
         text(&out)
     );
 
-    let out = berth(&[
-        "backup",
-        "restore",
-        "--from",
-        path(&backup),
-        "--data",
-        path(&restored),
-    ]);
+    let out = restore(&backup, &restored);
     assert!(out.status.success(), "backup restore: {}", text(&out));
 
     // A second registry on the restored directory, beside the first.
@@ -176,14 +160,7 @@ async fn a_backup_taken_during_pushes_restores_everything_acknowledged_before_it
     );
 
     // A restore never writes over a directory that has something in it.
-    let out = berth(&[
-        "backup",
-        "restore",
-        "--from",
-        path(&backup),
-        "--data",
-        path(&restored),
-    ]);
+    let out = restore(&backup, &restored);
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("is not empty"), "{}", text(&out));
 
@@ -207,14 +184,7 @@ async fn a_backup_taken_during_pushes_restores_everything_acknowledged_before_it
     // The live registry still has the good bytes.
     assert_image_pulls(&api, &first).await;
     // And a restore of the damaged backup stops at the bad blob.
-    let out = berth(&[
-        "backup",
-        "restore",
-        "--from",
-        path(&backup),
-        "--data",
-        path(&dir.path().join("restored-again")),
-    ]);
+    let out = restore(&backup, &dir.path().join("restored-again"));
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains(&layer), "{}", text(&out));
 }

@@ -7,32 +7,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
+use common::{berth_command as berth, output_text as text};
 use serde_json::{json, Value};
-
-/// `berth ARGS` with none of the test's own `BERTH_*` environment.
-fn berth(args: &[&str]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env("NO_COLOR", "1");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("BERTH_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.output().expect("run berth")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn recover(server: &TestServer, args: &[&str]) -> Output {
     let data = server.data_dir().to_str().expect("utf-8").to_string();

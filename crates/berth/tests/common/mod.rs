@@ -4,6 +4,7 @@
 //!   graceful stop, restart on the same data directory);
 //! - [`api`]: HTTP clients for the distribution and management APIs;
 //! - [`assertions`]: status and error-envelope checks on responses;
+//! - [`cli`]: `berth` run as a command on the host;
 //! - [`content`]: media types, digests, deterministic bytes, manifests;
 //! - [`images`]: whole images pushed and pulled back, store snapshots;
 //! - [`store`]: what a server has stored, read from outside it;
@@ -26,6 +27,7 @@
 
 mod api;
 mod assertions;
+mod cli;
 mod content;
 mod images;
 mod raw_http;
@@ -37,5 +39,6 @@ mod store;
 // every one of them.
 #[allow(unused_imports)]
 pub use self::{
-    api::*, assertions::*, content::*, images::*, raw_http::*, scale_out::*, server::*, store::*,
+    api::*, assertions::*, cli::*, content::*, images::*, raw_http::*, scale_out::*, server::*,
+    store::*,
 };
