@@ -13,6 +13,7 @@ use berth_types::{Algorithm, Backend, Digest, Fault, Reference, RepositoryName, 
 
 pub mod auth;
 pub mod backup;
+pub mod changes;
 pub mod copy;
 pub mod events;
 pub mod locks;
@@ -25,6 +26,7 @@ pub use auth::{
     Activity, ActivityRecord, AuthStore, CredentialRecord, FederatedCredentialRecord,
     IdentityRecord, RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
 };
+pub use changes::{CacheChange, ChangeFeed, ChangeSource, FeedEvent};
 pub use events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
 pub use locks::{ContentLock, ContentLocks};
 pub use postgres::PostgresStore;

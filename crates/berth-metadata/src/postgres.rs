@@ -8,12 +8,17 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::PgPool;
 
 use berth_util::now;
 
+use crate::changes::{decode_notification, CacheChange, ChangeFeed, ChangeSource, FeedEvent};
 use crate::MetadataError;
+
+/// The sequence every announced change takes its generation from.
+const GENERATION_SEQUENCE: &str = "berth_cache_generation";
 
 const CONNECTIONS: u32 = 16;
 
@@ -48,6 +53,7 @@ impl PostgresStore {
             .connect_with(options.clone())
             .await?;
         crate::schema::postgres_migrator().run(&pool).await?;
+        ensure_generation_sequence(&pool).await?;
         let locks = PgPoolOptions::new()
             .max_connections(LOCK_CONNECTIONS)
             .min_connections(0)
@@ -77,6 +83,22 @@ impl PostgresStore {
         &self.locks
     }
 
+    /// Tells the other nodes' caches what this transaction changed: a
+    /// `NOTIFY`, delivered when (and only if) it commits.
+    pub(crate) async fn announce(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        change: &CacheChange,
+    ) -> Result<(), MetadataError> {
+        sqlx::query(&format!(
+            "SELECT pg_notify($1, nextval('{GENERATION_SEQUENCE}')::text || chr(9) || $2)"
+        ))
+        .bind(crate::changes::CHANNEL)
+        .bind(change.encode())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
     async fn write_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError> {
         sqlx::query("UPDATE uploads SET length = $1, updated_at = $2 WHERE id = $3")
             .bind(offset as i64)
@@ -85,6 +107,59 @@ impl PostgresStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+}
+
+/// Several nodes may start at once: `IF NOT EXISTS` still lets two
+/// creations race, and the loser's error is no error.
+async fn ensure_generation_sequence(pool: &PgPool) -> Result<(), MetadataError> {
+    let create = format!("CREATE SEQUENCE IF NOT EXISTS {GENERATION_SEQUENCE}");
+    if let Err(e) = sqlx::query(&create).execute(pool).await {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT relname::text FROM pg_class WHERE relname = $1")
+                .bind(GENERATION_SEQUENCE)
+                .fetch_optional(pool)
+                .await?;
+        if exists.is_none() {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// [`ChangeFeed`] over `LISTEN`: sqlx reconnects (and listens again) by
+/// itself; a lost connection is reported as [`FeedEvent::Lost`].
+pub struct PgChangeFeed {
+    listener: PgListener,
+}
+
+#[async_trait]
+impl ChangeFeed for PgChangeFeed {
+    async fn next(&mut self) -> Result<FeedEvent, MetadataError> {
+        Ok(match self.listener.try_recv().await? {
+            Some(notification) => decode_notification(notification.payload()),
+            None => FeedEvent::Lost,
+        })
+    }
+}
+
+#[async_trait]
+impl ChangeSource for PostgresStore {
+    /// `LISTEN` on a connection of its own.
+    async fn feed(&self) -> Result<Box<dyn ChangeFeed>, MetadataError> {
+        let mut listener = PgListener::connect_with(&self.writer).await?;
+        listener.eager_reconnect(true);
+        listener.listen(crate::changes::CHANNEL).await?;
+        Ok(Box::new(PgChangeFeed { listener }))
+    }
+
+    async fn generation(&self) -> Result<u64, MetadataError> {
+        let (last, called): (i64, bool) = sqlx::query_as(&format!(
+            "SELECT last_value, is_called FROM {GENERATION_SEQUENCE}"
+        ))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(if called { last as u64 } else { 0 })
     }
 }
 

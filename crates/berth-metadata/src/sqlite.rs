@@ -58,6 +58,15 @@ impl SqliteStore {
         &self.writer
     }
 
+    /// One node: its writes invalidate its cache directly, so nothing is
+    /// announced.
+    pub(crate) async fn announce(
+        _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        _change: &crate::CacheChange,
+    ) -> Result<(), MetadataError> {
+        Ok(())
+    }
+
     async fn write_upload_offset(&self, id: &str, offset: u64) -> Result<(), MetadataError> {
         // An upload's length has the durability of its chunks: it survives
         // a process crash, not a power loss (see docs/decisions.md). So this

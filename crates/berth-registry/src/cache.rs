@@ -14,11 +14,15 @@
 //! value — a moved tag served its old digest.) The check and the insert are
 //! not one atomic step, so a fill re-checks after inserting and takes its
 //! entry back if a write began in between. No lock on the read path: a
-//! few atomic loads. With shared
-//! metadata (several nodes) the cache is off: another node's write would not
-//! bump this node's generation (see docs/scale-out.md).
+//! few atomic loads.
+//!
+//! With shared metadata (several nodes) another node's write does not pass
+//! through here: it arrives as a [`berth_metadata::CacheChange`] and is
+//! applied as a write of this node's own ([`crate::remote`]). While that
+//! feed is not known to be complete the cache is switched off (nothing is
+//! filled, everything read from the database).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use berth_types::Digest;
@@ -44,8 +48,8 @@ impl Weighter<RepoKey, Arc<StoredManifest>> for ManifestWeight {
 }
 
 pub(crate) struct MetadataCache {
-    /// Off: nothing is ever filled, so every lookup reads the database.
-    enabled: bool,
+    /// Off: nothing is filled, so every lookup reads the database.
+    enabled: AtomicBool,
     /// Moves at the start and the end of every write.
     generation: AtomicU64,
     /// Writes in flight (begun, guard not yet dropped).
@@ -63,7 +67,7 @@ pub(crate) struct Ticket(u64);
 impl MetadataCache {
     pub(crate) fn new(enabled: bool) -> Self {
         MetadataCache {
-            enabled,
+            enabled: AtomicBool::new(enabled),
             generation: AtomicU64::new(0),
             writers: AtomicU64::new(0),
             tags: Cache::new(TAG_ENTRIES),
@@ -79,7 +83,7 @@ impl MetadataCache {
     fn valid(&self, ticket: Ticket) -> bool {
         // SeqCst throughout: a writer's `writers` increment and the reader's
         // loads must be in one order for the re-check in `fill` to work.
-        self.enabled
+        self.enabled.load(Ordering::SeqCst)
             && self.writers.load(Ordering::SeqCst) == 0
             && self.generation.load(Ordering::SeqCst) == ticket.0
     }
@@ -103,6 +107,23 @@ impl MetadataCache {
         self.writers.fetch_add(1, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         WriteGuard { cache: self }
+    }
+
+    /// Switches filling on or off; switching off also empties the cache
+    /// (as a write, so a fill in flight cannot put an entry back).
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        metrics::gauge!("berth_read_cache_enabled").set(if enabled { 1.0 } else { 0.0 });
+        if !enabled {
+            let write = self.write();
+            self.enabled.store(false, Ordering::SeqCst);
+            write.forget_everything();
+            return;
+        }
+        self.enabled.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
     }
 
     pub(crate) fn tag(&self, repo: &str, tag: &str) -> Option<Digest> {

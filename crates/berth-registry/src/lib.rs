@@ -19,6 +19,7 @@ mod error;
 mod gc;
 mod health;
 mod manifests;
+pub mod remote;
 mod uploads;
 
 pub use error::RegistryError;
@@ -44,8 +45,9 @@ pub struct RegistryConfig {
     pub upload_ttl: Duration,
     /// This node's name in the collector lease and its run records.
     pub node_id: String,
-    /// Cache tags, manifests and links in memory. Only when this node is
-    /// the only writer: with shared metadata another node may move a tag.
+    /// Cache tags, manifests and links in memory from the start. With
+    /// shared metadata this is off until the change feed of the other
+    /// nodes' writes is followed ([`remote::follow_changes`]).
     pub cache: bool,
     /// Send blob downloads to presigned storage URLs valid this long
     /// (`[storage] redirect = "storage"`); `None` streams them through.

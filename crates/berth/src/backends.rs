@@ -39,6 +39,15 @@ impl Backends {
         }
     }
 
+    /// Where other nodes' changes are announced: PostgreSQL (scale-out);
+    /// none for SQLite, whose only writer is this node.
+    pub fn change_source(&self) -> Option<Arc<dyn berth_metadata::ChangeSource>> {
+        match &self.database {
+            Database::Sqlite(_) => None,
+            Database::Postgres(p) => Some(Arc::new(p.clone())),
+        }
+    }
+
     /// Closes the database connections (SQLite checkpoints its log).
     pub async fn close(&self) {
         match &self.database {

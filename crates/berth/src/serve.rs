@@ -135,7 +135,8 @@ fn app_settings(config: &Config) -> anyhow::Result<AppSettings> {
             gc_grace: Duration::from_secs(config.gc.grace_seconds),
             upload_ttl: Duration::from_secs(config.gc.upload_ttl_seconds),
             node_id: crate::backends::node_id(config),
-            // Another node may change what this one would cache.
+            // Shared metadata: on once the other nodes' changes are
+            // followed (berth_registry::remote).
             cache: !config.shared_metadata(),
             storage_redirect: (config.storage.redirect.as_deref() == Some("storage"))
                 .then(|| Duration::from_secs(config.server.data_url_ttl_seconds)),
@@ -269,6 +270,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
     berth_cache::describe_metrics();
+    berth_registry::remote::describe_metrics();
+    registry.set_cache_enabled(!config.shared_metadata());
     let state = services.into_state(endpoints, metrics).await?;
     spawn_cache_eviction(state.cache.clone(), state.auth.clone());
     let events = state.events.clone();
@@ -318,6 +321,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     if let Some(certificates) = &certificates {
         crate::tls::spawn_watch(certificates.clone(), stop_rx.clone());
+    }
+    if let Some(source) = backends.change_source() {
+        tokio::spawn(berth_registry::remote::follow_changes(
+            registry.clone(),
+            source,
+            stop_rx.clone(),
+        ));
     }
     spawn_reload_on_hangup(hangup, certificates.clone(), access_log.clone());
 

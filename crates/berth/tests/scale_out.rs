@@ -409,3 +409,106 @@ async fn one_collector_at_a_time_with_runs_visible_everywhere() {
     let listed: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(listed["runs"][0]["state"], "finished", "{listed}");
 }
+
+/// `psql URL -c SQL`: the rows, one per line.
+fn psql(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-qAt", url, "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn tag_digest(api: &Api, repo: &str, tag: &str) -> String {
+    let resp = api.get(&format!("/v2/{repo}/manifests/{tag}")).await;
+    assert_eq!(resp.status(), 200);
+    must_header(&resp, "docker-content-digest")
+}
+
+async fn read_cache_on(server: &TestServer) -> bool {
+    let metrics = http_client()
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .any(|l| l.starts_with("berth_read_cache_enabled ") && l.ends_with(" 1"))
+}
+
+/// With shared metadata node B serves tags from its own read cache, and a
+/// tag moved on node A still reaches it: through A's notification at once,
+/// and when a change reaches the database without one (a lost
+/// notification: the generation moves, nothing is heard), within the
+/// stated bound (berth_registry::remote::STALE_BOUND, 2 s).
+#[tokio::test]
+async fn a_tag_moved_on_one_node_reaches_the_others_read_cache() {
+    let dir = tempdir("scale-read-cache");
+    let a = TestServer::start_scale_out(&dir.path().join("a"), &[]);
+    let b = TestServer::start_node(&dir.path().join("b"), &a, &[]);
+    let (api_a, api_b) = (Api::new(&a), Api::new(&b));
+    let one = push_image(&api_a, "cached/app", "stable", 1, 1024).await;
+    let two = push_image(&api_a, "cached/app", "two", 2, 1024).await;
+    assert!(
+        within(Duration::from_secs(20), || read_cache_on(&b))
+            .await
+            .is_some(),
+        "B's read cache never came on: {}",
+        b.logs()
+    );
+    assert_eq!(tag_digest(&api_b, "cached/app", "stable").await, one.digest);
+
+    // 1. Moved through A: B hears it.
+    let moved = api_a
+        .put_manifest("cached/app", "stable", OCI_MANIFEST, &two.manifest)
+        .await;
+    assert_eq!(moved.status(), 201);
+    assert!(
+        within(PROPAGATION, || async {
+            tag_digest(&api_b, "cached/app", "stable").await == two.digest
+        })
+        .await
+        .is_some(),
+        "B kept serving the old digest after A moved the tag"
+    );
+
+    // 2. Moved behind every node's back, with no announcement at all: B
+    // answers from its cache (which is what makes it fast) ...
+    let url = b.database_url();
+    psql(
+        &url,
+        &format!(
+            "UPDATE tags SET manifest_digest = '{}' WHERE name = 'stable' AND repository_id = \
+             (SELECT id FROM repositories WHERE name = 'cached/app')",
+            one.digest
+        ),
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            tag_digest(&api_b, "cached/app", "stable").await,
+            two.digest,
+            "B read the database: its read cache is not in use"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // ... 3. and when a generation is taken that B never hears of (a lost
+    // notification), B empties its cache within the bound.
+    psql(&url, "SELECT nextval('berth_cache_generation')");
+    assert!(
+        within(Duration::from_secs(5), || async {
+            tag_digest(&api_b, "cached/app", "stable").await == one.digest
+        })
+        .await
+        .is_some(),
+        "B never noticed the missed change: {}",
+        b.logs()
+    );
+}

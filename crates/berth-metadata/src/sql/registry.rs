@@ -9,7 +9,7 @@ macro_rules! impl_metadata_store {
             use sqlx::{Row, Transaction};
             use berth_util::{now, now_ms};
             use $crate::{
-                GcRunRecord, ManifestRecord, ManifestSummary, MetadataError,
+                CacheChange, GcRunRecord, ManifestRecord, ManifestSummary, MetadataError,
                 MetadataStore, NewManifest, Referrer, UploadRecord,
             };
 
@@ -164,6 +164,11 @@ impl MetadataStore for $store {
         .await?;
         if done.rows_affected() > 0 {
             queue_candidate(&mut tx, &digest.to_string()).await?;
+            <$store>::announce(&mut tx, &CacheChange::Link {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            })
+            .await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
@@ -281,6 +286,11 @@ impl MetadataStore for $store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            <$store>::announce(&mut tx, &CacheChange::Tag {
+                repository: m.repository.to_string(),
+                tag: tag.to_string(),
+            })
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -354,6 +364,13 @@ impl MetadataStore for $store {
         .bind(digest.to_string())
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() > 0 {
+            <$store>::announce(&mut tx, &CacheChange::Manifest {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+            })
+            .await?;
+        }
         tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
@@ -363,14 +380,23 @@ impl MetadataStore for $store {
         repository: &RepositoryName,
         tag: &Tag,
     ) -> Result<bool, MetadataError> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "DELETE FROM tags
              WHERE repository_id = (SELECT id FROM repositories WHERE name = $1) AND name = $2",
         )
         .bind(repository.as_str())
         .bind(tag.as_str())
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() > 0 {
+            <$store>::announce(&mut tx, &CacheChange::Tag {
+                repository: repository.to_string(),
+                tag: tag.to_string(),
+            })
+            .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -458,6 +484,10 @@ impl MetadataStore for $store {
             .bind(repo)
             .execute(&mut *tx)
             .await?;
+        <$store>::announce(&mut tx, &CacheChange::Repository {
+            repository: repository.to_string(),
+        })
+        .await?;
         tx.commit().await?;
         Ok(count as u64)
     }
@@ -744,6 +774,10 @@ impl MetadataStore for $store {
                 .bind(&digest)
                 .execute(&mut *tx)
                 .await?;
+            <$store>::announce(&mut tx, &CacheChange::BlobDeleted {
+                digest: digest.clone(),
+            })
+            .await?;
         }
         // Referenced (or already gone): off the queue; its references
         // dropping later queues it again. Still in its grace period: stays.

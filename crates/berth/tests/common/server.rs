@@ -118,6 +118,15 @@ impl TestServer {
         self.backend_of.as_deref().unwrap_or(&self.data_dir)
     }
 
+    /// The PostgreSQL URL of this server's deployment (scale-out only).
+    pub fn database_url(&self) -> String {
+        scale_out_env(self.backend_key())
+            .into_iter()
+            .find(|(k, _)| k == "BERTH_METADATA__URL")
+            .map(|(_, v)| v)
+            .expect("a scale-out server")
+    }
+
     /// The bucket key prefix of this server's deployment (scale-out only).
     pub fn s3_prefix(&self) -> String {
         format!("{}/", scale_out_name(self.backend_key()))
