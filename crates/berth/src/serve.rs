@@ -44,9 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&config)?;
     let new_registry =
         !config.shared_metadata() && !config.data_dir.join(crate::datadir::DATABASE_FILE).exists();
-    if new_registry {
-        announce_new_registry(&config);
-    }
+
     // Held until the process ends: one server per data directory.
     let lock = crate::datadir::DataDirLock::acquire(&config.data_dir)?;
     tracing::debug!(lock = %lock.path().display(), "holding the data directory");
@@ -56,7 +54,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("could not start the async runtime")?
-        .block_on(serve(config))?;
+        .block_on(serve(config, new_registry))?;
     drop(lock);
     Ok(())
 }
@@ -178,7 +176,7 @@ async fn bind(address: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {
     Ok((listener, local))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, new_registry: bool) -> anyhow::Result<()> {
     // Before anything else: SIGHUP's default action ends the process.
     let hangup = hangup_signal()?;
     let backends = crate::backends::open(&config).await?;
@@ -236,6 +234,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 say!("private endpoint '{name}' listening on {scheme}://{local}")
             }
         }
+    }
+    // After the listening lines, which scripts read first.
+    if new_registry {
+        announce_new_registry(&config);
     }
 
     if let Some(password) = auth

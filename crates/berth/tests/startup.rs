@@ -380,9 +380,10 @@ fn config_print_is_the_effective_configuration_ready_to_save() {
     assert_eq!(again.stdout, run.stdout);
 }
 
-/// `berth serve` (no --data) in `cwd` until it listens: its stdout so far.
+/// `berth serve` (no --data) in `cwd` until it answers HTTP: its stdout
+/// so far.
 fn serve_in(cwd: &Path, extra: &[&str]) -> String {
-    use std::io::BufRead;
+    use std::io::{BufRead, Write};
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -398,17 +399,52 @@ fn serve_in(cwd: &Path, extra: &[&str]) -> String {
     }
     let mut child = cmd.spawn().expect("spawn berth");
     let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
     let mut seen = String::new();
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.expect("read");
+    let mut address = None;
+    while address.is_none() {
+        let line = lines
+            .recv_timeout(EXIT_BOUND)
+            .expect("berth prints where it listens");
+        address = line
+            .split_once(" listening on http://")
+            .map(|(_, a)| a.to_string());
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains(" listening on ") {
+    }
+    // Serving means everything said at startup has been said.
+    let address = address.expect("address");
+    let started = Instant::now();
+    loop {
+        let answered = std::net::TcpStream::connect(&address)
+            .and_then(|mut s| {
+                s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+                let mut reply = String::new();
+                s.read_to_string(&mut reply)?;
+                Ok(reply.starts_with("HTTP/1.1"))
+            })
+            .unwrap_or(false);
+        if answered {
             break;
         }
+        assert!(started.elapsed() < EXIT_BOUND, "berth never answered");
+        std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = reader.join();
+    for line in lines.try_iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
     seen
 }
 
@@ -418,6 +454,14 @@ fn a_new_registry_is_announced_with_its_absolute_path() {
     let cwd = dir.path().canonicalize().expect("canonical");
     // The default, relative to the working directory: said loudly.
     let first = serve_in(&cwd, &[]);
+    // Scripts read the first line for the address: it stays first.
+    assert!(
+        first
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(" listening on ")),
+        "{first}"
+    );
     let default_dir = cwd.join("berth-data");
     assert!(
         first.contains("no data directory was given")
