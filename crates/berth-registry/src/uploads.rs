@@ -5,6 +5,7 @@
 //! A session hashes with the algorithm it was started with
 //! (`?digest-algorithm=`, sha256 by default).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use berth_storage::ByteStream;
@@ -15,8 +16,36 @@ use uuid::Uuid;
 use crate::{hash_stream, Registry, RegistryError, Result};
 
 /// Below this announced length a body is hashed inline; above (or when the
-/// length is unknown) on its own thread, overlapping receiving and writing.
+/// length is unknown) on its own thread, overlapping receiving and writing
+/// (while there are fewer such threads than cores, see [`PIPELINED`]).
 const PIPELINE_FROM: u64 = 1024 * 1024;
+
+/// Hashing threads running at once. Past one per core a thread per upload
+/// adds no parallelism (the cores are busy with the bodies already) but
+/// costs a thread, its stack and its share of the allocator's arenas, so
+/// further bodies are hashed inline.
+static PIPELINED: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the hashing threads [`PIPELINED`] counts; given back on drop.
+struct PipelineSlot;
+
+impl PipelineSlot {
+    fn take() -> Option<PipelineSlot> {
+        let limit = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PIPELINED
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| PipelineSlot)
+    }
+}
+
+impl Drop for PipelineSlot {
+    fn drop(&mut self) {
+        PIPELINED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// How often a commit retries claiming a blob the collector is deleting
 /// (200 ms apart).
@@ -28,6 +57,7 @@ enum Hashing {
     Pipelined {
         chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
         thread: tokio::task::JoinHandle<DigestHasher>,
+        _slot: PipelineSlot,
     },
 }
 
@@ -36,6 +66,9 @@ impl Hashing {
         if length.is_some_and(|l| l < PIPELINE_FROM) {
             return Hashing::Inline(Box::new(hasher));
         }
+        let Some(slot) = PipelineSlot::take() else {
+            return Hashing::Inline(Box::new(hasher));
+        };
         let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
         let thread = tokio::task::spawn_blocking(move || {
             let mut hasher = hasher;
@@ -44,7 +77,11 @@ impl Hashing {
             }
             hasher
         });
-        Hashing::Pipelined { chunks, thread }
+        Hashing::Pipelined {
+            chunks,
+            thread,
+            _slot: slot,
+        }
     }
 
     async fn update(&mut self, chunk: bytes::Bytes) -> Result<()> {
@@ -63,7 +100,7 @@ impl Hashing {
     async fn finish(self) -> Result<DigestHasher> {
         match self {
             Hashing::Inline(h) => Ok(*h),
-            Hashing::Pipelined { chunks, thread } => {
+            Hashing::Pipelined { chunks, thread, .. } => {
                 drop(chunks);
                 thread
                     .await
