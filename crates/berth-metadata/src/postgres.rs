@@ -127,8 +127,8 @@ async fn ensure_generation_sequence(pool: &PgPool) -> Result<(), MetadataError> 
     Ok(())
 }
 
-/// [`ChangeFeed`] over `LISTEN`: sqlx reconnects (and listens again) by
-/// itself; a lost connection is reported as [`FeedEvent::Lost`].
+/// [`ChangeFeed`] over `LISTEN`; a lost connection is reported as
+/// [`FeedEvent::Lost`].
 pub struct PgChangeFeed {
     listener: PgListener,
 }
@@ -148,7 +148,10 @@ impl ChangeSource for PostgresStore {
     /// `LISTEN` on a connection of its own.
     async fn feed(&self) -> Result<Box<dyn ChangeFeed>, MetadataError> {
         let mut listener = PgListener::connect_with(&self.writer).await?;
-        listener.eager_reconnect(true);
+        // A lost connection is reported at once (not after a reconnect
+        // attempt that may wait for the pool): the follower turns its
+        // cache off and opens a new feed.
+        listener.eager_reconnect(false);
         listener.listen(crate::changes::CHANNEL).await?;
         Ok(Box::new(PgChangeFeed { listener }))
     }

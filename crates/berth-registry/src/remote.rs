@@ -14,11 +14,16 @@
 //!   notification lost; a rolled-back write also leaves such a gap, which
 //!   costs one empty cache and nothing else).
 //!
+//! And it is off while the feed's connection is lost, or a poll does not
+//! answer within half a second (the database is down or unreachable from
+//! this node, whatever other nodes can still do).
+//!
 //! So another node's change reaches this node's answers as soon as its
 //! notification arrives (milliseconds), and if it never arrives, within
 //! [`STALE_BOUND`] of its commit.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +35,9 @@ use crate::Registry;
 
 /// How often the shared generation is compared with what was heard.
 pub const POLL: Duration = Duration::from_secs(1);
+/// A poll that takes longer than this (the database is unreachable or
+/// overloaded) turns the cache off until one answers again.
+const POLL_TIMEOUT: Duration = Duration::from_millis(500);
 /// The longest another node's committed change can go unseen here when
 /// its notification is lost: the poll after the commit reads its
 /// generation, the next one finds it missing.
@@ -127,10 +135,12 @@ pub async fn follow_changes(
 ) {
     registry.set_cache_enabled(false);
     let heard = Arc::new(Mutex::new(Heard::default()));
+    let feed_up = Arc::new(AtomicBool::new(false));
     let poller = tokio::spawn(poll_generation(
         registry.clone(),
         source.clone(),
         heard.clone(),
+        feed_up.clone(),
         stop.clone(),
     ));
     let mut down_since_logged = false;
@@ -154,7 +164,9 @@ pub async fn follow_changes(
         };
         let mut feed = feed;
         // Listening from here on: start from an empty cache.
+        feed_up.store(true, Ordering::SeqCst);
         if !resync(&registry, source.as_ref(), &heard).await {
+            feed_up.store(false, Ordering::SeqCst);
             if wait_or_stop(&mut stop, POLL).await {
                 break;
             }
@@ -175,16 +187,17 @@ pub async fn follow_changes(
                     lock(&heard).hear(generation);
                 }
                 Ok(FeedEvent::Unreadable) => registry.reset_cache("unreadable"),
-                // Reconnected already: what was sent meanwhile is lost.
+                // What is sent until a new feed listens is lost: off now,
+                // and on again (emptied) once a new feed is followed.
                 Ok(FeedEvent::Lost) => {
+                    feed_up.store(false, Ordering::SeqCst);
                     registry.set_cache_enabled(false);
-                    if !resync(&registry, source.as_ref(), &heard).await {
-                        continue 'connect;
-                    }
                     metrics::counter!("berth_cache_resets_total", "reason" => "reconnected")
                         .increment(1);
+                    continue 'connect;
                 }
                 Err(e) => {
+                    feed_up.store(false, Ordering::SeqCst);
                     registry.set_cache_enabled(false);
                     tracing::warn!(error = %e, "lost the other nodes' changes; the read cache is off until they are followed again");
                     down_since_logged = true;
@@ -222,12 +235,39 @@ async fn poll_generation(
     registry: Arc<Registry>,
     source: Arc<dyn ChangeSource>,
     heard: Arc<Mutex<Heard>>,
+    feed_up: Arc<AtomicBool>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut previous: Option<u64> = None;
+    let mut failing = false;
     loop {
         if wait_or_stop(&mut stop, POLL).await {
             return;
+        }
+        let polled = tokio::time::timeout(POLL_TIMEOUT, source.generation()).await;
+        let generation = match polled {
+            Ok(Ok(generation)) => generation,
+            Ok(Err(_)) | Err(_) => {
+                // Nothing to compare with: stale answers cannot be ruled out.
+                if !failing {
+                    tracing::warn!("the change generation does not answer; the read cache is off until it does");
+                    failing = true;
+                }
+                registry.set_cache_enabled(false);
+                previous = None;
+                continue;
+            }
+        };
+        if failing {
+            failing = false;
+            if feed_up.load(Ordering::SeqCst) {
+                // Off while the poll failed: on again, empty, from here.
+                lock(&heard).restart_at(generation);
+                registry.set_cache_enabled(true);
+                tracing::info!("the change generation answers again; the read cache is on");
+            }
+            previous = Some(generation);
+            continue;
         }
         if !registry.cache_enabled() {
             previous = None;
@@ -238,15 +278,7 @@ async fn poll_generation(
                 registry.reset_cache("missed");
             }
         }
-        match source.generation().await {
-            Ok(generation) => previous = Some(generation),
-            Err(e) => {
-                // Nothing to compare with: stale answers cannot be ruled out.
-                tracing::warn!(error = %e, "cannot read the change generation; emptying the read cache");
-                registry.reset_cache("unknown");
-                previous = None;
-            }
-        }
+        previous = Some(generation);
     }
 }
 
