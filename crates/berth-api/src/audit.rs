@@ -285,7 +285,7 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
     let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| c.0.ip());
     let user_agent = header(&request, http::header::USER_AGENT);
     let login_server = header(&request, http::header::HOST);
     let request_type = header(&request, http::header::CONTENT_TYPE);
@@ -362,7 +362,7 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
             duration_ms: 0.0,
             identity: identity.clone(),
             client_address: if caller_ip.is_empty() {
-                peer.clone().unwrap_or_default()
+                peer.map(|ip| ip.to_string()).unwrap_or_default()
             } else {
                 caller_ip.clone()
             },

@@ -208,6 +208,20 @@ fn hash_file(
     read_hashing(path, algorithm, bar, |_| Ok(()))
 }
 
+/// A small file copied (mode 0600, on disk when it returns).
+fn copy_file(from: &Path, to: &Path) -> anyhow::Result<()> {
+    copy_hashing(from, to, Algorithm::Sha256, &ProgressBar::hidden()).map(|_| ())
+}
+
+/// `initial-owner-password` from one directory to the other, if there is one.
+fn copy_owner_password(from_dir: &Path, to_dir: &Path) -> anyhow::Result<()> {
+    let password = from_dir.join(OWNER_PASSWORD);
+    if password.exists() {
+        copy_file(&password, &to_dir.join(OWNER_PASSWORD))?;
+    }
+    Ok(())
+}
+
 fn sha256_of_file(path: &Path) -> anyhow::Result<(String, u64)> {
     let (digest, length) = hash_file(path, Algorithm::Sha256, &ProgressBar::hidden())?;
     Ok((digest.hex().to_string(), length))
@@ -301,15 +315,7 @@ async fn create(config: &Config, to: &Path, copy: bool) -> anyhow::Result<()> {
     sync_dir(&to.join("blobs"));
 
     // 3. The first owner password, if the registry still has its file.
-    let password = config.data_dir.join(OWNER_PASSWORD);
-    if password.exists() {
-        copy_hashing(
-            &password,
-            &to.join(OWNER_PASSWORD),
-            Algorithm::Sha256,
-            &ProgressBar::hidden(),
-        )?;
-    }
+    copy_owner_password(&config.data_dir, to)?;
 
     // 4. What was taken, last: its presence marks a finished backup.
     let (sha256, bytes) = sha256_of_file(&db)?;
@@ -512,21 +518,8 @@ async fn restore(from: &Path, data: &Path) -> anyhow::Result<()> {
     bar.finish_and_clear();
     sync_dir(&data.join("blobs"));
     // The database last: a directory without it is not a registry yet.
-    copy_hashing(
-        &db,
-        &data.join(DATABASE),
-        Algorithm::Sha256,
-        &ProgressBar::hidden(),
-    )?;
-    let password = from.join(OWNER_PASSWORD);
-    if password.exists() {
-        copy_hashing(
-            &password,
-            &data.join(OWNER_PASSWORD),
-            Algorithm::Sha256,
-            &ProgressBar::hidden(),
-        )?;
-    }
+    copy_file(&db, &data.join(DATABASE))?;
+    copy_owner_password(from, data)?;
     sync_dir(data);
     reportln!(
         "restored the backup taken {} into {} in {:.1}s: {} repositories, {} manifests, {} tags, {} blobs ({} bytes)",

@@ -514,20 +514,23 @@ impl Config {
 /// `berth config check`: loads like `berth serve` would and prints the
 /// effective configuration, secrets masked.
 pub fn check(file: Option<&Path>) -> anyhow::Result<()> {
-    let config = Config::load(file, Overrides::default())?;
-    let text = toml::to_string(&config.masked()).context("cannot print the configuration")?;
+    let text = effective_toml(file)?;
     let source = file.map_or_else(|| "defaults".to_string(), |f| f.display().to_string());
     outln!("# effective configuration: {source} + BERTH_* environment; secrets masked");
     crate::output::emit(&text);
     Ok(())
 }
 
+/// The configuration `berth serve` would run with, as TOML, secrets masked.
+fn effective_toml(file: Option<&Path>) -> anyhow::Result<String> {
+    let config = Config::load(file, Overrides::default())?;
+    toml::to_string(&config.masked()).context("cannot print the configuration")
+}
+
 /// `berth config print`: the effective configuration alone, secrets
 /// masked, ready to be saved as a file.
 pub fn print(file: Option<&Path>) -> anyhow::Result<()> {
-    let config = Config::load(file, Overrides::default())?;
-    let text = toml::to_string(&config.masked()).context("cannot print the configuration")?;
-    crate::output::emit(&text);
+    crate::output::emit(&effective_toml(file)?);
     Ok(())
 }
 

@@ -366,14 +366,7 @@ async fn one_collector_at_a_time_with_runs_visible_everywhere() {
 
     // And its metrics, on the node that ran it.
     let ran = if ra.0 == 200 { &a } else { &b };
-    let metrics = http_client()
-        .get(format!("{}/metrics", ran.url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(ran).await;
     for name in [
         "berth_gc_blobs_deleted_total",
         "berth_gc_runs_total",
@@ -431,14 +424,7 @@ async fn tag_digest(api: &Api, repo: &str, tag: &str) -> String {
 }
 
 async fn read_cache_on(server: &TestServer) -> bool {
-    let metrics = http_client()
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(server).await;
     metrics
         .lines()
         .any(|l| l.starts_with("berth_read_cache_enabled ") && l.ends_with(" 1"))

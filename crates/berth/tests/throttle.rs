@@ -160,14 +160,7 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 async fn verifications(server: &TestServer) -> u64 {
-    let text = http_client()
-        .get(format!("{}/metrics", server.url()))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = metrics_text(server).await;
     metric(&text, "berth_auth_password_verifications_total")
 }
 

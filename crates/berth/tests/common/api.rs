@@ -33,6 +33,18 @@ pub fn client_with(authorization: Option<&str>) -> reqwest::Client {
 }
 
 /// A value of a response header, as a string.
+/// The server's `/metrics` page.
+pub async fn metrics_text(server: &TestServer) -> String {
+    http_client()
+        .get(format!("{}/metrics", server.url()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 pub fn header(resp: &Response, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
