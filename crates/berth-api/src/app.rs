@@ -158,7 +158,7 @@ impl Services {
                 },
             )?),
         };
-        Ok(AppState {
+        Ok(AppState::new(crate::SharedState {
             access_log,
             cache,
             registry: self.registry,
@@ -170,7 +170,7 @@ impl Services {
             event_store,
             data: Arc::new(data),
             metrics,
-        })
+        }))
     }
 }
 

@@ -55,8 +55,28 @@ pub fn scheme() -> &'static str {
     SCHEME.get().copied().unwrap_or("http")
 }
 
+/// What every handler and middleware layer works with: one `Arc`, so the
+/// per-request clones the layers make cost one reference count, not one
+/// per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl AppState {
+    pub fn new(shared: SharedState) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct SharedState {
     pub registry: Arc<Registry>,
     /// Pull-through for the repositories cache rules target.
     pub cache: berth_cache::PullThrough,

@@ -288,7 +288,11 @@ impl Registry {
     ) -> Result<UploadState> {
         let id = Uuid::new_v4();
         // Storage first: a session the metadata knows always has its file.
-        self.blobs.upload_writer(id, 0).await?.finish().await?;
+        self.blobs
+            .upload_writer(id, 0, Some(0))
+            .await?
+            .finish()
+            .await?;
         self.metadata
             .create_upload(&id.to_string(), repository, algorithm)
             .await?;
@@ -518,7 +522,7 @@ impl Registry {
         length: Option<u64>,
         mut body: ByteStream,
     ) -> Result<HashState> {
-        let mut writer = self.blobs.upload_writer(id, state.offset).await?;
+        let mut writer = self.blobs.upload_writer(id, state.offset, length).await?;
         let mut hasher = Hashing::start(state.hasher, length);
         let mut received = 0u64;
         while let Some(chunk) = body.next().await {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,14 +33,36 @@ const SMALL_READ_CHUNK: usize = 64 * 1024;
 const SMALL_RANGE: u64 = 8 * 1024 * 1024;
 /// Chunks read ahead of the client per stream.
 const READ_QUEUE: usize = 2;
+/// Blobs kept open for reading. Blobs never change under their digest, so
+/// an open handle stays valid until the blob is deleted (which drops it);
+/// a hot blob read in many ranges costs no `open` + `stat` per request.
+const OPEN_BLOBS: usize = 256;
 /// Chunks queued between the request and the writer thread (each is what
 /// one socket read gave, up to a few hundred KiB).
 const WRITE_QUEUE: usize = 2;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FilesystemStore {
     root: PathBuf,
     abandoned: AbandonedWriters,
+    open_blobs: Arc<quick_cache::sync::Cache<Digest, OpenBlob>>,
+}
+
+impl std::fmt::Debug for FilesystemStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilesystemStore")
+            .field("root", &self.root)
+            .field("open_blobs", &self.open_blobs.len())
+            .finish()
+    }
+}
+
+/// A blob's file, open for positioned reads (`pread`: no shared cursor, so
+/// any number of requests read it at once), and its size.
+#[derive(Debug, Clone)]
+struct OpenBlob {
+    file: Arc<std::fs::File>,
+    size: u64,
 }
 
 type WriterThread = tokio::task::JoinHandle<std::io::Result<u64>>;
@@ -83,6 +106,7 @@ impl FilesystemStore {
         Ok(FilesystemStore {
             root,
             abandoned: AbandonedWriters::default(),
+            open_blobs: Arc::new(quick_cache::sync::Cache::new(OPEN_BLOBS)),
         })
     }
 
@@ -96,6 +120,25 @@ impl FilesystemStore {
 
     fn upload_path(&self, id: Uuid) -> PathBuf {
         self.root.join("_uploads").join(id.to_string())
+    }
+
+    async fn open_blob(&self, digest: &Digest) -> Result<OpenBlob, StorageError> {
+        let path = self.blob_path(digest);
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<OpenBlob> {
+            let file = std::fs::File::open(path)?;
+            let size = file.metadata()?.len();
+            Ok(OpenBlob {
+                file: Arc::new(file),
+                size,
+            })
+        })
+        .await
+        .map_err(|e| StorageError::io(format!("open blob {digest}"))(std::io::Error::other(e)))?;
+        match opened {
+            Ok(blob) => Ok(blob),
+            Err(e) if not_found(&e) => Err(StorageError::BlobNotFound(digest.clone())),
+            Err(e) => Err(StorageError::io(format!("open blob {digest}"))(e)),
+        }
     }
 }
 
@@ -140,31 +183,24 @@ impl BlobStore for FilesystemStore {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<BlobRead, StorageError> {
-        let path = self.blob_path(digest);
-        let opened =
-            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
-                let file = std::fs::File::open(path)?;
-                let size = file.metadata()?.len();
-                Ok((file, size))
-            })
-            .await
-            .map_err(|e| {
-                StorageError::io(format!("open blob {digest}"))(std::io::Error::other(e))
-            })?;
-        let (file, size) = match opened {
-            Ok(f) => f,
-            Err(e) if not_found(&e) => return Err(StorageError::BlobNotFound(digest.clone())),
-            Err(e) => return Err(StorageError::io(format!("open blob {digest}"))(e)),
+        let blob = match self.open_blobs.get(digest) {
+            Some(blob) => blob,
+            None => {
+                let blob = self.open_blob(digest).await?;
+                self.open_blobs.insert(digest.clone(), blob.clone());
+                blob
+            }
         };
-        let range = range.unwrap_or(0..size);
-        crate::check_range(&range, size)?;
+        let range = range.unwrap_or(0..blob.size);
+        crate::check_range(&range, blob.size)?;
         Ok(BlobRead {
-            size,
-            stream: spawn_reader(file, range),
+            size: blob.size,
+            stream: spawn_reader(blob.file, range),
         })
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<bool, StorageError> {
+        self.open_blobs.remove(digest);
         match tokio::fs::remove_file(self.blob_path(digest)).await {
             Ok(()) => Ok(true),
             Err(e) if not_found(&e) => Ok(false),
@@ -176,6 +212,7 @@ impl BlobStore for FilesystemStore {
         &self,
         id: Uuid,
         offset: u64,
+        _length: Option<u64>,
     ) -> Result<Box<dyn UploadWriter>, StorageError> {
         self.abandoned.wait(id).await;
         let path = self.upload_path(id);
@@ -281,14 +318,13 @@ impl BlobStore for FilesystemStore {
 /// Reads `range` of `file` on a blocking thread straight into the buffers
 /// that go to the socket (one copy fewer than `tokio::fs`, which reads into
 /// its own buffer first), at most `READ_QUEUE` chunks ahead of the client.
-fn spawn_reader(file: std::fs::File, range: Range<u64>) -> ByteStream {
+fn spawn_reader(file: Arc<std::fs::File>, range: Range<u64>) -> ByteStream {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(READ_QUEUE);
     tokio::task::spawn_blocking(move || {
-        let mut file = file;
-        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
+        let mut reader = PositionedReader {
+            file: &file,
+            position: range.start,
+        };
         let mut left = range.end - range.start;
         let chunk = if left <= SMALL_RANGE {
             SMALL_READ_CHUNK
@@ -298,7 +334,7 @@ fn spawn_reader(file: std::fs::File, range: Range<u64>) -> ByteStream {
         while left > 0 {
             let want = left.min(chunk as u64);
             let mut chunk = Vec::with_capacity(want as usize);
-            match (&mut file).take(want).read_to_end(&mut chunk) {
+            match (&mut reader).take(want).read_to_end(&mut chunk) {
                 Ok(0) => {
                     let _ = tx.blocking_send(Err(std::io::Error::new(
                         std::io::ErrorKind::UnexpectedEof,
@@ -323,6 +359,21 @@ fn spawn_reader(file: std::fs::File, range: Range<u64>) -> ByteStream {
     Box::pin(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Reads a shared file from its own position (`pread`), leaving the file's
+/// cursor alone for the other readers.
+struct PositionedReader<'a> {
+    file: &'a std::fs::File,
+    position: u64,
+}
+
+impl Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
 }
 
 /// Writes on a blocking thread fed through a bounded queue, so receiving and
@@ -419,6 +470,36 @@ mod tests {
     use berth_types::Digest;
     use futures::StreamExt;
 
+    #[tokio::test]
+    async fn concurrent_ranges_of_one_open_blob_each_read_their_own_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FilesystemStore::open(dir.path()).expect("open");
+        let content: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let id = Uuid::new_v4();
+        let mut w = store.upload_writer(id, 0, None).await.expect("writer");
+        w.write(Bytes::from(content.clone())).await.expect("write");
+        w.finish().await.expect("finish");
+        let digest = Digest::sha256_of(&content);
+        store
+            .commit_upload(id, content.len() as u64, &digest)
+            .await
+            .expect("commit");
+        // One handle, many readers at different offsets (no shared cursor).
+        let reads = (0..16u64).map(|i| {
+            let store = store.clone();
+            let digest = digest.clone();
+            let range = i * 14_000..i * 14_000 + 70_000;
+            async move {
+                let r = store.read_blob(&digest, Some(range.clone())).await;
+                (range, collect(r.expect("range").stream).await)
+            }
+        });
+        for (range, bytes) in futures::future::join_all(reads).await {
+            assert_eq!(bytes, &content[range.start as usize..range.end as usize]);
+        }
+        assert_eq!(store.open_blobs.len(), 1);
+    }
+
     async fn collect(mut s: ByteStream) -> Vec<u8> {
         let mut out = Vec::new();
         while let Some(c) = s.next().await {
@@ -432,11 +513,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = FilesystemStore::open(dir.path()).expect("open");
         let id = Uuid::new_v4();
-        let mut w = store.upload_writer(id, 0).await.expect("writer");
+        let mut w = store.upload_writer(id, 0, None).await.expect("writer");
         w.write(Bytes::from_static(b"hello ")).await.expect("write");
         assert_eq!(w.finish().await.expect("finish"), 6);
         // An unacknowledged tail is discarded when the upload resumes.
-        let mut w = store.upload_writer(id, 6).await.expect("writer");
+        let mut w = store.upload_writer(id, 6, None).await.expect("writer");
         w.write(Bytes::from_static(b"world")).await.expect("write");
         assert_eq!(w.finish().await.expect("finish"), 11);
         assert_eq!(
@@ -456,9 +537,14 @@ mod tests {
             Err(StorageError::RangeNotSatisfiable { .. })
         ));
         assert!(store.delete_blob(&digest).await.expect("delete"));
+        // The open handle kept for reads went with the blob.
+        assert!(matches!(
+            store.read_blob(&digest, None).await,
+            Err(StorageError::BlobNotFound(_))
+        ));
         assert!(!store.delete_blob(&digest).await.expect("delete"));
         assert!(matches!(
-            store.upload_writer(Uuid::new_v4(), 5).await,
+            store.upload_writer(Uuid::new_v4(), 5, None).await,
             Err(StorageError::UploadNotFound(_))
         ));
     }

@@ -135,11 +135,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Opens an upload for appending at `offset`: creates it when `offset` is
     /// 0, and discards anything past `offset` (bytes of a request that was
-    /// never acknowledged).
+    /// never acknowledged). `length` is how many bytes the request
+    /// announced, when it did (a backend that buffers reserves no more).
     async fn upload_writer(
         &self,
         id: Uuid,
         offset: u64,
+        length: Option<u64>,
     ) -> Result<Box<dyn UploadWriter>, StorageError>;
 
     /// Streams the first `len` bytes of an upload (to rebuild hash state).

@@ -28,9 +28,10 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig,
-    WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore, PutPayload,
+    RetryConfig,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::{BlobRead, BlobStore, ByteStream, StorageError, UploadWriter};
@@ -42,6 +43,13 @@ const PART_SIZE: usize = 5 * 1024 * 1024;
 /// Parts of one request in flight while the next one fills: a request holds
 /// at most about two parts (10 MiB), whatever the blob's size.
 const PARTS_IN_FLIGHT: usize = 1;
+/// Part bytes held in memory by all requests of this node together (eight
+/// whole parts). A part is reserved whole before it fills, so every holder
+/// can finish its part with the body bytes alone and release it: no
+/// request waits on another one's part. Past the budget a request waits
+/// (its client is slowed by TCP), which is how 32 concurrent pushes stay
+/// in bounded memory.
+const PART_BUDGET: usize = 8 * PART_SIZE;
 
 /// Connecting to the store: loopback or a LAN answers in milliseconds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -67,6 +75,8 @@ pub struct S3Store {
     store: Arc<AmazonS3>,
     prefix: String,
     requests: Arc<AtomicU64>,
+    /// [`PART_BUDGET`] in KiB permits, shared by every writer of this node.
+    part_budget: Arc<Semaphore>,
 }
 
 impl S3Store {
@@ -116,6 +126,7 @@ impl S3Store {
             store: Arc::new(store),
             prefix,
             requests: Arc::new(AtomicU64::new(0)),
+            part_budget: Arc::new(Semaphore::new(PART_BUDGET / 1024)),
         })
     }
 
@@ -311,16 +322,14 @@ impl BlobStore for S3Store {
         &self,
         id: Uuid,
         offset: u64,
+        length: Option<u64>,
     ) -> Result<Box<dyn UploadWriter>, StorageError> {
-        Ok(Box::new(PartWriter {
-            store: self.clone(),
-            path: self.part_path(id, offset),
+        Ok(Box::new(PartWriter::new(
+            self.clone(),
+            self.part_path(id, offset),
             offset,
-            written: 0,
-            buffered: Vec::new(),
-            buffered_len: 0,
-            multipart: None,
-        }))
+            length,
+        )))
     }
 
     async fn read_upload(&self, id: Uuid, len: u64) -> Result<ByteStream, StorageError> {
@@ -355,22 +364,15 @@ impl BlobStore for S3Store {
                     .map_err(remote(format!("copy upload {id} to blob {digest}")))?;
             }
             _ => {
-                // Several parts: streamed into one multipart object.
+                // Several parts: streamed into one object (multipart when
+                // longer than a part), within the node's part budget.
                 let mut stream = self.concat(chain);
-                let mut writer = self.start_multipart(&target).await?;
+                let mut writer = PartWriter::new(self.clone(), target, 0, Some(len));
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(StorageError::io(format!("read upload {id}")))?;
-                    writer
-                        .wait_for_capacity(PARTS_IN_FLIGHT)
-                        .await
-                        .map_err(remote(format!("write blob {digest}")))?;
-                    writer.put(chunk);
+                    writer.write(chunk).await?;
                 }
-                self.count(1 + len.div_ceil(PART_SIZE as u64));
-                writer
-                    .finish()
-                    .await
-                    .map_err(remote(format!("complete blob {digest}")))?;
+                Box::new(writer).finish().await?;
             }
         }
         self.delete_parts(id, &parts).await
@@ -420,83 +422,184 @@ impl S3Store {
         Ok(())
     }
 
-    async fn start_multipart(&self, path: &Path) -> Result<WriteMultipart, StorageError> {
-        self.count(1);
-        let upload = self
-            .store
-            .put_multipart(path)
+    /// Reserves memory for a part of `bytes` from the node's budget.
+    async fn reserve_part(&self, bytes: usize) -> Result<OwnedSemaphorePermit, StorageError> {
+        let kib = bytes.div_ceil(1024).clamp(1, PART_BUDGET / 1024) as u32;
+        self.part_budget
+            .clone()
+            .acquire_many_owned(kib)
             .await
-            .map_err(remote(format!("start a multipart upload to {path}")))?;
-        Ok(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
+            .map_err(|_| {
+                StorageError::io("reserve memory for a part")(std::io::Error::other(
+                    "the part budget was closed",
+                ))
+            })
     }
 }
 
-/// One request's bytes, stored as one part object: a single PUT when they
-/// fit in [`PART_SIZE`], else a multipart upload with bounded buffering.
+/// Bytes written to one object: a single PUT when they fit in
+/// [`PART_SIZE`], else a multipart upload of whole parts (the last may be
+/// shorter). Each part is reserved from the node's [`PART_BUDGET`] before
+/// it fills and released when its upload ends.
 struct PartWriter {
     store: S3Store,
     path: Path,
+    /// Where these bytes start in the upload (what `finish` adds to).
     offset: u64,
-    written: u64,
-    buffered: Vec<Bytes>,
-    buffered_len: usize,
-    multipart: Option<WriteMultipart>,
+    /// How many bytes the request announced: a short body reserves only
+    /// what it needs.
+    expected: Option<u64>,
+    /// Bytes handed to part uploads so far.
+    sent: u64,
+    part: Vec<Bytes>,
+    part_len: usize,
+    permit: Option<OwnedSemaphorePermit>,
+    multipart: Option<Parts>,
+}
+
+/// A multipart upload under way and its parts in flight.
+struct Parts {
+    upload: Box<dyn MultipartUpload>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
+}
+
+impl Drop for Parts {
+    /// A request that died mid-body stops sending its parts (freeing their
+    /// memory); the bucket's lifecycle rules remove what was sent.
+    fn drop(&mut self) {
+        for part in &self.in_flight {
+            part.abort();
+        }
+    }
+}
+
+impl PartWriter {
+    fn new(store: S3Store, path: Path, offset: u64, expected: Option<u64>) -> Self {
+        PartWriter {
+            store,
+            path,
+            offset,
+            expected,
+            sent: 0,
+            part: Vec::new(),
+            part_len: 0,
+            permit: None,
+            multipart: None,
+        }
+    }
+
+    fn written(&self) -> u64 {
+        self.sent + self.part_len as u64
+    }
+
+    /// The memory the part now starting needs: a whole part, or what is
+    /// left of an announced length.
+    fn next_part_size(&self) -> usize {
+        match self.expected {
+            Some(expected) => (expected.saturating_sub(self.sent) as usize).min(PART_SIZE),
+            None => PART_SIZE,
+        }
+    }
+
+    /// Hands the filled part to an upload of its own, then waits until at
+    /// most [`PARTS_IN_FLIGHT`] are in flight.
+    async fn send_part(&mut self) -> Result<(), StorageError> {
+        if self.multipart.is_none() {
+            self.store.count(1);
+            let upload = self
+                .store
+                .store
+                .put_multipart(&self.path)
+                .await
+                .map_err(remote(format!("start a multipart upload to {}", self.path)))?;
+            self.multipart = Some(Parts {
+                upload,
+                in_flight: Default::default(),
+            });
+        }
+        let Some(parts) = self.multipart.as_mut() else {
+            return Ok(());
+        };
+        self.store.count(1);
+        let payload = PutPayload::from_iter(std::mem::take(&mut self.part));
+        let permit = self.permit.take();
+        let upload = parts.upload.put_part(payload);
+        parts.in_flight.push_back(tokio::spawn(async move {
+            let sent = upload.await;
+            drop(permit);
+            sent
+        }));
+        self.sent += self.part_len as u64;
+        self.part_len = 0;
+        while parts.in_flight.len() > PARTS_IN_FLIGHT {
+            if let Some(oldest) = parts.in_flight.pop_front() {
+                join_part(oldest, &self.path).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn join_part(
+    part: tokio::task::JoinHandle<object_store::Result<()>>,
+    path: &Path,
+) -> Result<(), StorageError> {
+    match part.await {
+        Ok(sent) => sent.map_err(remote(format!("write {path}"))),
+        Err(e) => Err(StorageError::io(format!("write {path}"))(
+            std::io::Error::other(e),
+        )),
+    }
 }
 
 #[async_trait]
 impl UploadWriter for PartWriter {
-    async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        self.written += chunk.len() as u64;
-        if let Some(multipart) = &mut self.multipart {
-            multipart
-                .wait_for_capacity(PARTS_IN_FLIGHT)
-                .await
-                .map_err(remote(format!("write {}", self.path)))?;
-            multipart.put(chunk);
-            return Ok(());
-        }
-        self.buffered_len += chunk.len();
-        self.buffered.push(chunk);
-        if self.buffered_len >= PART_SIZE {
-            let mut multipart = self.store.start_multipart(&self.path).await?;
-            for chunk in self.buffered.drain(..) {
-                multipart.put(chunk);
+    async fn write(&mut self, mut chunk: Bytes) -> Result<(), StorageError> {
+        while !chunk.is_empty() {
+            if self.permit.is_none() {
+                let size = self.next_part_size();
+                self.permit = Some(self.store.reserve_part(size).await?);
             }
-            self.buffered_len = 0;
-            self.multipart = Some(multipart);
+            let piece = chunk.split_to((PART_SIZE - self.part_len).min(chunk.len()));
+            self.part_len += piece.len();
+            self.part.push(piece);
+            if self.part_len == PART_SIZE {
+                self.send_part().await?;
+            }
         }
         Ok(())
     }
 
-    async fn finish(self: Box<Self>) -> Result<u64, StorageError> {
-        let PartWriter {
-            store,
-            path,
-            offset,
-            written,
-            buffered,
-            multipart,
-            ..
-        } = *self;
-        match multipart {
-            Some(multipart) => {
-                store.count(1 + written.div_ceil(PART_SIZE as u64));
-                multipart
-                    .finish()
-                    .await
-                    .map_err(remote(format!("complete {path}")))?;
-            }
+    async fn finish(mut self: Box<Self>) -> Result<u64, StorageError> {
+        let written = self.written();
+        if self.multipart.is_none() {
             // An empty request adds no part.
-            None if written == 0 => {}
-            None => {
-                store.count(1);
-                store
+            if written > 0 {
+                self.store.count(1);
+                let payload = PutPayload::from_iter(std::mem::take(&mut self.part));
+                self.store
                     .store
-                    .put(&path, PutPayload::from_iter(buffered))
+                    .put(&self.path, payload)
                     .await
-                    .map_err(remote(format!("store {path}")))?;
+                    .map_err(remote(format!("store {}", self.path)))?;
             }
+            return Ok(self.offset + written);
         }
-        Ok(offset + written)
+        if self.part_len > 0 {
+            self.send_part().await?;
+        }
+        let path = self.path.clone();
+        if let Some(parts) = self.multipart.as_mut() {
+            while let Some(part) = parts.in_flight.pop_front() {
+                join_part(part, &path).await?;
+            }
+            self.store.count(1);
+            parts
+                .upload
+                .complete()
+                .await
+                .map_err(remote(format!("complete {path}")))?;
+        }
+        Ok(self.offset + written)
     }
 }

@@ -52,9 +52,23 @@ async fn collect(mut s: berth_storage::ByteStream) -> Vec<u8> {
     out
 }
 
-/// Writes `bytes` as one request at `offset`, in 64 KiB chunks.
+/// Writes `bytes` as one request at `offset`, in 64 KiB chunks, without
+/// announcing its length (as a chunked transfer encoding would).
 async fn append(store: &dyn BlobStore, id: Uuid, offset: u64, bytes: &[u8]) -> u64 {
-    let mut writer = store.upload_writer(id, offset).await.expect("writer");
+    append_announced(store, id, offset, bytes, None).await
+}
+
+async fn append_announced(
+    store: &dyn BlobStore,
+    id: Uuid,
+    offset: u64,
+    bytes: &[u8],
+    length: Option<u64>,
+) -> u64 {
+    let mut writer = store
+        .upload_writer(id, offset, length)
+        .await
+        .expect("writer");
     for chunk in bytes.chunks(64 * 1024) {
         writer
             .write(Bytes::copy_from_slice(chunk))
@@ -70,7 +84,7 @@ async fn chunked_upload_commits_to_a_blob(store: Arc<dyn BlobStore>) {
     let b = data(9 * 1024 * 1024 + 17, 2); // over one S3 part: multipart
     let c = data(5, 3);
     assert_eq!(append(&*store, id, 0, &a).await, a.len() as u64);
-    let mid = append(&*store, id, a.len() as u64, &b).await;
+    let mid = append_announced(&*store, id, a.len() as u64, &b, Some(b.len() as u64)).await;
     let end = append(&*store, id, mid, &c).await;
     let whole = [a, b, c].concat();
     assert_eq!(end, whole.len() as u64);
@@ -96,6 +110,37 @@ async fn chunked_upload_commits_to_a_blob(store: Arc<dyn BlobStore>) {
         !store.delete_upload(id).await.expect("delete upload"),
         "a committed upload leaves nothing behind"
     );
+}
+
+/// More requests at once than the S3 store's part budget holds (each needs
+/// three parts, two of them at a time): they wait their turn and all finish
+/// with their own bytes, announced length or not.
+async fn many_requests_at_once_all_finish(store: Arc<dyn BlobStore>) {
+    let body = Arc::new(data(11 * 1024 * 1024, 9));
+    let requests = (0..12).map(|i| {
+        let store = store.clone();
+        let body = body.clone();
+        async move {
+            let id = Uuid::new_v4();
+            let length = (i % 2 == 0).then_some(body.len() as u64);
+            let end = append_announced(&*store, id, 0, &body, length).await;
+            (id, end)
+        }
+    });
+    let digest = Digest::sha256_of(&body);
+    // A writer that waited on a part another one never released would hang.
+    let finished = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        futures::future::join_all(requests),
+    )
+    .await
+    .expect("every request finishes: part memory is released as parts are sent");
+    for (id, end) in finished {
+        assert_eq!(end, body.len() as u64);
+        let read = collect(store.read_upload(id, end).await.expect("read")).await;
+        assert_eq!(Digest::sha256_of(&read), digest);
+        store.delete_upload(id).await.expect("delete upload");
+    }
 }
 
 async fn unacknowledged_bytes_are_never_read(store: Arc<dyn BlobStore>) {
@@ -140,7 +185,7 @@ async fn single_request_upload_and_empty_blob(store: Arc<dyn BlobStore>) {
 
     let empty = Uuid::new_v4();
     store
-        .upload_writer(empty, 0)
+        .upload_writer(empty, 0, Some(0))
         .await
         .expect("writer")
         .finish()
@@ -235,6 +280,7 @@ macro_rules! every_backend {
 
 every_backend!(
     chunked_upload_commits_to_a_blob,
+    many_requests_at_once_all_finish,
     unacknowledged_bytes_are_never_read,
     single_request_upload_and_empty_blob,
     missing_things_and_bad_ranges,

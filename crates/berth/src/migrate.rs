@@ -98,7 +98,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot read blob {digest} of the source"))?;
         let id = uuid::Uuid::new_v4();
-        let mut writer = to_blobs.upload_writer(id, 0).await?;
+        let mut writer = to_blobs.upload_writer(id, 0, Some(read.size)).await?;
         let mut hasher = DigestHasher::new(digest.algorithm());
         let mut stream = read.stream;
         while let Some(chunk) = stream.next().await {

@@ -50,6 +50,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::debug!(lock = %lock.path().display(), "holding the data directory");
     crate::datadir::secure_modes(&config.data_dir)?;
     crate::connections::check_fd_limit(config.server.max_connections);
+    berth_util::memory::return_large_blocks();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

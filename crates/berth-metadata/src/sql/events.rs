@@ -1,5 +1,9 @@
 //! [`EventStore`] for both SQL backends, written once (see `sql/auth.rs`).
 
+/// Rows per multi-row INSERT: 16 columns × 500 stays far below SQLite's
+/// limit of 32,766 bound parameters (and PostgreSQL's 65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 500;
+
 macro_rules! impl_event_store {
     ($store:ty) => {
         const _: () = {
@@ -15,52 +19,57 @@ impl EventStore for $store {
         logins: &[LoginEvent],
         repositories: &[RepositoryEvent],
     ) -> Result<(), MetadataError> {
+        // One multi-row INSERT per table and batch: a statement per event
+        // would be a round trip to the database (for SQLite, to its worker
+        // thread) per event, at the rate of every pull.
         let mut tx = self.writer.begin().await?;
-        for e in logins {
-            sqlx::query(
+        for chunk in logins.chunks($crate::sql::events::ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO login_events (time, login_server, identity, caller_ip, user_agent, operation,
-                   result_type, result_description, duration_ms, correlation_id, jwt_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(e.time_generated)
-            .bind(&e.login_server)
-            .bind(&e.identity)
-            .bind(&e.caller_ip_address)
-            .bind(&e.user_agent)
-            .bind(&e.operation_name)
-            .bind(i64::from(e.result_type))
-            .bind(&e.result_description)
-            .bind(e.duration_ms as i64)
-            .bind(&e.correlation_id)
-            .bind(&e.jwt_id)
-            .execute(&mut *tx)
-            .await?;
+                   result_type, result_description, duration_ms, correlation_id, jwt_id) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.time_generated)
+                    .push_bind(&e.login_server)
+                    .push_bind(&e.identity)
+                    .push_bind(&e.caller_ip_address)
+                    .push_bind(&e.user_agent)
+                    .push_bind(&e.operation_name)
+                    .push_bind(i64::from(e.result_type))
+                    .push_bind(&e.result_description)
+                    .push_bind(e.duration_ms as i64)
+                    .push_bind(&e.correlation_id)
+                    .push_bind(&e.jwt_id);
+            });
+            // Not kept prepared: each batch size is another statement.
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
-        for e in repositories {
-            sqlx::query(
+        for chunk in repositories.chunks($crate::sql::events::ROWS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO repository_events (time, login_server, operation, repository, tag, digest,
                    media_type, artifact_type, size, identity, caller_ip, user_agent, result_type,
-                   result_description, duration_ms, correlation_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            )
-            .bind(e.time_generated)
-            .bind(&e.login_server)
-            .bind(&e.operation_name)
-            .bind(&e.repository)
-            .bind(&e.tag)
-            .bind(&e.digest)
-            .bind(&e.media_type)
-            .bind(&e.artifact_type)
-            .bind(e.size.map(|s| s as i64))
-            .bind(&e.identity)
-            .bind(&e.caller_ip_address)
-            .bind(&e.user_agent)
-            .bind(i64::from(e.result_type))
-            .bind(&e.result_description)
-            .bind(e.duration_ms as i64)
-            .bind(&e.correlation_id)
-            .execute(&mut *tx)
-            .await?;
+                   result_description, duration_ms, correlation_id) ",
+            );
+            insert.push_values(chunk, |mut row, e| {
+                row.push_bind(e.time_generated)
+                    .push_bind(&e.login_server)
+                    .push_bind(&e.operation_name)
+                    .push_bind(&e.repository)
+                    .push_bind(&e.tag)
+                    .push_bind(&e.digest)
+                    .push_bind(&e.media_type)
+                    .push_bind(&e.artifact_type)
+                    .push_bind(e.size.map(|s| s as i64))
+                    .push_bind(&e.identity)
+                    .push_bind(&e.caller_ip_address)
+                    .push_bind(&e.user_agent)
+                    .push_bind(i64::from(e.result_type))
+                    .push_bind(&e.result_description)
+                    .push_bind(e.duration_ms as i64)
+                    .push_bind(&e.correlation_id);
+            });
+            // Not kept prepared: each batch size is another statement.
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
