@@ -4,15 +4,24 @@
 # same workloads, one server at a time, each on a fresh data directory on
 # the same filesystem.
 #
-# Usage: bench/compare.sh [--with-nginx] [--keep] [berth-bench run flags...]
+# Usage: bench/compare.sh [--with-nginx] [--tls] [--keep] [berth-bench run flags...]
 #   bench/compare.sh --smoke                  tiny sizes, a few seconds per server
 #   bench/compare.sh --with-nginx             the full comparison (docs/performance.md)
+#   bench/compare.sh --with-nginx --tls       the same, plus the reads over TLS
 #   bench/compare.sh --blob-size 256MiB --duration 5s --tags 2000
 #
 #   --with-nginx  also measure nginx (installed with apt-get if missing) on
 #                 the pull and small-GET workloads
+#   --tls         also run the reads (pull, pull-range, manifest-get) over
+#                 HTTPS against a second berth (and, with --with-nginx, a
+#                 second nginx), with a self-signed certificate for
+#                 127.0.0.1 made by openssl in the work directory;
+#                 Distribution stays plain HTTP
 #   --keep        keep the work directory (data, logs, per-server reports)
 # Every other flag goes to `berth-bench run` (see `berth-bench run --help`).
+# A berth with authentication (the default) also gets one extra
+# manifest-get run with a bearer token from its token service
+# (--manifest-auth bearer).
 #
 # Environment: BENCH_WORKDIR  where the data directories go [/tmp]
 #              BENCH_RESULTS  where the combined JSON goes [bench/results]
@@ -29,11 +38,13 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
 with_nginx=0
+tls=0
 keep=0
 pass=()
 while (($#)); do
     case "$1" in
         --with-nginx) with_nginx=1 ;;
+        --tls) tls=1 ;;
         --keep) keep=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -63,6 +74,9 @@ ensure_pkg curl curl
 if [ "$with_nginx" = 1 ]; then
     ensure_pkg nginx nginx
 fi
+if [ "$tls" = 1 ]; then
+    ensure_pkg openssl openssl
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [ -n "${BERTH_BIN:-}" ]; then
@@ -80,6 +94,21 @@ WORK=$(mktemp -d "${BENCH_WORKDIR:-/tmp}/berth-compare.XXXXXX")
 chmod 755 "$WORK" # nginx workers (nobody) traverse it
 RESULTS="${BENCH_RESULTS:-$ROOT/bench/results}"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+
+# --tls: one self-signed certificate for 127.0.0.1 (CA:TRUE, as a plain
+# `openssl req -x509` makes it), trusted by berth-bench with --ca-file and by
+# curl with --cacert.
+CERT="$WORK/tls/cert.pem"
+KEY="$WORK/tls/key.pem"
+curl_ca=()
+if [ "$tls" = 1 ]; then
+    mkdir -p "$WORK/tls"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$KEY" -out "$CERT" 2>/dev/null
+    chmod 644 "$KEY" "$CERT" # a throwaway key; nginx's workers may read it
+    curl_ca=(--cacert "$CERT")
+fi
 
 PIDS=()
 cleanup() {
@@ -134,7 +163,7 @@ wait_ready() {
             cat "$logfile" >&2
             return 1
         fi
-        if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$url$path")" =~ ^($codes)$ ]]; then
+        if [[ "$(curl -s "${curl_ca[@]}" -o /dev/null -w '%{http_code}' "$url$path")" =~ ^($codes)$ ]]; then
             return 0
         fi
         sleep 0.1
@@ -145,6 +174,23 @@ wait_ready() {
 
 berth_failed=0
 
+# The flags given to this script, less --workloads and --manifest-auth, for
+# the runs that pick their own (the TLS reads, the bearer manifest GET).
+pass_own=()
+skip_next=0
+for arg in "${pass[@]}"; do
+    if [ "$skip_next" = 1 ]; then
+        skip_next=0
+        continue
+    fi
+    case "$arg" in
+        --workloads | --manifest-auth) skip_next=1 ;;
+        --workloads=* | --manifest-auth=*) ;;
+        *) pass_own+=("$arg") ;;
+    esac
+done
+run_pass=("${pass[@]}")
+
 # bench NAME PID URL [extra berth-bench flags]: run the workloads, keep the
 # report. PID may be empty (no memory figures).
 bench() {
@@ -153,11 +199,23 @@ bench() {
     local flags=(--label "$name" --json "$WORK/$name.json")
     [ -z "$pid" ] || flags+=(--pid "$pid")
     log "workloads against $name ($url${pid:+, pid $pid})"
-    if ! "$BENCH" run "$url" "${flags[@]}" "$@" "${pass[@]}"; then
+    if ! "$BENCH" run "$url" "${flags[@]}" "$@" "${run_pass[@]}"; then
         log "$name: some operations failed (see the table above)"
-        [ "$name" != berth ] || berth_failed=1
+        [[ "$name" != berth* ]] || berth_failed=1
     fi
 }
+
+# bench_only WORKLOADS NAME PID URL [flags]: bench with these workloads only.
+bench_only() {
+    local workloads=$1
+    shift
+    run_pass=("${pass_own[@]}")
+    bench "$@" --workloads "$workloads"
+    run_pass=("${pass[@]}")
+}
+
+# The read workloads, the only ones run over TLS.
+READS=pull,pull-range,manifest-get
 
 run_distribution() {
     local port data config pid
@@ -198,44 +256,81 @@ EOF
     rm -rf "$data"
 }
 
+# run_berth [tls]: berth in plain HTTP (every workload, then the manifest
+# GET with a bearer token), or with `tls` over HTTPS (the reads only).
 run_berth() {
-    local port data pid i
+    local mode=${1:-plain} name=berth scheme=http port data pid i
+    local serve=() tls_flags=()
+    if [ "$mode" = tls ]; then
+        name=berth-tls
+        scheme=https
+        cat >"$WORK/berth-tls.toml" <<EOF
+[server]
+tls_cert = "$CERT"
+tls_key = "$KEY"
+EOF
+        serve=(--config "$WORK/berth-tls.toml")
+        tls_flags=(--ca-file "$CERT")
+    fi
     port=$(free_port)
-    data="$WORK/berth-data"
+    data="$WORK/$name-data"
     mkdir -p "$data"
-    log "starting berth on 127.0.0.1:$port"
-    "$BERTH" serve --listen "127.0.0.1:$port" --data "$data" >"$WORK/berth.out" 2>"$WORK/berth.log" &
+    log "starting $name on 127.0.0.1:$port"
+    "$BERTH" serve "${serve[@]}" --listen "127.0.0.1:$port" --data "$data" \
+        >"$WORK/$name.out" 2>"$WORK/$name.log" &
     pid=$!
     PIDS+=("$pid")
     for i in $(seq 1 300); do
-        grep -q "listening on http://" "$WORK/berth.out" 2>/dev/null && break
+        grep -q "listening on $scheme://" "$WORK/$name.out" 2>/dev/null && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
+    local url="$scheme://127.0.0.1:$port"
     # 401: berth with authentication, which created the owner (and wrote
     # its password) before serving.
-    wait_ready berth "$pid" "http://127.0.0.1:$port" /v2/ "$WORK/berth.log" '200|401'
+    wait_ready "$name" "$pid" "$url" /v2/ "$WORK/$name.log" '200|401'
     local auth=()
     if [ -f "$data/initial-owner-password" ]; then
         auth=(--user owner --password-file "$data/initial-owner-password")
     fi
-    # The disk reference row is measured on the same filesystem, first.
-    bench berth "$pid" "http://127.0.0.1:$port" --disk-dir "$WORK/disk" "${auth[@]}"
+    if [ "$mode" = tls ]; then
+        bench_only "$READS" "$name" "$pid" "$url" "${tls_flags[@]}" "${auth[@]}"
+    else
+        # The disk reference row is measured on the same filesystem, first.
+        bench "$name" "$pid" "$url" --disk-dir "$WORK/disk" "${auth[@]}"
+        if [ ${#auth[@]} -gt 0 ]; then
+            # The same manifest GET with a bearer token from berth's token
+            # service (fetched once, then sent on every request).
+            bench_only manifest-get berth-bearer "$pid" "$url" "${auth[@]}" --manifest-auth bearer
+        else
+            log "berth runs without authentication: no bearer manifest-get"
+        fi
+    fi
     stop "$pid"
     rm -rf "$data" "$WORK/disk"
 }
 
+# run_nginx [tls]: nginx serving the static files in plain HTTP, or with
+# `tls` over HTTPS (OpenSSL) with the same certificate as berth.
 run_nginx() {
-    local port root pid
+    local mode=${1:-plain} name=nginx scheme=http port root pid
+    local listen_ssl="" ssl_conf="" tls_flags=()
+    if [ "$mode" = tls ]; then
+        name=nginx-tls
+        scheme=https
+        listen_ssl=" ssl"
+        ssl_conf="ssl_certificate $CERT; ssl_certificate_key $KEY;"
+        tls_flags=(--ca-file "$CERT")
+    fi
     port=$(free_port)
     root="$WORK/static"
     mkdir -p "$root" "$WORK/nginx"
-    cat >"$WORK/nginx.conf" <<EOF
+    cat >"$WORK/$name.conf" <<EOF
 worker_processes auto;
 user nobody nogroup;
 daemon off;
 pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx.log warn;
+error_log $WORK/$name.log warn;
 events { worker_connections 1024; }
 http {
     access_log off;
@@ -250,20 +345,26 @@ http {
     scgi_temp_path $WORK/nginx/scgi;
     default_type application/octet-stream;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port$listen_ssl;
+        $ssl_conf
         root $root;
     }
 }
 EOF
     echo ok >"$root/ready"
-    log "starting nginx on 127.0.0.1:$port"
-    "$NGINX" -c "$WORK/nginx.conf" -e "$WORK/nginx.log" >>"$WORK/nginx.log" 2>&1 &
+    log "starting $name on 127.0.0.1:$port"
+    "$NGINX" -c "$WORK/$name.conf" -e "$WORK/$name.log" >>"$WORK/$name.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    wait_ready nginx "$pid" "http://127.0.0.1:$port" /ready "$WORK/nginx.log"
+    local url="$scheme://127.0.0.1:$port"
+    wait_ready "$name" "$pid" "$url" /ready "$WORK/$name.log"
     # berth-bench writes the files into the root before the GETs. No --pid:
     # the master's memory says nothing (its workers serve).
-    bench nginx "" "http://127.0.0.1:$port" --mode static --static-dir "$root"
+    if [ "$mode" = tls ]; then
+        bench_only "$READS" "$name" "" "$url" --mode static --static-dir "$root" "${tls_flags[@]}"
+    else
+        bench "$name" "" "$url" --mode static --static-dir "$root"
+    fi
     stop "$pid"
     rm -rf "$root"
 }
@@ -272,17 +373,30 @@ settle
 run_distribution
 settle
 run_berth
+if [ "$tls" = 1 ]; then
+    settle
+    run_berth tls
+fi
 if [ "$with_nginx" = 1 ]; then
     settle
     run_nginx
+    if [ "$tls" = 1 ]; then
+        settle
+        run_nginx tls
+    fi
 fi
 
 mkdir -p "$RESULTS"
 compare=(--berth "$WORK/berth.json")
 [ -f "$WORK/distribution.json" ] && compare+=(--distribution "$WORK/distribution.json")
 [ -f "$WORK/nginx.json" ] && compare+=(--nginx "$WORK/nginx.json")
+[ -f "$WORK/berth-tls.json" ] && compare+=(--berth-tls "$WORK/berth-tls.json")
+[ -f "$WORK/nginx-tls.json" ] && compare+=(--nginx-tls "$WORK/nginx-tls.json")
+[ -f "$WORK/berth-bearer.json" ] && compare+=(--berth-bearer "$WORK/berth-bearer.json")
+with_tls=""
+[ "$tls" = 0 ] || with_tls=", with TLS"
 echo
-echo "berth vs Distribution ($STAMP, $(nproc) cores; args: ${pass[*]:-full preset})"
+echo "berth vs Distribution ($STAMP, $(nproc) cores; args: ${pass[*]:-full preset}$with_tls)"
 "$BENCH" compare "${compare[@]}" --json "$RESULTS/$STAMP.json" --markdown "$RESULTS/$STAMP.md"
 log "results: $RESULTS/$STAMP.json"
 exit "$berth_failed"

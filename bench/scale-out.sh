@@ -4,6 +4,12 @@
 # loopback), on the same workloads, one after the other; then the garbage
 # collector's cost on the deployment (bench/gc_cost.py).
 #
+# Right before node A's run, the blob workloads (push, pull, pull-range,
+# concurrent-push) also run against the same Garage directly
+# (`berth-bench run --mode s3`, objects under bench-direct/ in the
+# deployment's bucket, deleted afterwards): the reference of the target
+# "two-node push and pull ≥ 0.8 × Garage direct", printed in a second table.
+#
 # Usage: bench/scale-out.sh [--gc-manifests N] [berth-bench run flags...]
 #   --gc-manifests N   size of the GC-cost store [10000]; 0 skips it
 #   bench/scale-out.sh --smoke                      a few seconds per server
@@ -97,6 +103,12 @@ url_a=$URL pid_a=$PID
 start_berth node-b "$WORK/b.out" --config "$WORK/node.toml" --listen 127.0.0.1:0 --data "$WORK/b"
 url_b=$URL
 log "node A $url_a, node B $url_b"
+log "Garage direct: the blob workloads against the bucket itself"
+garage_pid=$(cat "$WORK/engines/garage/pid" 2>/dev/null || true)
+AWS_ACCESS_KEY_ID=$BERTH_TEST_S3_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$BERTH_TEST_S3_SECRET_ACCESS_KEY \
+    "$BENCH" run --mode s3 --s3-endpoint "$BERTH_TEST_S3_ENDPOINT" --s3-bucket "$BERTH_TEST_S3_BUCKET" \
+    --s3-region "$BERTH_TEST_S3_REGION" --s3-prefix bench-direct/ --label garage-direct \
+    ${garage_pid:+--pid "$garage_pid"} --json "$WORK/garage-direct.json" "${pass[@]}"
 "$BENCH" run "$url_a" --label two-node --pid "$pid_a" --json "$WORK/two-node.json" "${auth[@]}" "${pass[@]}"
 
 if [ "$gc_manifests" -gt 0 ]; then
@@ -108,7 +120,8 @@ fi
 
 mkdir -p "$RESULTS"
 jq -n --slurpfile e "$WORK/embedded.json" --slurpfile t "$WORK/two-node.json" --slurpfile g "$WORK/gc.json" \
-    '{embedded: $e[0], two_node: $t[0], gc: $g[0]}' >"$RESULTS/scale-out-$STAMP.json"
+    --slurpfile s "$WORK/garage-direct.json" \
+    '{embedded: $e[0], two_node: $t[0], garage_direct: $s[0], gc: $g[0]}' >"$RESULTS/scale-out-$STAMP.json"
 echo
 echo "embedded vs two-node scale-out ($STAMP, $(nproc) cores; args: ${pass[*]:-full preset})"
 jq -r -n --slurpfile e "$WORK/embedded.json" --slurpfile t "$WORK/two-node.json" '
@@ -118,5 +131,17 @@ jq -r -n --slurpfile e "$WORK/embedded.json" --slurpfile t "$WORK/two-node.json"
    | ($t[0].workloads[] | select(.name == $w.name)) as $x
    | [$w.name, $w.unit, (rate($w) | floor), (rate($x) | floor),
       ((rate($x) / rate($w)) * 100 | floor / 100), $w.latency_ms.p99, $x.latency_ms.p99])
+  | @tsv' | column -t -s $'\t'
+echo
+echo "two-node vs the same Garage driven directly (target: two-node / Garage direct >= 0.8)"
+jq -r -n --slurpfile s "$WORK/garage-direct.json" --slurpfile t "$WORK/two-node.json" '
+  def rate(w): (if w.unit == "MiB/s" then w.mib_per_s else w.ops_per_s end) // 0;
+  ["workload", "unit", "Garage direct", "two-node", "two-node/direct", "target"],
+  ($s[0].workloads[] as $g
+   | ($t[0].workloads[] | select(.name == $g.name)) as $x
+   | (if rate($g) > 0 then rate($x) / rate($g) else null end) as $r
+   | [$g.name, $g.unit, (rate($g) | floor), (rate($x) | floor),
+      (if $r == null then "-" else ($r * 100 | floor / 100) end),
+      (if $r != null and $r >= 0.8 then "met" else "MISSED" end)])
   | @tsv' | column -t -s $'\t'
 log "results: $RESULTS/scale-out-$STAMP.json"

@@ -30,20 +30,44 @@ enum Command {
     /// layers, concurrent-push, tags-list (see docs/performance.md).
     /// Exits 1 if any operation failed.
     Run(Box<RunArgs>),
-    /// Join the reports of berth, Distribution and nginx into one table
-    /// with the ratio berth / Distribution and berth's targets.
-    Compare(CompareArgs),
+    /// Join the reports of berth, Distribution and nginx (and, optionally,
+    /// berth and nginx over TLS and berth with a bearer token) into one
+    /// table with the ratio berth / Distribution and berth's targets, each
+    /// met or MISSED.
+    Compare(Box<CompareArgs>),
+    /// Mixed traffic for a long time (pushes, pulls, ranges, manifests, tag
+    /// lists, deletes) while the server's RSS is sampled.
+    ///
+    /// Exits 1 if any operation failed or RSS grew by --max-growth (10%) or
+    /// more after the warm-up (see docs/performance.md, "Soak").
+    Soak(Box<crate::soak::SoakArgs>),
+}
+
+/// What serves the URL of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunMode {
+    /// A registry speaking the distribution API.
+    Registry,
+    /// A static file server holding the same bytes at the same paths.
+    Static,
+    /// An S3 bucket, driven directly (the --s3-* flags).
+    S3,
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Base URL of the registry (or static server), e.g. http://127.0.0.1:5000.
-    url: String,
+    /// Base URL of the registry (or static server), e.g. http://127.0.0.1:5000
+    /// (with --mode s3: the S3 endpoint, or --s3-endpoint).
+    #[arg(required_unless_present = "s3_bucket")]
+    url: Option<String>,
     /// What serves the URL: a registry, or a static file server holding the
     /// same bytes at the same paths (see --static-dir); only the GET
-    /// workloads run against a static server.
+    /// workloads run against a static server. With s3, the blob workloads
+    /// (push, pull, pull-range, concurrent-push) run against an S3 bucket
+    /// directly, as berth's S3 storage makes the requests: the reference
+    /// for a registry storing its blobs there.
     #[arg(long, value_enum, default_value = "registry")]
-    mode: Mode,
+    mode: RunMode,
     /// Comma-separated workloads to run [all].
     #[arg(long, value_enum, value_delimiter = ',')]
     workloads: Vec<Workload>,
@@ -82,11 +106,18 @@ struct RunArgs {
     /// <data>/initial-owner-password).
     #[arg(long, value_name = "FILE", group = "password_source")]
     password_file: Option<PathBuf>,
+    /// For an https:// URL: also trust the PEM certificates of this file
+    /// (a CA, or the server's self-signed certificate itself); the system's
+    /// CAs and SSL_CERT_FILE are trusted too.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// No progress lines on stderr.
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
     params: ParamArgs,
+    #[command(flatten)]
+    s3: crate::s3::S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -100,9 +131,22 @@ struct CompareArgs {
     /// The static-file ceiling's report.
     #[arg(long, value_name = "FILE")]
     nginx: Option<PathBuf>,
+    /// berth's report over TLS (https://), for pull over TLS vs plain pull.
+    #[arg(long, value_name = "FILE")]
+    berth_tls: Option<PathBuf>,
+    /// nginx's report over TLS, the ceiling of the TLS rows.
+    #[arg(long, value_name = "FILE")]
+    nginx_tls: Option<PathBuf>,
+    /// berth's manifest-get report with a bearer token (--manifest-auth bearer).
+    #[arg(long, value_name = "FILE")]
+    berth_bearer: Option<PathBuf>,
     /// Recompute the table from the reports inside an earlier comparison's
     /// JSON (bench/results/*.json) instead of --berth/--distribution/--nginx.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["berth", "distribution", "nginx"])]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["berth", "distribution", "nginx", "berth_tls", "nginx_tls", "berth_bearer"]
+    )]
     from: Option<PathBuf>,
     /// Write the reports and the comparison as one JSON file.
     #[arg(long, value_name = "FILE")]
@@ -127,14 +171,22 @@ pub fn main() -> ExitCode {
 fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(*args),
-        Command::Compare(args) => compare(args),
+        Command::Compare(args) => compare(*args),
+        Command::Soak(args) => crate::soak::main(*args),
     }
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mode = match args.mode {
+        RunMode::Registry => Mode::Registry,
+        RunMode::Static => Mode::Static,
+        RunMode::S3 => return run_s3(args),
+    };
+    anyhow::ensure!(!args.s3.any_given(), "the --s3-* flags need --mode s3");
+    let url = args.url.as_deref().context("give the URL of the server")?;
     let params = args.params.resolve()?;
-    let mut options = RunOptions::new(&args.url, params);
-    options.mode = args.mode;
+    let mut options = RunOptions::new(url, params);
+    options.mode = mode;
     if !args.workloads.is_empty() {
         options.workloads = args.workloads;
     }
@@ -143,18 +195,9 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     options.repo_prefix = args.repo_prefix;
     options.disk_dir = args.disk_dir;
     options.static_dir = args.static_dir;
+    options.ca_file = args.ca_file;
     options.progress = !args.quiet;
-    if let Some(user) = args.user {
-        let password = match (args.password, args.password_file) {
-            (Some(p), _) => p,
-            (None, Some(file)) => std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?
-                .trim()
-                .to_string(),
-            (None, None) => anyhow::bail!("--user needs --password or --password-file"),
-        };
-        options.credentials = Some(crate::Credentials { user, password });
-    }
+    options.credentials = read_credentials(args.user, args.password, args.password_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -171,6 +214,69 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `run --mode s3`: the blob workloads against a bucket.
+fn run_s3(args: RunArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.user.is_none() && args.disk_dir.is_none() && args.static_dir.is_none(),
+        "--user, --disk-dir and --static-dir do not apply to --mode s3"
+    );
+    let target = args.s3.resolve(args.url.as_deref())?;
+    let options = crate::s3::S3Options {
+        target,
+        workloads: if args.workloads.is_empty() {
+            Workload::ALL.to_vec()
+        } else {
+            args.workloads
+        },
+        params: args.params.resolve()?,
+        pid: args.pid,
+        label: args.label,
+        progress: !args.quiet,
+    };
+    if options.progress {
+        eprintln!(
+            "[{}] {}",
+            options.label.as_deref().unwrap_or("s3"),
+            crate::s3::summary(&options.target)
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(crate::s3::run(&options))?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        report.write(path)?;
+    }
+    Ok(if report.total_errors() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The credentials of `--user` with `--password` or `--password-file`
+/// (the file trimmed).
+pub(crate) fn read_credentials(
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+) -> anyhow::Result<Option<crate::Credentials>> {
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let password = match (password, password_file) {
+        (Some(p), _) => p,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .trim()
+            .to_string(),
+        (None, None) => anyhow::bail!("--user needs --password or --password-file"),
+    };
+    Ok(Some(crate::Credentials { user, password }))
+}
+
 fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let read = |p: &Option<PathBuf>| p.as_deref().map(Report::read).transpose();
     let runs = match (&args.from, &args.berth) {
@@ -185,6 +291,9 @@ fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
             berth: Report::read(berth)?,
             distribution: read(&args.distribution)?,
             nginx: read(&args.nginx)?,
+            berth_tls: read(&args.berth_tls)?,
+            nginx_tls: read(&args.nginx_tls)?,
+            berth_bearer: read(&args.berth_bearer)?,
         },
         (None, None) => anyhow::bail!("give --berth FILE or --from FILE"),
     };

@@ -1,8 +1,15 @@
 //! The distribution-API calls the workloads make, over reqwest (HTTP/1.1,
 //! no proxy, no auth). The hot small-request loop of `manifest-get` uses
 //! hyper directly instead (see `workloads::manifest_get`).
+//!
+//! An `https://` URL is spoken over rustls, trusting the system's CAs,
+//! `SSL_CERT_FILE` and `--ca-file` (a self-signed certificate named there is
+//! trusted as itself, as berth's own client commands do). An `http://` URL
+//! gets no TLS layer at all.
 
 use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -12,6 +19,7 @@ use reqwest::header::{
     LOCATION, RANGE,
 };
 use reqwest::{Body, Response, StatusCode, Url};
+use rustls::pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 
 use crate::data::BlobSpec;
@@ -58,21 +66,38 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     authorization: Option<HeaderValue>,
+    /// The TLS configuration of an `https://` URL (none for `http://`).
+    tls: Option<Arc<rustls::ClientConfig>>,
     pub mode: Mode,
 }
 
 impl Client {
+    /// A client for `base`; an `https://` URL trusts the system's CAs and
+    /// `SSL_CERT_FILE`.
     pub fn new(
         base: &str,
         mode: Mode,
         connections: usize,
         credentials: Option<&Credentials>,
     ) -> anyhow::Result<Self> {
+        Self::with_ca_file(base, mode, connections, credentials, None)
+    }
+
+    /// The same, an `https://` URL also trusting the PEM certificates of
+    /// `ca_file` (ignored for `http://`).
+    pub fn with_ca_file(
+        base: &str,
+        mode: Mode,
+        connections: usize,
+        credentials: Option<&Credentials>,
+        ca_file: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let mut base = Url::parse(base).with_context(|| format!("'{base}' is not a URL"))?;
-        anyhow::ensure!(
-            base.scheme() == "http",
-            "only http:// URLs are supported, not {base}"
-        );
+        let tls = match base.scheme() {
+            "http" => None,
+            "https" => Some(Arc::new(tls_config(ca_file)?)),
+            _ => bail!("only http:// and https:// URLs are supported, not {base}"),
+        };
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -84,21 +109,40 @@ impl Client {
         if let Some(value) = &authorization {
             headers.insert(AUTHORIZATION, value.clone());
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .no_proxy()
             .http1_only()
             .tcp_nodelay(true)
             .pool_max_idle_per_host(connections.max(1))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build the HTTP client")?;
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(config) = &tls {
+            builder = builder.use_preconfigured_tls(config.as_ref().clone());
+        }
+        let http = builder.build().context("cannot build the HTTP client")?;
         Ok(Client {
             http,
             base,
             authorization,
+            tls,
             mode,
+        })
+    }
+
+    /// The TLS configuration for raw connections, if the URL is `https://`.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
+    }
+
+    /// The name the server's certificate must hold: the URL's host.
+    pub fn server_name(&self) -> anyhow::Result<ServerName<'static>> {
+        let host = self.base.host_str().context("the URL has no host")?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(host.to_string())
+                .with_context(|| format!("'{host}' is not a TLS server name"))?,
         })
     }
 
@@ -373,6 +417,17 @@ impl Client {
     }
 }
 
+/// rustls trusting the system's CAs, `SSL_CERT_FILE` and `ca_file`,
+/// offering HTTP/1.1 only (the workloads speak HTTP/1.1 over TLS as over
+/// plain TCP).
+fn tls_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let files = berth_client::tls::ca_files(ca_file);
+    let mut config =
+        berth_client::tls::client_config(&files).context("cannot set up the TLS client")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// `Basic <base64(user:password)>`, as reqwest encodes it.
 fn basic_authorization(base: &Url, c: &Credentials) -> anyhow::Result<HeaderValue> {
     let request = reqwest::Client::new()
@@ -443,7 +498,23 @@ mod tests {
             "sha256:ab",
         );
         assert_eq!(u.query(), Some("_state=a&digest=sha256%3Aab"));
-        assert!(Client::new("https://x", Mode::Registry, 1, None).is_err());
+        assert!(c.tls().is_none());
+        assert!(Client::new("ftp://x", Mode::Registry, 1, None).is_err());
+        let tls = Client::new("https://127.0.0.1:5443", Mode::Registry, 1, None).expect("client");
+        assert!(tls.tls().is_some());
+        assert_eq!(tls.authority().expect("authority"), "127.0.0.1:5443");
+        assert_eq!(
+            tls.server_name().expect("name"),
+            ServerName::try_from("127.0.0.1").expect("ip")
+        );
+        let named = Client::new("https://registry.example", Mode::Registry, 1, None).expect("c");
+        assert_eq!(
+            named.authority().expect("authority"),
+            "registry.example:443"
+        );
+        let missing = Path::new("/nonexistent/ca.pem");
+        assert!(Client::with_ca_file("https://x", Mode::Registry, 1, None, Some(missing)).is_err());
+        assert!(Client::with_ca_file("http://x", Mode::Registry, 1, None, Some(missing)).is_ok());
         let creds = Credentials {
             user: "owner".into(),
             password: "pw".into(),

@@ -1,6 +1,10 @@
 //! One table from the runs against berth, Distribution and the static-file
 //! ceiling: per workload the figures, the ratio berth / Distribution, the
 //! reference (nginx or the disk), and whether berth meets its target.
+//!
+//! Optional extra runs add rows: berth and nginx over TLS (`(TLS)` rows:
+//! berth over TLS against berth in plain HTTP, nginx over TLS as the
+//! reference) and berth's manifest GET with a bearer token (`(bearer)`).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +17,15 @@ pub struct Runs {
     pub berth: Report,
     pub distribution: Option<Report>,
     pub nginx: Option<Report>,
+    /// berth over TLS (the read workloads), same run.
+    #[serde(default)]
+    pub berth_tls: Option<Report>,
+    /// nginx over TLS, same run.
+    #[serde(default)]
+    pub nginx_tls: Option<Report>,
+    /// berth's `manifest-get` with a bearer token, same run.
+    #[serde(default)]
+    pub berth_bearer: Option<Report>,
 }
 
 /// One line of the comparison.
@@ -60,7 +73,8 @@ fn figure(report: Option<&Report>, workload: &str, metric: Metric) -> Option<f64
 }
 
 struct Check {
-    ok: bool,
+    /// Whether the target is met; `None` for a figure shown as information.
+    ok: Option<bool>,
     text: String,
 }
 
@@ -71,17 +85,39 @@ fn at_least(
 ) -> Option<Check> {
     let (v, b) = (value?, bound?);
     Some(Check {
-        ok: v >= b,
+        ok: Some(v >= b),
         text: text(v, b),
     })
 }
 
 fn at_most(value: Option<f64>, bound: f64, text: impl Fn(f64) -> String) -> Option<Check> {
-    let v = value?;
+    at_most_of(value, Some(bound), |v, _| text(v))
+}
+
+fn at_most_of(
+    value: Option<f64>,
+    bound: Option<f64>,
+    text: impl Fn(f64, f64) -> String,
+) -> Option<Check> {
+    let (v, b) = (value?, bound?);
     Some(Check {
-        ok: v <= bound,
-        text: text(v),
+        ok: Some(v <= b),
+        text: text(v, b),
     })
+}
+
+/// A figure for the note that judges nothing.
+fn info(text: Option<String>) -> Option<Check> {
+    Some(Check {
+        ok: None,
+        text: text?,
+    })
+}
+
+/// `part` as a percentage of `whole`.
+fn percent(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
+    let (p, w) = (part?, whole?);
+    (w > 0.0).then(|| 100.0 * p / w)
 }
 
 impl Runs {
@@ -123,6 +159,9 @@ impl Runs {
         let b = |w, m| figure(Some(&self.berth), w, m);
         let d = |w, m| figure(self.distribution.as_ref(), w, m);
         let n = |w, m| figure(self.nginx.as_ref(), w, m);
+        let bt = |w, m| figure(self.berth_tls.as_ref(), w, m);
+        let nt = |w, m| figure(self.nginx_tls.as_ref(), w, m);
+        let bb = |w, m| figure(self.berth_bearer.as_ref(), w, m);
         let ratio = |w, m| Some(b(w, m)? / d(w, m)?);
         let t = Metric::Throughput;
         let disk = self.disk();
@@ -200,6 +239,81 @@ impl Runs {
                 format!("p99 {v:.1} ms")
             })],
         ));
+        let mg = "manifest-get";
+        rows.push(self.row(
+            mg,
+            "req/s",
+            t,
+            n(mg, t),
+            "≥60% of nginx",
+            vec![at_least(b(mg, t), n(mg, t).map(|x| 0.6 * x), |v, bound| {
+                format!("{:.0}% of nginx", 100.0 * v / (bound / 0.6))
+            })],
+        ));
+        rows.push(self.row(
+            mg,
+            "p99 ms ↓",
+            Metric::P99,
+            n(mg, Metric::P99),
+            "≤2× nginx p99",
+            vec![at_most_of(
+                b(mg, Metric::P99),
+                n(mg, Metric::P99).map(|x| 2.0 * x),
+                |v, bound| format!("{:.2}× nginx p99", v / (bound / 2.0)),
+            )],
+        ));
+        let no_bearer = self
+            .berth_bearer
+            .is_none()
+            .then(|| "no bearer run (bench/compare.sh, berth with auth)".to_string());
+        rows.push(row(
+            "manifest-get (bearer)",
+            "req/s",
+            bb(mg, t),
+            None,
+            n(mg, t),
+            "≥60% of nginx",
+            vec![
+                at_least(bb(mg, t), n(mg, t).map(|x| 0.6 * x), |v, bound| {
+                    format!("{:.0}% of nginx", 100.0 * v / (bound / 0.6))
+                }),
+                info(percent(bb(mg, t), b(mg, t)).map(|p| format!("{p:.0}% of Basic"))),
+                info(no_bearer),
+            ],
+        ));
+        let no_tls = self
+            .berth_tls
+            .is_none()
+            .then(|| "no TLS run (bench/compare.sh --tls)".to_string());
+        for w in ["pull", "pull-range"] {
+            rows.push(row(
+                &format!("{w} (TLS)"),
+                "MiB/s",
+                bt(w, t),
+                None,
+                nt(w, t),
+                "≥70% of plain HTTP",
+                vec![
+                    at_least(bt(w, t), b(w, t).map(|x| 0.7 * x), |v, bound| {
+                        format!("{:.0}% of plain", 100.0 * v / (bound / 0.7))
+                    }),
+                    info(percent(bt(w, t), nt(w, t)).map(|p| format!("{p:.0}% of nginx TLS"))),
+                    info(no_tls.clone()),
+                ],
+            ));
+        }
+        rows.push(row(
+            "manifest-get (TLS)",
+            "req/s",
+            bt(mg, t),
+            None,
+            nt(mg, t),
+            "",
+            vec![
+                info(percent(bt(mg, t), b(mg, t)).map(|p| format!("{p:.0}% of plain"))),
+                info(percent(bt(mg, t), nt(mg, t)).map(|p| format!("{p:.0}% of nginx TLS"))),
+            ],
+        ));
         rows.push(self.row("layers", "layers/s", t, None, "", vec![]));
         rows.push(self.row("layers", "p99 ms ↓", Metric::P99, None, "", vec![]));
         rows.push(self.row("concurrent-push", "MiB/s", t, disk, "", vec![]));
@@ -257,9 +371,10 @@ fn row(
     checks: Vec<Option<Check>>,
 ) -> Row {
     let checks: Vec<Check> = checks.into_iter().flatten().collect();
-    let status = if checks.is_empty() {
+    let judged: Vec<bool> = checks.iter().filter_map(|c| c.ok).collect();
+    let status = if judged.is_empty() {
         "-"
-    } else if checks.iter().all(|c| c.ok) {
+    } else if judged.iter().all(|ok| *ok) {
         "met"
     } else {
         "MISSED"
@@ -333,6 +448,9 @@ impl Comparison {
             ("berth", Some(&self.runs.berth)),
             ("distribution", self.runs.distribution.as_ref()),
             ("nginx", self.runs.nginx.as_ref()),
+            ("berth TLS", self.runs.berth_tls.as_ref()),
+            ("nginx TLS", self.runs.nginx_tls.as_ref()),
+            ("berth bearer", self.runs.berth_bearer.as_ref()),
         ] {
             let Some(report) = report else { continue };
             if let Some(w) = report.workload("tags-list") {
@@ -371,5 +489,240 @@ impl Comparison {
             }
         }
         notes.iter().map(|n| format!("{bullet}{n}\n")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Mode;
+    use crate::params::Params;
+    use crate::stats::{Latency, WorkloadResult, MIB_PER_S, OPS_PER_S};
+
+    /// A workload that ran: `throughput` in MiB/s for the blob workloads,
+    /// op/s for the others.
+    fn result(name: &str, throughput: f64, p99: f64) -> WorkloadResult {
+        let mib = name.starts_with("pull") || name.contains("push");
+        WorkloadResult {
+            name: name.to_string(),
+            description: String::new(),
+            ops: 100,
+            errors: 0,
+            bytes: 0,
+            elapsed_s: 1.0,
+            ops_per_s: throughput,
+            mib_per_s: mib.then_some(throughput),
+            unit: if mib { MIB_PER_S } else { OPS_PER_S }.to_string(),
+            latency_ms: Latency {
+                p50: p99 / 2.0,
+                p99,
+                max: p99,
+                mean: p99 / 2.0,
+            },
+            server_peak_rss_kib: None,
+            server_cpu_s: None,
+            client_cpu_s: None,
+            details: Default::default(),
+            error_samples: Vec::new(),
+        }
+    }
+
+    fn report(label: &str, workloads: &[(&str, f64, f64)]) -> Report {
+        Report {
+            tool: "berth-bench".into(),
+            version: "0".into(),
+            label: Some(label.into()),
+            url: "http://127.0.0.1:1".into(),
+            mode: Mode::Registry,
+            started_unix_s: 0,
+            params: Params::smoke(),
+            server_pid: None,
+            idle_rss_kib: None,
+            peak_rss_kib: None,
+            peak_reset_per_workload: false,
+            load_before: None,
+            load_after: None,
+            workloads: workloads
+                .iter()
+                .map(|(n, t, p)| result(n, *t, *p))
+                .collect(),
+        }
+    }
+
+    fn runs(berth: Report) -> Runs {
+        Runs {
+            berth,
+            distribution: None,
+            nginx: None,
+            berth_tls: None,
+            nginx_tls: None,
+            berth_bearer: None,
+        }
+    }
+
+    /// The row of `workload`/`metric` whose target is `target`.
+    fn find<'a>(c: &'a Comparison, workload: &str, metric: &str, target: &str) -> &'a Row {
+        c.rows
+            .iter()
+            .find(|r| r.workload == workload && r.metric == metric && r.target == target)
+            .unwrap_or_else(|| panic!("no row {workload} / {metric} / {target}"))
+    }
+
+    fn status<'a>(c: &'a Comparison, workload: &str, metric: &str, target: &str) -> &'a str {
+        &find(c, workload, metric, target).status
+    }
+
+    const NGINX: &[(&str, f64, f64)] = &[
+        ("pull", 2000.0, 10.0),
+        ("pull-range", 1600.0, 8.0),
+        ("manifest-get", 50_000.0, 2.0),
+    ];
+
+    #[test]
+    fn manifest_get_against_nginx() {
+        // 31000/s is 62% of nginx's 50000/s; p99 3.9 ms is under 2 × 2 ms.
+        let mut r = runs(report("berth", &[("manifest-get", 31_000.0, 3.9)]));
+        r.nginx = Some(report("nginx", NGINX));
+        let c = r.compare();
+        assert_eq!(status(&c, "manifest-get", "req/s", "≥60% of nginx"), "met");
+        assert_eq!(status(&c, "manifest-get", "req/s", "≥30000/s"), "met");
+        assert_eq!(
+            status(&c, "manifest-get", "p99 ms ↓", "≤2× nginx p99"),
+            "met"
+        );
+        assert_eq!(status(&c, "manifest-get", "p99 ms ↓", "≤10 ms"), "met");
+        let row = find(&c, "manifest-get", "req/s", "≥60% of nginx");
+        assert_eq!(row.note, "62% of nginx");
+        assert_eq!(row.reference, Some(50_000.0));
+
+        // 29000/s is 58% of nginx; p99 4.1 ms is over 2 × 2 ms but under 10 ms.
+        let mut r = runs(report("berth", &[("manifest-get", 29_000.0, 4.1)]));
+        r.nginx = Some(report("nginx", NGINX));
+        let c = r.compare();
+        assert_eq!(
+            status(&c, "manifest-get", "req/s", "≥60% of nginx"),
+            "MISSED"
+        );
+        assert_eq!(status(&c, "manifest-get", "req/s", "≥30000/s"), "MISSED");
+        assert_eq!(
+            status(&c, "manifest-get", "p99 ms ↓", "≤2× nginx p99"),
+            "MISSED"
+        );
+        assert_eq!(status(&c, "manifest-get", "p99 ms ↓", "≤10 ms"), "met");
+        assert_eq!(
+            find(&c, "manifest-get", "p99 ms ↓", "≤2× nginx p99").note,
+            "2.05× nginx p99"
+        );
+
+        // Without nginx there is nothing to judge.
+        let c = runs(report("berth", &[("manifest-get", 31_000.0, 3.9)])).compare();
+        assert_eq!(status(&c, "manifest-get", "req/s", "≥60% of nginx"), "-");
+        assert_eq!(status(&c, "manifest-get", "p99 ms ↓", "≤2× nginx p99"), "-");
+    }
+
+    #[test]
+    fn pull_over_tls_against_plain_pull() {
+        let plain = [("pull", 1000.0, 10.0), ("pull-range", 1000.0, 10.0)];
+        let mut r = runs(report("berth", &plain));
+        // pull over TLS at 75% of plain: met; pull-range at 65%: missed.
+        r.berth_tls = Some(report(
+            "berth-tls",
+            &[("pull", 750.0, 12.0), ("pull-range", 650.0, 12.0)],
+        ));
+        r.nginx_tls = Some(report(
+            "nginx-tls",
+            &[
+                ("pull", 1500.0, 10.0),
+                ("pull-range", 1300.0, 10.0),
+                ("manifest-get", 40_000.0, 2.0),
+            ],
+        ));
+        let c = r.compare();
+        let pull = find(&c, "pull (TLS)", "MiB/s", "≥70% of plain HTTP");
+        assert_eq!(pull.status, "met");
+        assert_eq!(pull.berth, Some(750.0));
+        assert_eq!(pull.reference, Some(1500.0));
+        assert_eq!(pull.note, "75% of plain; 50% of nginx TLS");
+        let range = find(&c, "pull-range (TLS)", "MiB/s", "≥70% of plain HTTP");
+        assert_eq!(range.status, "MISSED");
+        assert_eq!(range.note, "65% of plain; 50% of nginx TLS");
+        // Information only: no target, whatever the figures.
+        assert_eq!(status(&c, "manifest-get (TLS)", "req/s", ""), "-");
+        // The nginx TLS figures alone judge nothing (info is not a target).
+        let mut r = runs(report("berth", &plain));
+        r.berth_tls = Some(report("berth-tls", &[("pull", 1000.0, 12.0)]));
+        let c = r.compare();
+        assert_eq!(
+            status(&c, "pull (TLS)", "MiB/s", "≥70% of plain HTTP"),
+            "met"
+        );
+        assert_eq!(
+            find(&c, "pull (TLS)", "MiB/s", "≥70% of plain HTTP").note,
+            "100% of plain"
+        );
+
+        // No TLS run: the rows say so and judge nothing.
+        let c = runs(report("berth", &plain)).compare();
+        let pull = find(&c, "pull (TLS)", "MiB/s", "≥70% of plain HTTP");
+        assert_eq!(pull.status, "-");
+        assert!(pull.note.contains("--tls"), "{}", pull.note);
+    }
+
+    #[test]
+    fn manifest_get_with_a_bearer_token_against_nginx() {
+        let berth = [("manifest-get", 40_000.0, 2.0)];
+        let mut r = runs(report("berth", &berth));
+        r.nginx = Some(report("nginx", NGINX));
+        r.berth_bearer = Some(report("berth-bearer", &[("manifest-get", 30_500.0, 3.0)]));
+        let c = r.compare();
+        let row = find(&c, "manifest-get (bearer)", "req/s", "≥60% of nginx");
+        assert_eq!(row.status, "met");
+        assert_eq!(row.berth, Some(30_500.0));
+        assert_eq!(row.note, "61% of nginx; 76% of Basic");
+
+        let mut r = runs(report("berth", &berth));
+        r.nginx = Some(report("nginx", NGINX));
+        r.berth_bearer = Some(report("berth-bearer", &[("manifest-get", 29_500.0, 3.0)]));
+        let c = r.compare();
+        assert_eq!(
+            status(&c, "manifest-get (bearer)", "req/s", "≥60% of nginx"),
+            "MISSED"
+        );
+
+        let mut r = runs(report("berth", &berth));
+        r.nginx = Some(report("nginx", NGINX));
+        let c = r.compare();
+        let row = find(&c, "manifest-get (bearer)", "req/s", "≥60% of nginx");
+        assert_eq!(row.status, "-");
+        assert!(row.note.contains("no bearer run"), "{}", row.note);
+    }
+
+    #[test]
+    fn existing_pull_targets_still_judge_against_nginx() {
+        let mut r = runs(report(
+            "berth",
+            &[("pull", 1600.0, 10.0), ("pull-range", 1100.0, 9.0)],
+        ));
+        r.nginx = Some(report("nginx", NGINX));
+        let c = r.compare();
+        let target = "≥1.3× Distribution, ≥75% of nginx";
+        // 1600 of 2000 is 80%; 1100 of 1600 is 69%.
+        assert_eq!(status(&c, "pull", "MiB/s", target), "met");
+        assert_eq!(status(&c, "pull-range", "MiB/s", target), "MISSED");
+    }
+
+    #[test]
+    fn an_older_comparison_without_the_extra_runs_still_loads() {
+        let c = runs(report("berth", &[("pull", 1.0, 1.0)])).compare();
+        let mut json: serde_json::Value = serde_json::to_value(&c).expect("json");
+        let object = json.as_object_mut().expect("object");
+        for key in ["berth_tls", "nginx_tls", "berth_bearer"] {
+            assert!(object.remove(key).is_some(), "{key} is serialised");
+        }
+        let back: Comparison = serde_json::from_value(json).expect("parses");
+        assert!(back.runs.berth_tls.is_none());
+        let table = back.runs.compare().table();
+        assert!(table.contains("pull (TLS)"));
+        assert!(table.contains("manifest-get (bearer)"));
     }
 }

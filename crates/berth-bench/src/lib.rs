@@ -19,6 +19,8 @@ pub mod image;
 pub mod params;
 pub mod procfs;
 pub mod report;
+pub mod s3;
+pub mod soak;
 pub mod stats;
 pub mod units;
 pub mod workloads;
@@ -35,7 +37,7 @@ use workloads::Ctx;
 /// One run against one server.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Base URL, e.g. `http://127.0.0.1:5000`.
+    /// Base URL, e.g. `http://127.0.0.1:5000` (or `https://`).
     pub url: String,
     pub mode: Mode,
     /// Workloads to run, in this order; in static mode the others are skipped.
@@ -53,6 +55,9 @@ pub struct RunOptions {
     pub static_dir: Option<PathBuf>,
     /// HTTP Basic credentials for every request (none: anonymous).
     pub credentials: Option<Credentials>,
+    /// For an `https://` URL: PEM certificates to trust besides the
+    /// system's CAs (a self-signed server certificate, say).
+    pub ca_file: Option<PathBuf>,
     /// Print each workload's result to stderr as it finishes.
     pub progress: bool,
 }
@@ -70,6 +75,7 @@ impl RunOptions {
             disk_dir: None,
             static_dir: None,
             credentials: None,
+            ca_file: None,
             progress: true,
         }
     }
@@ -98,11 +104,12 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<Report> {
         .connections
         .max(options.params.range_concurrency)
         .max(options.params.concurrent_pushes);
-    let client = client::Client::new(
+    let client = client::Client::with_ca_file(
         &options.url,
         options.mode,
         connections,
         options.credentials.as_ref(),
+        options.ca_file.as_deref(),
     )?;
     client.check().await?;
     let idle_rss_kib = server.as_ref().map(|s| s.rss_kib()).transpose()?;

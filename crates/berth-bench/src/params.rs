@@ -77,7 +77,7 @@ pub enum ManifestAuth {
     Anonymous,
 }
 
-mod seconds {
+pub(crate) mod seconds {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
