@@ -17,6 +17,8 @@
 #                 second nginx), with a self-signed certificate for
 #                 127.0.0.1 made by openssl in the work directory;
 #                 Distribution stays plain HTTP
+#   --quiet LOAD  before each server's run, wait (at most 3 min) until the
+#                 1-minute load average is under LOAD [1.0]; 0 does not wait
 #   --keep        keep the work directory (data, logs, per-server reports)
 # Every other flag goes to `berth-bench run` (see `berth-bench run --help`).
 # A berth with authentication (the default) also gets one extra
@@ -40,12 +42,14 @@ cd "$ROOT"
 with_nginx=0
 tls=0
 keep=0
+quiet=1.0
 pass=()
 while (($#)); do
     case "$1" in
         --with-nginx) with_nginx=1 ;;
         --tls) tls=1 ;;
         --keep) keep=1 ;;
+        --quiet) quiet=$2; shift ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
             exit 0
@@ -136,10 +140,24 @@ free_port() {
 }
 
 # settle: let writeback and discards of the previous server's data finish,
-# so they do not slow the next server down.
+# so they do not slow the next server down; then wait for a quiet machine
+# (the previous run's own load, or a build, takes a minute to decay).
 settle() {
     sync
     sleep 3
+    wait_quiet
+}
+
+# wait_quiet: until the 1-minute load average is under $quiet (3 min at most).
+wait_quiet() {
+    local i load
+    for i in $(seq 1 180); do
+        read -r load _ </proc/loadavg
+        awk -v l="$load" -v q="$quiet" 'BEGIN { exit !(q == 0 || l < q) }' && return 0
+        [ "$i" -gt 1 ] || log "waiting for the load average ($load) to fall under $quiet"
+        sleep 1
+    done
+    log "the load average is still $load after 3 min; going on"
 }
 
 # stop PID: stop one server started here and wait for it.
@@ -301,6 +319,7 @@ EOF
         if [ ${#auth[@]} -gt 0 ]; then
             # The same manifest GET with a bearer token from berth's token
             # service (fetched once, then sent on every request).
+            wait_quiet
             bench_only manifest-get berth-bearer "$pid" "$url" "${auth[@]}" --manifest-auth bearer
         else
             log "berth runs without authentication: no bearer manifest-get"
