@@ -15,8 +15,12 @@ const KEEP_AT_TOP: i32 = 8 * 1024 * 1024;
 /// threshold to the largest block freed so far, so after the first argon2
 /// verification (7 MiB) every later one is carved from a heap arena and
 /// kept there: +7 MiB of idle RSS after the first login. Call once, before
-/// the server starts.
+/// the server starts. An operator's `GLIBC_TUNABLES` wins: with it set,
+/// nothing is changed (so other settings can be tried without a rebuild).
 pub fn return_large_blocks() {
+    if std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: `mallopt` only changes a tunable of the allocator, under the
