@@ -197,7 +197,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     options.static_dir = args.static_dir;
     options.ca_file = args.ca_file;
     options.progress = !args.quiet;
-    options.credentials = read_credentials(args.user, args.password, args.password_file)?;
+    options.credentials =
+        crate::Credentials::from_flags(args.user, args.password, args.password_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -254,27 +255,6 @@ fn run_s3(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// The credentials of `--user` with `--password` or `--password-file`
-/// (the file trimmed).
-pub(crate) fn read_credentials(
-    user: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-) -> anyhow::Result<Option<crate::Credentials>> {
-    let Some(user) = user else {
-        return Ok(None);
-    };
-    let password = match (password, password_file) {
-        (Some(p), _) => p,
-        (None, Some(file)) => std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => anyhow::bail!("--user needs --password or --password-file"),
-    };
-    Ok(Some(crate::Credentials { user, password }))
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {

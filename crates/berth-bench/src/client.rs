@@ -53,6 +53,29 @@ pub struct Credentials {
     pub password: String,
 }
 
+impl Credentials {
+    /// From `--user` with `--password` or `--password-file` (the file
+    /// trimmed); none without `--user`.
+    pub fn from_flags(
+        user: Option<String>,
+        password: Option<String>,
+        password_file: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Option<Credentials>> {
+        let Some(user) = user else {
+            return Ok(None);
+        };
+        let password = match (password, password_file) {
+            (Some(p), _) => p,
+            (None, Some(file)) => std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => bail!("--user needs --password or --password-file"),
+        };
+        Ok(Some(Credentials { user, password }))
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")

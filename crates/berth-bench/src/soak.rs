@@ -1026,8 +1026,7 @@ pub fn main(args: SoakArgs) -> anyhow::Result<ExitCode> {
     options.repo_prefix = args.repo_prefix;
     options.ca_file = args.ca_file;
     options.progress = !args.quiet;
-    options.credentials =
-        crate::cli::read_credentials(args.user, args.password, args.password_file)?;
+    options.credentials = Credentials::from_flags(args.user, args.password, args.password_file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
