@@ -273,6 +273,7 @@ async fn serve(config: Config, new_registry: bool) -> anyhow::Result<()> {
         .map_err(|e| tracing::warn!(error = %e, "metrics are unavailable"))
         .ok();
     berth_cache::describe_metrics();
+    spawn_memory_upkeep(metrics.clone());
     berth_registry::remote::describe_metrics();
     registry.set_cache_enabled(!config.shared_metadata());
     let state = services.into_state(endpoints, metrics).await?;
@@ -436,6 +437,39 @@ fn spawn_cache_eviction(cache: berth_cache::PullThrough, auth: Arc<AuthService>)
                 Ok(evicted) => tracing::info!(evicted, "evicted unused cached content"),
                 Err(e) => tracing::warn!(error = %e, "cache eviction failed"),
             }
+        }
+    });
+}
+
+/// How often the memory upkeep runs.
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Every second: folds the latency samples recorded since the last time
+/// into the metrics' summaries (the Prometheus recorder keeps every sample
+/// until then, so without a scrape they piled up without bound: ~1 MiB per
+/// 500,000 requests in a soak), then gives the free pages inside glibc's
+/// arenas back to the system, so RSS follows the live heap instead of
+/// keeping the pages of every buffer freed in the middle of an arena
+/// (concurrent-push peak 61 -> 55 MiB, no throughput cost;
+/// docs/performance.md).
+fn spawn_memory_upkeep(metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) {
+    metrics::describe_counter!(
+        "berth_memory_returned_bytes_total",
+        metrics::Unit::Bytes,
+        "Free memory inside the allocator given back to the system (RSS before minus after each trim)."
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Some(metrics) = &metrics {
+                metrics.run_upkeep();
+            }
+            let returned = tokio::task::spawn_blocking(berth_util::memory::give_back_free_pages)
+                .await
+                .unwrap_or(0);
+            metrics::counter!("berth_memory_returned_bytes_total").increment(returned);
         }
     });
 }
