@@ -79,10 +79,10 @@ pub enum AssemblyError {
     Auth(#[from] berth_auth::AuthError),
     #[error("cannot load network rules: {0}")]
     NetworkRules(String),
-    #[error("cannot set up the data endpoint signing key: {0}")]
-    DataKey(#[from] MetadataError),
-    #[error("the data endpoint signing key vanished right after it was stored")]
-    DataKeyVanished,
+    #[error("cannot set up a shared key: {0}")]
+    SharedKey(#[from] MetadataError),
+    #[error("the shared key '{0}' vanished right after it was stored")]
+    SharedKeyVanished(String),
     #[error("cannot set up the artifact cache's upstream client: {0}")]
     Cache(String),
     #[error("cannot open the access log {target}: {source}")]
@@ -137,7 +137,9 @@ impl Services {
         let events = EventSink::start(event_store.clone(), self.settings.audit_jsonl.clone());
         let data = DataEndpoints::new(
             self.settings.data_hosts.clone(),
-            data_key(&self.auth).await?.as_bytes(),
+            shared_key(&self.auth, "dataEndpointKey", "data endpoint signing key")
+                .await?
+                .as_bytes(),
             self.settings.data_url_ttl,
         );
         let cache = berth_cache::PullThrough::new(
@@ -174,31 +176,35 @@ impl Services {
     }
 }
 
-/// The key that signs data-endpoint URLs: made once, shared by all nodes
-/// through the metadata store.
-async fn data_key(auth: &AuthService) -> Result<String, AssemblyError> {
-    const KEY: &str = "dataEndpointKey";
-    if let Some(key) = auth.store().setting(KEY).await? {
+/// A secret every node shares through the metadata store (the key that
+/// signs data-endpoint URLs, the portal's session key): made by the first
+/// node that needs it, read by the others.
+pub async fn shared_key(
+    auth: &AuthService,
+    name: &str,
+    what: &str,
+) -> Result<String, AssemblyError> {
+    if let Some(key) = auth.store().setting(name).await? {
         return Ok(key);
     }
     let key = berth_auth::secret::generate();
     // Another node may be doing the same: only the first one stored counts.
     auth.store()
         .replace_setting(
-            KEY,
+            name,
             None,
             &key,
             &berth_metadata::Activity {
                 actor: "system".into(),
-                operation: "create data endpoint signing key".into(),
-                target: KEY.into(),
+                operation: format!("create {what}"),
+                target: name.into(),
                 before: None,
                 after: None,
             },
         )
         .await?;
     auth.store()
-        .setting(KEY)
+        .setting(name)
         .await?
-        .ok_or(AssemblyError::DataKeyVanished)
+        .ok_or_else(|| AssemblyError::SharedKeyVanished(name.into()))
 }

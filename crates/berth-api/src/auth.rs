@@ -28,7 +28,8 @@ pub fn client_ip(request: &Request) -> IpAddr {
     address_of(request.extensions())
 }
 
-pub(crate) fn address_of(extensions: &http::Extensions) -> IpAddr {
+/// The client's address as the network rules see it.
+pub fn address_of(extensions: &http::Extensions) -> IpAddr {
     if let Some(a) = extensions.get::<crate::network::ClientAddress>() {
         return a.0;
     }
@@ -221,6 +222,36 @@ pub async fn identify(
         }
         from_auth_error(e, headers)
     })
+}
+
+/// Checks a login and secret typed into a form (the portal's sign-in)
+/// exactly as Basic credentials are checked: throttled per address and
+/// name, and recorded as a login event of this request.
+pub async fn sign_in(
+    state: &AppState,
+    extensions: &http::Extensions,
+    login: &str,
+    secret: &str,
+) -> Result<Principal, ApiError> {
+    let slot = extensions.get::<AuditSlot>();
+    record_login(slot, &login_name(login, secret), None);
+    match state
+        .auth
+        .authenticate(login, secret, address_of(extensions))
+        .await
+    {
+        Ok(principal) => {
+            if let Some(slot) = slot {
+                let who = principal.describe();
+                slot.update(|i| {
+                    i.identity = Some(who);
+                    i.login_succeeded = true;
+                });
+            }
+            Ok(principal)
+        }
+        Err(e) => Err(from_auth_error(e, &HeaderMap::new())),
+    }
 }
 
 /// The permission a distribution route needs, and on which repository.

@@ -100,6 +100,12 @@ pub struct SharedState {
 /// need the client's address), with an `Extension(berth_network::Endpoint)`
 /// layer saying which endpoint the listener is (public by default).
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with more routes (the portal's) served behind the same
+/// layers: audit, network rules, data hosts.
+pub fn router_with(state: AppState, more: Router<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -107,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth2/token", get(auth::get_token).post(auth::post_token))
         .route("/oauth2/exchange", post(auth::exchange))
         .merge(manage::router())
+        .merge(more)
         .fallback(distribution::handle)
         .layer(middleware::from_fn_with_state(state.clone(), auth::access))
         .layer(middleware::from_fn(route))

@@ -657,6 +657,19 @@ impl AuthService {
         Ok(())
     }
 
+    /// The identity with this id as it is now, for a session that proved
+    /// its credentials earlier (the portal's): a deleted or disabled
+    /// identity gets nothing, and a changed role assignment counts at once.
+    pub async fn principal_by_id(&self, id: &str) -> Result<Principal, AuthError> {
+        let identity = self
+            .store
+            .identity_by_id(id)
+            .await?
+            .ok_or_else(|| AuthError::UnknownIdentity(id.to_string()))?;
+        self.ensure_enabled(&identity)?;
+        self.principal_of(&identity).await
+    }
+
     /// The identity with everything it may do.
     pub async fn principal_of(&self, identity: &IdentityRecord) -> Result<Principal, AuthError> {
         let kind = IdentityKind::parse(&identity.kind)

@@ -192,6 +192,7 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<repositories::DeleteRepository>(),
         I::of::<repositories::ListTags>(),
         I::of::<repositories::ListManifests>(),
+        I::of::<repositories::GetManifest>(),
         I::of::<repositories::UntagManifest>(),
         I::of::<repositories::DeleteManifest>(),
         I::of::<gc::GetGcStatus>(),

@@ -1,5 +1,7 @@
 //! Repositories as the management API shows them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint;
@@ -82,3 +84,58 @@ pub struct DeleteManifest {
     pub digest: String,
 }
 endpoint!(DeleteManifest => (), Delete "/api/v1/repositories/manifests", Delete, status 204);
+
+/// Content a manifest names (its config, a layer, an index's child, a
+/// referrer), as the management API shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContentDescriptor {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// `os/architecture[/variant]`, for an index's children that say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What a manifest is and what it names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestDetail {
+    pub repository: String,
+    pub digest: String,
+    pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// The manifest's own bytes.
+    pub size: u64,
+    /// Tags pointing at it.
+    pub tags: Vec<String>,
+    /// `image`, `index` or `artifact`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ContentDescriptor>,
+    pub layers: Vec<ContentDescriptor>,
+    /// An index's children, with their platforms.
+    pub manifests: Vec<ContentDescriptor>,
+    /// What this manifest refers to (a signature's image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<ContentDescriptor>,
+    /// Manifests that name this one as their subject (signatures, SBOMs).
+    pub referrers: Vec<ContentDescriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/repositories/manifest?repository=R&reference=TAG-OR-DIGEST`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetManifest {
+    pub repository: String,
+    pub reference: String,
+}
+endpoint!(GetManifest => ManifestDetail, Get "/api/v1/repositories/manifest", ManageRead);

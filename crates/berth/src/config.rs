@@ -38,6 +38,9 @@ pub struct Config {
     /// The access log: one JSON line per request; off by default.
     #[serde(default)]
     pub access_log: AccessLogSection,
+    /// The web portal under `/`.
+    #[serde(default)]
+    pub portal: PortalSection,
     /// Extra listeners on private addresses: requests arriving there are not
     /// subject to IP rules and keep working when public access is disabled.
     #[serde(default)]
@@ -91,6 +94,44 @@ pub struct AccessLogSection {
     #[serde(default)]
     #[schemars(example = &"/var/log/berth/access.jsonl")]
     pub path: Option<PathBuf>,
+}
+
+/// The web portal: pages under `/` on every listener, for any identity
+/// (what it shows and allows follows the identity's roles).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortalSection {
+    /// Serve the portal.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// A portal session without a request for this long ends.
+    #[serde(default = "default_portal_idle")]
+    pub idle_timeout_seconds: u64,
+    /// A portal session ends this long after sign-in, however busy.
+    #[serde(default = "default_portal_lifetime")]
+    pub session_lifetime_seconds: u64,
+}
+
+impl Default for PortalSection {
+    fn default() -> Self {
+        PortalSection {
+            enabled: true,
+            idle_timeout_seconds: default_portal_idle(),
+            session_lifetime_seconds: default_portal_lifetime(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_portal_idle() -> u64 {
+    30 * 60
+}
+
+fn default_portal_lifetime() -> u64 {
+    12 * 3600
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -356,6 +397,7 @@ impl Default for Config {
                 jsonl_path: None,
             },
             access_log: AccessLogSection::default(),
+            portal: PortalSection::default(),
             private_endpoint: Vec::new(),
             subnet: Vec::new(),
             data_endpoint: Vec::new(),

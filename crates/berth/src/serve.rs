@@ -280,7 +280,19 @@ async fn serve(config: Config, new_registry: bool) -> anyhow::Result<()> {
     spawn_cache_eviction(state.cache.clone(), state.auth.clone());
     let events = state.events.clone();
     let access_log = state.access_log.clone();
-    let app = berth_api::router(state);
+    let portal = if config.portal.enabled {
+        let settings = berth_portal::PortalSettings {
+            lifetimes: berth_portal::Lifetimes {
+                idle: Duration::from_secs(config.portal.idle_timeout_seconds),
+                longest: Duration::from_secs(config.portal.session_lifetime_seconds),
+            },
+            secure_cookie: berth_api::scheme() == "https",
+        };
+        berth_portal::Portal::open(&state, settings).await?.routes()
+    } else {
+        axum::Router::new()
+    };
+    let app = berth_api::router_with(state, portal);
     let server = &config.server;
     let limits = crate::connections::Limits {
         header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),

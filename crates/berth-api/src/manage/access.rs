@@ -21,8 +21,28 @@ pub struct Manager {
     pub endpoint: berth_network::Endpoint,
 }
 
+/// A caller the portal has already authenticated from its session (and
+/// whose change carried the session's CSRF token). Only code in this
+/// process can put an extension on a request, so no client can send one:
+/// the portal calls the management handlers with it, and they check the
+/// same permissions as for a Basic or bearer caller.
+#[derive(Debug, Clone)]
+pub struct SessionCaller(pub Principal);
+
 impl Manager {
     async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Manager, ManageError> {
+        let endpoint = parts
+            .extensions
+            .get::<berth_network::Endpoint>()
+            .cloned()
+            .unwrap_or(berth_network::Endpoint::Public);
+        if let Some(SessionCaller(principal)) = parts.extensions.get::<SessionCaller>() {
+            return Ok(Manager {
+                principal: principal.clone(),
+                ip: crate::auth::address_of(&parts.extensions),
+                endpoint,
+            });
+        }
         let caller = crate::auth::identify(state, &parts.headers, &parts.extensions).await?;
         if caller.principal.is_anonymous() {
             return Err(ManageError::Api(
@@ -36,11 +56,7 @@ impl Manager {
         Ok(Manager {
             principal: caller.principal,
             ip: crate::auth::address_of(&parts.extensions),
-            endpoint: parts
-                .extensions
-                .get::<berth_network::Endpoint>()
-                .cloned()
-                .unwrap_or(berth_network::Endpoint::Public),
+            endpoint,
         })
     }
 

@@ -37,7 +37,9 @@ mod repositories;
 mod roles;
 mod tokens;
 
-pub use access::{AssignRoles, DeleteContent, ManageRead, ManageWrite, Manager, Permit};
+pub use access::{
+    AssignRoles, DeleteContent, ManageRead, ManageWrite, Manager, Permit, SessionCaller,
+};
 pub use error::ManageError;
 
 /// Largest management request body.

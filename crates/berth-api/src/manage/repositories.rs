@@ -15,6 +15,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .serve(delete_repository)
         .serve(list_tags)
         .serve(list_manifests)
+        .serve(get_manifest)
         .serve(untag)
         .serve(delete_manifest)
         .serve(gc_status)
@@ -77,6 +78,92 @@ async fn list_manifests(s: AppState, _: ManageRead, r: ListManifests) -> Result<
             created_at: berth_util::rfc3339(m.created_at),
         })
         .collect())
+}
+
+/// One manifest with what it names and what names it: two lookups (the
+/// manifest, its referrers) and the repository's manifest list for its
+/// tags, whatever the manifest's size.
+async fn get_manifest(s: AppState, _: ManageRead, r: GetManifest) -> Result<ManifestDetail> {
+    let repo = repository(&r.repository)?;
+    if r.reference.is_empty() {
+        return Err(ManageError::validation(
+            "the 'reference' query parameter is required (a tag or a digest)",
+        ));
+    }
+    let reference: Reference = r.reference.parse()?;
+    let stored = s.registry.get_manifest(&repo, &reference, &[]).await?;
+    let parsed = berth_types::ParsedManifest::parse(&stored.content, Some(&stored.media_type))
+        .map_err(|e| ManageError::validation(format!("the stored manifest does not parse: {e}")))?;
+    let tags = s
+        .registry
+        .list_manifests(&repo)
+        .await?
+        .into_iter()
+        .find(|m| m.digest == stored.digest)
+        .map(|m| m.tags)
+        .unwrap_or_default();
+    let referrers = s
+        .registry
+        .metadata()
+        .referrers(&repo, &stored.digest, None)
+        .await?
+        .into_iter()
+        .map(|m| ContentDescriptor {
+            digest: m.digest.to_string(),
+            media_type: m.media_type,
+            size: m.size,
+            platform: None,
+            artifact_type: m.artifact_type,
+            annotations: m
+                .annotations_json
+                .and_then(|a| serde_json::from_str(&a).ok())
+                .unwrap_or_default(),
+        })
+        .collect();
+    // An image's config is an image configuration; anything else is an
+    // artifact (a signature, an SBOM, a Helm chart).
+    const IMAGE_CONFIGS: [&str; 2] = [
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    ];
+    let kind = match (&parsed.kind, &parsed.config) {
+        (berth_types::ManifestKind::Index, _) => "index",
+        (_, Some(c)) if IMAGE_CONFIGS.contains(&c.media_type.as_str()) => "image",
+        _ => "artifact",
+    };
+    Ok(ManifestDetail {
+        repository: repo.as_str().to_string(),
+        digest: stored.digest.to_string(),
+        media_type: stored.media_type,
+        artifact_type: parsed.artifact_type.clone(),
+        size: stored.content.len() as u64,
+        tags,
+        kind: kind.into(),
+        config: parsed.config.as_ref().map(descriptor),
+        layers: parsed.layers.iter().map(descriptor).collect(),
+        manifests: parsed.manifests.iter().map(descriptor).collect(),
+        subject: parsed.subject.as_ref().map(descriptor),
+        referrers,
+        annotations: parsed.annotations.clone().unwrap_or_default(),
+    })
+}
+
+fn descriptor(d: &berth_types::Descriptor) -> ContentDescriptor {
+    ContentDescriptor {
+        digest: d.digest.to_string(),
+        media_type: d.media_type.clone(),
+        size: d.size.max(0) as u64,
+        platform: d.platform.as_ref().map(|p| {
+            let mut s = format!("{}/{}", p.os, p.architecture);
+            if let Some(v) = &p.variant {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        }),
+        artifact_type: d.artifact_type.clone(),
+        annotations: d.annotations.clone().unwrap_or_default(),
+    }
 }
 
 async fn untag(s: AppState, _: DeleteContent, r: UntagManifest) -> Result<()> {

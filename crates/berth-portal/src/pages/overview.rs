@@ -1,0 +1,209 @@
+//! The overview: what the registry holds, and charts of the last 24 hours
+//! (pulls and pushes per hour, failed logins by reason), drawn as SVG on
+//! the server; each chart's numbers are also a table beside it.
+
+use std::collections::BTreeMap;
+
+use axum::response::Response;
+use berth_manage::gc::GetGcStatus;
+use berth_manage::logs::{ListLoginEvents, ListRepositoryEvents};
+use berth_manage::repositories::ListRepositories;
+use maud::{html, Markup};
+
+use crate::context::Viewer;
+use crate::layout::{self, size, Section};
+
+/// Events the charts read at most (the API's limit).
+const EVENTS: u32 = 10_000;
+const HOURS: i64 = 24;
+
+pub async fn page(viewer: Viewer) -> Response {
+    let now = viewer.portal.now();
+    let since = Some(berth_util::rfc3339(now - HOURS * 3600));
+    let repositories = viewer.call(&ListRepositories {}).await;
+    let events = viewer
+        .call(&ListRepositoryEvents {
+            since: since.clone(),
+            limit: Some(EVENTS),
+            ..Default::default()
+        })
+        .await;
+    let failed = viewer
+        .call(&ListLoginEvents {
+            since,
+            failed: true,
+            limit: Some(EVENTS),
+            ..Default::default()
+        })
+        .await;
+    let gc = viewer.call(&GetGcStatus {}).await;
+    let (repositories, events, failed, gc) = match (repositories, events, failed, gc) {
+        (Ok(r), Ok(e), Ok(f), Ok(g)) => (r, e, f, g),
+        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => {
+            return viewer.refusal(Section::Overview, &r)
+        }
+    };
+    // Hour buckets, oldest first.
+    let start_hour = now / 3600 - (HOURS - 1);
+    let mut pulls = vec![0u64; HOURS as usize];
+    let mut pushes = vec![0u64; HOURS as usize];
+    for e in &events {
+        let Some(ms) = berth_util::parse_rfc3339_ms(&e.time_generated) else {
+            continue;
+        };
+        let slot = ms / 1000 / 3600 - start_hour;
+        if !(0..HOURS).contains(&slot) || e.result_type >= 400 {
+            continue;
+        }
+        match e.operation_name.as_str() {
+            "Pull" => pulls[slot as usize] += 1,
+            "Push" => pushes[slot as usize] += 1,
+            _ => {}
+        }
+    }
+    let labels: Vec<String> = (0..HOURS)
+        .map(|i| {
+            let t = berth_util::rfc3339((start_hour + i) * 3600);
+            t.get(11..13).unwrap_or("").to_string()
+        })
+        .collect();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &failed {
+        *reasons.entry(reason_of(&e.result_description)).or_default() += 1;
+    }
+    let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let reclaimed: u64 = gc.runs.iter().map(|r| r.bytes_reclaimed).sum();
+    let body = html! {
+        div class="cards" {
+            div class="card" { h2 { "Repositories" } p { a href="/repositories" { (repositories.len()) } } }
+            div class="card" { h2 { "Pulls, 24 h" } p { (pulls.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Pushes, 24 h" } p { (pushes.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Failed logins, 24 h" } p { a href="/logs?kind=login&failed=on" { (failed.len()) } } }
+            div class="card" { h2 { "Garbage collection" } p {
+                (gc.queued_candidates) " blobs queued; latest runs reclaimed " (size(reclaimed))
+            } }
+        }
+        h2 id="activity-heading" { "Pulls and pushes per hour (UTC)" }
+        (bar_chart("activity-chart", "Pulls and pushes per hour over the last 24 hours", &labels,
+            &[("Pulls", "bar", &pulls), ("Pushes", "bar2", &pushes)]))
+        h2 { "Failed logins by reason, last 24 hours" }
+        @if reasons.is_empty() { p class="muted" { "No failed logins." } } @else {
+            (reason_chart(&reasons))
+        }
+    };
+    viewer.page(Section::Overview, "Overview", body)
+}
+
+/// The part of a failure message that names its cause, so failures group
+/// by reason rather than by identity ("unknown identity 'x'" and
+/// "unknown identity 'y'" are one reason).
+fn reason_of(description: &str) -> String {
+    let cut = description
+        .find(['\'', '"', ':'])
+        .unwrap_or(description.len());
+    let reason = description[..cut].trim();
+    if reason.is_empty() {
+        description.to_string()
+    } else {
+        reason.to_string()
+    }
+}
+
+/// Vertical bars, one group per label; the numbers also as a table.
+fn bar_chart(
+    id: &str,
+    summary: &str,
+    labels: &[String],
+    series: &[(&str, &str, &Vec<u64>)],
+) -> Markup {
+    let max = series
+        .iter()
+        .flat_map(|(_, _, v)| v.iter())
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (width, height, left, bottom) = (720.0, 220.0, 36.0, 24.0);
+    let group = (width - left) / labels.len().max(1) as f64;
+    let bar = (group - 4.0) / series.len().max(1) as f64;
+    let mut svg = String::new();
+    for i in 0..=4 {
+        let y = (height - bottom) * (1.0 - i as f64 / 4.0);
+        let value = max as f64 * i as f64 / 4.0;
+        svg.push_str(&format!(
+            r#"<line x1="{left}" x2="{width}" y1="{y:.1}" y2="{y:.1}"/><text x="0" y="{:.1}">{value:.0}</text>"#,
+            y + 4.0
+        ));
+    }
+    for (i, label) in labels.iter().enumerate() {
+        let x0 = left + i as f64 * group + 2.0;
+        for (s, (name, class, values)) in series.iter().enumerate() {
+            let v = values.get(i).copied().unwrap_or(0);
+            let h = (height - bottom) * v as f64 / max as f64;
+            svg.push_str(&format!(
+                r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}"><title>{name} at {label}:00: {v}</title></rect>"#,
+                x0 + s as f64 * bar,
+                height - bottom - h,
+                bar.max(1.0),
+            ));
+        }
+        if i % 3 == 0 {
+            svg.push_str(&format!(
+                r#"<text x="{x0:.1}" y="{:.1}">{label}</text>"#,
+                height - 6.0
+            ));
+        }
+    }
+    html! {
+        figure {
+            svg class="chart" id=(id) viewBox=(format!("0 0 {width} {height}")) role="img" aria-label=(summary) {
+                (layout::raw(svg))
+            }
+            figcaption {
+                @for (name, class, values) in series {
+                    span class=(format!("legend {class}")) { (name) ": " (values.iter().sum::<u64>()) } " "
+                }
+            }
+        }
+        details {
+            summary { "The numbers" }
+            div class="table-wrap" { table {
+                thead { tr { th scope="col" { "Hour (UTC)" } @for (name, _, _) in series { th scope="col" class="num" { (name) } } } }
+                tbody { @for (i, label) in labels.iter().enumerate() { tr {
+                    td { (label) ":00" }
+                    @for (_, _, values) in series { td class="num" { (values.get(i).copied().unwrap_or(0)) } }
+                } } }
+            } }
+        }
+    }
+}
+
+/// Horizontal bars, one per reason, with the count written beside it.
+fn reason_chart(reasons: &[(String, u64)]) -> Markup {
+    let max = reasons.iter().map(|r| r.1).max().unwrap_or(1).max(1);
+    html! {
+        div class="table-wrap" { table id="failure-reasons" {
+            thead { tr { th scope="col" { "Reason" } th scope="col" class="num" { "Failed logins" } th scope="col" { span class="muted" { "Share" } } } }
+            tbody { @for (reason, n) in reasons { tr {
+                td { (reason) }
+                td class="num" { (n) }
+                td { svg class="chart" viewBox="0 0 200 12" width="200" height="12" aria-hidden="true" {
+                    (layout::raw(format!(r#"<rect class="bar2" x="0" y="0" height="12" width="{:.1}"/>"#, 200.0 * *n as f64 / max as f64)))
+                } }
+            } } }
+        } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_group_by_their_cause_not_their_identity() {
+        assert_eq!(reason_of("unknown identity 'alice'"), "unknown identity");
+        assert_eq!(reason_of("unknown identity 'bob'"), "unknown identity");
+        assert_eq!(reason_of("HTTP 401"), "HTTP 401");
+    }
+}

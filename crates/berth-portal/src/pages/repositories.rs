@@ -1,0 +1,306 @@
+//! Repositories, a repository's tags and manifests, and one manifest:
+//! its platforms, layers with sizes, config, referrers, and the commands
+//! that copy it.
+
+use axum::extract::Query;
+use axum::response::Response;
+use berth_manage::repositories::{
+    ContentDescriptor, GetManifest, ListManifests, ListRepositories, ManifestDetail,
+};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use crate::context::Viewer;
+use crate::layout::{self, href, short_digest, size, Section};
+
+/// Repositories per page.
+const PAGE: usize = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<usize>,
+}
+
+pub async fn list(viewer: Viewer, Query(query): Query<ListQuery>) -> Response {
+    let names = match viewer.call(&ListRepositories {}).await {
+        Ok(n) => n,
+        Err(r) => return viewer.refusal(Section::Repositories, &r),
+    };
+    let needle = query.q.trim().to_lowercase();
+    let matching: Vec<&String> = names
+        .iter()
+        .filter(|n| needle.is_empty() || n.to_lowercase().contains(&needle))
+        .collect();
+    let pages = matching.len().div_ceil(PAGE).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, pages);
+    let shown = matching.iter().skip((page - 1) * PAGE).take(PAGE);
+    let page_link = |p: usize| {
+        href(
+            "/repositories",
+            &[("q", query.q.as_str()), ("page", &p.to_string())],
+        )
+    };
+    let body = html! {
+        form method="get" action="/repositories" class="row" role="search" {
+            label for="q" { "Search repositories" }
+            input type="search" id="q" name="q" value=(query.q);
+            button type="submit" { "Search" }
+        }
+        p class="muted" {
+            (matching.len()) " of " (names.len()) " repositories"
+            @if !needle.is_empty() { " match “" (query.q) "”" }
+        }
+        @if matching.is_empty() {
+            p { "No repository matches. Push one with "
+                code { "skopeo copy … docker://" (viewer.host) "/NAME:TAG" } "." }
+        } @else {
+            div class="table-wrap" {
+                table {
+                    caption class="muted" { "Page " (page) " of " (pages) }
+                    thead { tr { th scope="col" { "Repository" } } }
+                    tbody {
+                        @for name in shown {
+                            tr { td { a href=(href("/repository", &[("name", name.as_str())])) { (name) } } }
+                        }
+                    }
+                }
+            }
+            nav class="pager" aria-label="Pages" {
+                @if page > 1 { a href=(page_link(page - 1)) rel="prev" { "← Previous" } }
+                span { "Page " (page) " of " (pages) }
+                @if page < pages { a href=(page_link(page + 1)) rel="next" { "Next →" } }
+            }
+        }
+    };
+    viewer.page(Section::Repositories, "Repositories", body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RepositoryQuery {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn repository(viewer: Viewer, Query(query): Query<RepositoryQuery>) -> Response {
+    let manifests = match viewer
+        .call(&ListManifests {
+            repository: query.name.clone(),
+        })
+        .await
+    {
+        Ok(m) => m,
+        Err(r) => return viewer.refusal(Section::Repositories, &r),
+    };
+    let mut tags: Vec<(&str, &berth_manage::repositories::ManifestInfo)> = manifests
+        .iter()
+        .flat_map(|m| m.tags.iter().map(move |t| (t.as_str(), m)))
+        .collect();
+    tags.sort_by(|a, b| a.0.cmp(b.0));
+    let untagged: Vec<_> = manifests.iter().filter(|m| m.tags.is_empty()).collect();
+    let total: u64 = manifests.iter().map(|m| m.size).sum();
+    let link = |reference: &str| {
+        href(
+            "/manifest",
+            &[
+                ("repository", query.name.as_str()),
+                ("reference", reference),
+            ],
+        )
+    };
+    let body = html! {
+        p { a href="/repositories" { "← All repositories" } }
+        p class="muted" {
+            (tags.len()) " tags, " (manifests.len()) " manifests (" (size(total)) " of manifests)"
+        }
+        h2 { "Tags" }
+        @if tags.is_empty() { p { "No tags." } } @else {
+            div class="table-wrap" {
+                table {
+                    thead { tr {
+                        th scope="col" { "Tag" } th scope="col" { "Digest" }
+                        th scope="col" { "Type" } th scope="col" { "Pushed" }
+                    } }
+                    tbody {
+                        @for (tag, m) in &tags {
+                            tr {
+                                td { a href=(link(tag)) { (tag) } }
+                                td { (short_digest(&m.digest)) }
+                                td { (kind_of(&m.media_type, m.artifact_type.as_deref())) }
+                                td { (m.created_at) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !untagged.is_empty() {
+            h2 { "Untagged manifests" }
+            div class="table-wrap" {
+                table {
+                    thead { tr { th scope="col" { "Digest" } th scope="col" { "Type" } th scope="col" { "Pushed" } } }
+                    tbody {
+                        @for m in &untagged {
+                            tr {
+                                td { a href=(link(&m.digest)) { (short_digest(&m.digest)) } }
+                                td { (kind_of(&m.media_type, m.artifact_type.as_deref())) }
+                                td { (m.created_at) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    viewer.page(Section::Repositories, &query.name, body)
+}
+
+/// A media type as a word people use.
+fn kind_of(media_type: &str, artifact_type: Option<&str>) -> String {
+    let base = if media_type.contains("index") || media_type.contains("manifest.list") {
+        "index"
+    } else {
+        "manifest"
+    };
+    match artifact_type {
+        Some(a)
+            if !a.starts_with("application/vnd.oci.image.config")
+                && !a.starts_with("application/vnd.docker.container.image") =>
+        {
+            format!("{base} ({a})")
+        }
+        _ => base.to_string(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ManifestQuery {
+    #[serde(default)]
+    repository: String,
+    #[serde(default)]
+    reference: String,
+}
+
+pub async fn manifest(viewer: Viewer, Query(query): Query<ManifestQuery>) -> Response {
+    let detail = match viewer
+        .call(&GetManifest {
+            repository: query.repository.clone(),
+            reference: query.reference.clone(),
+        })
+        .await
+    {
+        Ok(d) => d,
+        Err(r) => return viewer.refusal(Section::Repositories, &r),
+    };
+    let title = format!("{}@{}", detail.repository, short(&detail.digest));
+    let body = manifest_body(&viewer, &detail);
+    viewer.page(Section::Repositories, &title, body)
+}
+
+fn short(digest: &str) -> String {
+    digest.chars().take(19).collect()
+}
+
+fn manifest_body(viewer: &Viewer, d: &ManifestDetail) -> Markup {
+    let pinned = format!("{}/{}@{}", viewer.host, d.repository, d.digest);
+    let layers_total: u64 = d.layers.iter().map(|l| l.size).sum();
+    let link = |digest: &str| {
+        href(
+            "/manifest",
+            &[("repository", d.repository.as_str()), ("reference", digest)],
+        )
+    };
+    html! {
+        p { a href=(href("/repository", &[("name", d.repository.as_str())])) { "← " (d.repository) } }
+        dl class="facts" {
+            dt { "Digest" } dd { code { (d.digest) } }
+            dt { "Kind" } dd { (d.kind) }
+            dt { "Media type" } dd { code { (d.media_type) } }
+            @if let Some(a) = &d.artifact_type { dt { "Artifact type" } dd { code { (a) } } }
+            dt { "Manifest size" } dd { (size(d.size)) }
+            @if !d.layers.is_empty() { dt { "Layers in total" } dd { (size(layers_total)) } }
+            dt { "Tags" } dd {
+                @if d.tags.is_empty() { span class="muted" { "none" } }
+                @for t in &d.tags { code { (t) } " " }
+            }
+        }
+        h2 { "Copy it" }
+        (layout::copyable("docker", &format!("docker pull {pinned}")))
+        (layout::copyable("skopeo", &format!("skopeo copy --all docker://{pinned} docker://DESTINATION/{}:TAG", d.repository)))
+        @if !d.manifests.is_empty() {
+            h2 { "Platforms" }
+            div class="table-wrap" {
+                table id="platforms" {
+                    thead { tr { th scope="col" { "Platform" } th scope="col" { "Manifest" } th scope="col" class="num" { "Size" } } }
+                    tbody {
+                        @for m in &d.manifests {
+                            tr {
+                                td { (m.platform.as_deref().unwrap_or("(not stated)")) }
+                                td { a href=(link(&m.digest)) { (short_digest(&m.digest)) } }
+                                td class="num" { (size(m.size)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(c) = &d.config {
+            h2 { "Config" }
+            (descriptors("config", std::slice::from_ref(c)))
+        }
+        @if !d.layers.is_empty() {
+            h2 { "Layers" }
+            (descriptors("layers", &d.layers))
+        }
+        @if let Some(s) = &d.subject {
+            h2 { "Subject" }
+            p { "This manifest refers to " a href=(link(&s.digest)) { (short_digest(&s.digest)) } "." }
+        }
+        h2 { "Referrers" }
+        @if d.referrers.is_empty() {
+            p class="muted" { "No signatures, SBOMs or other artifacts refer to this manifest." }
+        } @else {
+            div class="table-wrap" {
+                table id="referrers" {
+                    thead { tr { th scope="col" { "Artifact type" } th scope="col" { "Manifest" } th scope="col" class="num" { "Size" } } }
+                    tbody {
+                        @for r in &d.referrers {
+                            tr {
+                                td { code { (r.artifact_type.as_deref().unwrap_or(&r.media_type)) } }
+                                td { a href=(link(&r.digest)) { (short_digest(&r.digest)) } }
+                                td class="num" { (size(r.size)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !d.annotations.is_empty() {
+            h2 { "Annotations" }
+            dl class="facts" {
+                @for (k, v) in &d.annotations { dt { code { (k) } } dd { (v) } }
+            }
+        }
+    }
+}
+
+fn descriptors(id: &str, items: &[ContentDescriptor]) -> Markup {
+    html! {
+        div class="table-wrap" {
+            table id=(id) {
+                thead { tr { th scope="col" { "Digest" } th scope="col" { "Media type" } th scope="col" class="num" { "Size" } } }
+                tbody {
+                    @for l in items {
+                        tr {
+                            td { (short_digest(&l.digest)) }
+                            td { code { (l.media_type) } }
+                            td class="num" data-bytes=(l.size) { (size(l.size)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
