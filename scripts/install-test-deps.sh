@@ -36,6 +36,8 @@ APT_PACKAGES=(
   util-linux      # runuser, to run PostgreSQL as the postgres user
   rclone          # copies a bucket in the scale-out backup test (the documented procedure)
   systemd         # systemd-analyze, systemd-sysusers: test_packaging.py checks the unit (not started)
+  chromium        # test_portal.py: the portal in a real headless browser
+  chromium-driver # ... driven by Selenium through chromedriver
 )
 
 # Garage, the S3-compatible object store of the scale-out tests, from
@@ -51,7 +53,15 @@ PIP_PACKAGES=(
   "boto3==1.44.5"   # lists the bucket in the scale-out garbage-collection test
   "kubernetes-validate==1.37.0"   # test_packaging.py: the manifests under packaging/kubernetes
   "PyYAML==6.0.4"   # test_packaging.py reads the manifests
+  "selenium==4.51.0"   # test_portal.py drives Debian's chromium (4.52+ need a certifi newer than PyPI's mirror here)
 )
+
+# axe-core, the accessibility checker test_portal.py runs inside each page:
+# the npm registry's tarball, checked against its published sha512 (npm's
+# own client is not needed for one file).
+AXE_VERSION=4.14.1
+AXE_SHA512=1477dafa598d8d065f273d6af302aa203c02e83131707b7fa648cd41bd3d6b734f8c22a0dab86ee6a6f64b8afbe804b214d36db85a2826965edfb3a0b9d546b5
+AXE_ROOT=${AXE_ROOT:-/opt/axe-core}
 
 log() { printf '[install-test-deps] %s\n' "$*"; }
 
@@ -144,10 +154,24 @@ else
   rm -rf "$garage_build" # gigabytes of build products; the binary is kept
 fi
 
+if [[ -f $AXE_ROOT/axe.min.js && $(cat "$AXE_ROOT/VERSION" 2>/dev/null) == "$AXE_VERSION" ]]; then
+  log "axe-core $AXE_VERSION already in $AXE_ROOT"
+else
+  log "fetching axe-core $AXE_VERSION into $AXE_ROOT"
+  axe_tmp=$(mktemp -d)
+  curl -sSfL --retry 3 -o "$axe_tmp/axe.tgz" "https://registry.npmjs.org/axe-core/-/axe-core-$AXE_VERSION.tgz"
+  echo "$AXE_SHA512  $axe_tmp/axe.tgz" | sha512sum -c --quiet -
+  tar -xzf "$axe_tmp/axe.tgz" -C "$axe_tmp" package/axe.min.js
+  mkdir -p "$AXE_ROOT"
+  mv "$axe_tmp/package/axe.min.js" "$AXE_ROOT/axe.min.js"
+  echo "$AXE_VERSION" >"$AXE_ROOT/VERSION"
+  rm -rf "$axe_tmp"
+fi
+
 # Sanity: every tool the suite calls is on PATH.
-for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql pg_dump pg_restore rclone runuser systemd-analyze systemd-sysusers; do
+for tool in skopeo umoci containerd ctr podman buildah dockerd docker docker-registry htpasswd python3 psql pg_dump pg_restore rclone runuser systemd-analyze systemd-sysusers chromium chromedriver; do
   command -v "$tool" >/dev/null 2>&1 || { echo "missing after install: $tool" >&2; exit 1; }
 done
 "$GARAGE_ROOT/bin/garage" --version >/dev/null || { echo "garage does not run" >&2; exit 1; }
-python3 -c 'import oras.client, pytest, requests, boto3, cryptography, kubernetes_validate, yaml' || { echo "python packages not importable" >&2; exit 1; }
+python3 -c 'import oras.client, pytest, requests, boto3, cryptography, kubernetes_validate, yaml, selenium' || { echo "python packages not importable" >&2; exit 1; }
 log "ok"

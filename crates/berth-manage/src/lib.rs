@@ -189,6 +189,7 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<roles::CreateRoleAssignment>(),
         I::of::<roles::DeleteRoleAssignment>(),
         I::of::<repositories::ListRepositories>(),
+        I::of::<repositories::ListRepositorySummaries>(),
         I::of::<repositories::DeleteRepository>(),
         I::of::<repositories::ListTags>(),
         I::of::<repositories::ListManifests>(),

@@ -139,3 +139,54 @@ pub struct GetManifest {
     pub reference: String,
 }
 endpoint!(GetManifest => ManifestDetail, Get "/api/v1/repositories/manifest", ManageRead);
+
+/// How a repository listing is ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RepositorySort {
+    #[default]
+    Name,
+    /// Largest first.
+    Size,
+    /// Most recently pushed first.
+    LastPush,
+}
+
+/// A repository with its figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositorySummary {
+    pub name: String,
+    pub tags: u64,
+    pub manifests: u64,
+    /// Its blobs (each once) and manifests, in bytes.
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_push_at: Option<String>,
+}
+
+/// One page of repositories, and how many match in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepositorySummaryPage {
+    pub total: u64,
+    pub repositories: Vec<RepositorySummary>,
+}
+
+/// `GET /api/v1/repositories/summaries?search=S&sort=size&offset=N&limit=M`:
+/// repositories whose name contains `search` (any case), `limit` (50 by
+/// default, 1,000 at most) from `offset`, in one page whatever the
+/// registry holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListRepositorySummaries {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<RepositorySort>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+endpoint!(ListRepositorySummaries => RepositorySummaryPage, Get "/api/v1/repositories/summaries", ManageRead);

@@ -203,6 +203,37 @@ pub struct ManifestSummary {
     pub tags: Vec<String>,
 }
 
+/// How [`MetadataStore::repository_summaries`] orders its page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RepositoryOrder {
+    #[default]
+    Name,
+    /// Largest first.
+    Size,
+    /// Most recently pushed first; repositories without manifests last.
+    LastPush,
+}
+
+/// A repository as the portal lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySummary {
+    pub name: String,
+    pub tags: u64,
+    pub manifests: u64,
+    /// Sum of the sizes of the blobs linked in the repository (each blob
+    /// once) plus its manifests' own sizes.
+    pub size: u64,
+    /// Unix seconds of the newest manifest's push; `None` without manifests.
+    pub last_push: Option<i64>,
+}
+
+/// One page of repositories and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryPage {
+    pub total: u64,
+    pub repositories: Vec<RepositorySummary>,
+}
+
 #[derive(Debug, Clone)]
 pub struct UploadRecord {
     pub id: String,
@@ -316,6 +347,24 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
         last: Option<&str>,
     ) -> Result<Vec<String>, MetadataError>;
+
+    /// Repositories whose name contains `search` (case-insensitive, taken
+    /// literally: `%` and `_` are no wildcards; empty: all), ordered by
+    /// `order` (ties by name), `limit` of them after skipping `offset`, with
+    /// how many match in all. Every repository counts, also one holding only
+    /// blobs (with no manifests, unlike [`MetadataStore::list_repositories`]).
+    /// Two statements (the count and the page), whatever the number of
+    /// repositories; the figures of a repository are read from its own rows
+    /// only, and only for the page's repositories except what the order
+    /// needs (sizes for [`RepositoryOrder::Size`], last pushes for
+    /// [`RepositoryOrder::LastPush`]).
+    async fn repository_summaries(
+        &self,
+        search: &str,
+        order: RepositoryOrder,
+        limit: u32,
+        offset: u64,
+    ) -> Result<RepositoryPage, MetadataError>;
 
     /// Records that manifests of `repository` were pulled at `at` (Unix
     /// seconds).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use berth_metadata::{
     Activity, AuthStore, IdentityRecord, MetadataError, MetadataStore, NewManifest, PostgresStore,
-    SqliteStore,
+    RepositoryOrder, RepositorySummary, SqliteStore,
 };
 use berth_types::{Algorithm, Digest, Reference, RepositoryName, Tag};
 use sqlx::Connection;
@@ -607,7 +607,230 @@ async fn unused_manifests_by_target_and_last_pull(s: Arc<impl Store>) {
     );
 }
 
+/// The portal's listing: every repository's figures in one page, each order
+/// (ties by name), the search taken literally and case-insensitively, and
+/// paging with the total.
+async fn repository_summaries_figures_orders_search_and_paging(s: Arc<impl Store>) {
+    let tag = |t: &str| -> Tag { t.parse().expect("tag") };
+    // app/one: two manifests sharing blob 30 (counted once), three tags.
+    let one = repo("app/one");
+    let shared = stored_blob(&*s, &one, 30).await; // 130 bytes
+    let own = stored_blob(&*s, &one, 31).await; // 131 bytes
+    let (c1, c2) = (b"{\"one\":1}".as_slice(), b"{\"one\":22}".as_slice());
+    let (d1, d2) = (Digest::sha256_of(c1), Digest::sha256_of(c2));
+    let tags_one = [tag("v1"), tag("latest")];
+    let mut m = manifest(&one, &d1, c1, vec![shared.clone()], None);
+    m.tags = &tags_one;
+    s.put_manifest(m).await.expect("put");
+    let v2 = tag("v2");
+    s.put_manifest(manifest(
+        &one,
+        &d2,
+        c2,
+        vec![shared.clone(), own],
+        Some(&v2),
+    ))
+    .await
+    .expect("put");
+    // big_data/x: the same blob 30 (its own link counts here too) and a
+    // larger one; one untagged manifest.
+    let big = repo("big_data/x");
+    stored_blob(&*s, &big, 30).await;
+    stored_blob(&*s, &big, 900).await; // 1000 bytes
+    let c3 = b"{\"big\":1}".as_slice();
+    let d3 = Digest::sha256_of(c3);
+    s.put_manifest(manifest(&big, &d3, c3, vec![shared.clone()], None))
+        .await
+        .expect("put");
+    // bigxdata/y: a name `big_data` matches only with `_` taken as a
+    // wildcard; pushed last, a second later (pushes are stamped in seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let bigx = repo("bigxdata/y");
+    stored_blob(&*s, &bigx, 32).await; // 132 bytes
+    let c4 = b"{\"bigx\":1}".as_slice();
+    let d4 = Digest::sha256_of(c4);
+    let t4 = tag("t");
+    s.put_manifest(manifest(&bigx, &d4, c4, Vec::new(), Some(&t4)))
+        .await
+        .expect("put");
+    // blobs/only: a repository holding a blob and no manifests.
+    let only = repo("blobs/only");
+    stored_blob(&*s, &only, 33).await; // 133 bytes
+
+    let page = |search: &'static str, order: RepositoryOrder, limit: u32, offset: u64| {
+        let s = s.clone();
+        async move {
+            s.repository_summaries(search, order, limit, offset)
+                .await
+                .expect("repository_summaries")
+        }
+    };
+    let all = page("", RepositoryOrder::Name, 100, 0).await;
+    assert_eq!(all.total, 4);
+    let names: Vec<&str> = all.repositories.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["app/one", "big_data/x", "bigxdata/y", "blobs/only"]);
+    let by_name = |name: &str| -> RepositorySummary {
+        all.repositories
+            .iter()
+            .find(|r| r.name == name)
+            .cloned()
+            .expect("listed")
+    };
+    // Pushes are stamped in seconds: compare with what list_manifests says.
+    let newest = |r: RepositoryName| {
+        let s = s.clone();
+        async move {
+            s.list_manifests(&r)
+                .await
+                .expect("list_manifests")
+                .iter()
+                .map(|m| m.created_at)
+                .max()
+        }
+    };
+    let len = |c: &[u8]| c.len() as u64;
+    assert_eq!(
+        by_name("app/one"),
+        RepositorySummary {
+            name: "app/one".into(),
+            tags: 3,
+            manifests: 2,
+            size: 130 + 131 + len(c1) + len(c2),
+            last_push: newest(one.clone()).await,
+        }
+    );
+    assert!(by_name("app/one").last_push.is_some());
+    assert_eq!(
+        by_name("big_data/x"),
+        RepositorySummary {
+            name: "big_data/x".into(),
+            tags: 0,
+            manifests: 1,
+            size: 130 + 1000 + len(c3),
+            last_push: newest(big.clone()).await,
+        }
+    );
+    assert_eq!(
+        by_name("bigxdata/y"),
+        RepositorySummary {
+            name: "bigxdata/y".into(),
+            tags: 1,
+            manifests: 1,
+            size: 132 + len(c4),
+            last_push: newest(bigx.clone()).await,
+        }
+    );
+    assert_eq!(
+        by_name("blobs/only"),
+        RepositorySummary {
+            name: "blobs/only".into(),
+            tags: 0,
+            manifests: 0,
+            size: 133,
+            last_push: None,
+        }
+    );
+
+    let order_of = |order: RepositoryOrder| {
+        let page = page("", order, 100, 0);
+        async move {
+            page.await
+                .repositories
+                .into_iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Sizes: big_data/x 1000+, app/one ~280, blobs/only 133 < bigxdata/y 132+.
+    assert_eq!(
+        order_of(RepositoryOrder::Size).await,
+        ["big_data/x", "app/one", "bigxdata/y", "blobs/only"]
+    );
+    // Newest first, ties (the same second) by name, never pushed last: the
+    // stamps themselves say which of app/one and big_data/x comes first.
+    let mut expected: Vec<(Option<i64>, String)> = all
+        .repositories
+        .iter()
+        .map(|r| (r.last_push, r.name.clone()))
+        .collect();
+    expected.sort_by(|a, b| match (a.0, b.0) {
+        (Some(x), Some(y)) => y.cmp(&x).then_with(|| a.1.cmp(&b.1)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.1.cmp(&b.1),
+    });
+    let expected: Vec<String> = expected.into_iter().map(|(_, n)| n).collect();
+    let by_push = order_of(RepositoryOrder::LastPush).await;
+    assert_eq!(by_push, expected);
+    assert_eq!(by_push.first().map(String::as_str), Some("bigxdata/y"));
+    assert_eq!(by_push.last().map(String::as_str), Some("blobs/only"));
+
+    // Search: a substring, case-insensitive, `_` and `%` literal.
+    let found = |search: &'static str| {
+        let page = page(search, RepositoryOrder::Name, 100, 0);
+        async move {
+            let p = page.await;
+            let names: Vec<String> = p.repositories.into_iter().map(|r| r.name).collect();
+            assert_eq!(p.total as usize, names.len(), "total for {search:?}");
+            names
+        }
+    };
+    assert_eq!(
+        found("big_data").await,
+        ["big_data/x"],
+        "`_` is no wildcard"
+    );
+    assert_eq!(found("BIG").await, ["big_data/x", "bigxdata/y"]);
+    assert_eq!(found("/O").await, ["app/one", "blobs/only"]);
+    assert!(found("%").await.is_empty(), "`%` is no wildcard");
+    assert!(found("b%y").await.is_empty());
+    assert!(
+        found("\\").await.is_empty(),
+        "the escape character is literal too"
+    );
+    assert!(found("nothing").await.is_empty());
+
+    // Paging: the total counts every match, the page only its part.
+    let second = page("", RepositoryOrder::Name, 2, 1).await;
+    assert_eq!(second.total, 4);
+    let names: Vec<&str> = second
+        .repositories
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["big_data/x", "bigxdata/y"]);
+    assert_eq!(second.repositories[0], by_name("big_data/x"));
+    let sized = page("", RepositoryOrder::Size, 2, 2).await;
+    let names: Vec<&str> = sized.repositories.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!((sized.total, names), (4, vec!["bigxdata/y", "blobs/only"]));
+    assert_eq!(sized.repositories[1], by_name("blobs/only"));
+    let past = page("", RepositoryOrder::LastPush, 10, 10).await;
+    assert_eq!((past.total, past.repositories.len()), (4, 0));
+    let none = page("big", RepositoryOrder::Name, 0, 0).await;
+    assert_eq!((none.total, none.repositories.len()), (2, 0));
+    let huge = page("", RepositoryOrder::Name, 10, u64::MAX).await;
+    assert_eq!((huge.total, huge.repositories.len()), (4, 0));
+
+    // Deleting a repository's manifests leaves it listed with its blobs;
+    // deleting the repository removes it.
+    assert!(s.delete_manifest(&bigx, &d4).await.expect("delete"));
+    let after = page("bigx", RepositoryOrder::Name, 10, 0).await;
+    assert_eq!(
+        after.repositories,
+        [RepositorySummary {
+            name: "bigxdata/y".into(),
+            tags: 0,
+            manifests: 0,
+            size: 132,
+            last_push: None,
+        }]
+    );
+    s.delete_repository(&bigx).await.expect("delete");
+    assert_eq!(page("", RepositoryOrder::Name, 10, 0).await.total, 3);
+}
+
 both!(
+    repository_summaries_figures_orders_search_and_paging,
     unused_manifests_by_target_and_last_pull,
     links_need_a_claimed_blob,
     manifests_need_their_blobs,

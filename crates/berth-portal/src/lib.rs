@@ -83,13 +83,15 @@ impl Portal {
         (self.clock)()
     }
 
-    /// A `Set-Cookie` value carrying `value` as the session.
+    /// A `Set-Cookie` value carrying `value` as the session. The browser
+    /// keeps it for the session's longest life; the server ends it sooner
+    /// when idle, and can then say so on the sign-in page.
     fn cookie(&self, value: &str) -> String {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         format!(
             "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
             session::COOKIE,
-            self.lifetimes.idle.as_secs()
+            self.lifetimes.longest.as_secs()
         )
     }
 

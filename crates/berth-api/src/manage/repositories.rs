@@ -12,6 +12,7 @@ type Result<T> = std::result::Result<T, ManageError>;
 
 pub(super) fn routes(r: Routes) -> Routes {
     r.serve(list_repositories)
+        .serve(list_repository_summaries)
         .serve(delete_repository)
         .serve(list_tags)
         .serve(list_manifests)
@@ -33,6 +34,51 @@ fn repository(name: &str) -> Result<RepositoryName> {
 
 async fn list_repositories(s: AppState, _: ManageRead, _: ListRepositories) -> Result<Vec<String>> {
     Ok(s.registry.catalog(u32::MAX, None).await?)
+}
+
+/// Most repositories one summaries page holds.
+const SUMMARIES_LIMIT: u32 = 1000;
+
+async fn list_repository_summaries(
+    s: AppState,
+    _: ManageRead,
+    r: ListRepositorySummaries,
+) -> Result<RepositorySummaryPage> {
+    let limit = r.limit.unwrap_or(50);
+    if limit == 0 || limit > SUMMARIES_LIMIT {
+        return Err(ManageError::validation(format!(
+            "'limit' must be between 1 and {SUMMARIES_LIMIT}"
+        )));
+    }
+    let order = match r.sort.unwrap_or_default() {
+        RepositorySort::Name => berth_metadata::RepositoryOrder::Name,
+        RepositorySort::Size => berth_metadata::RepositoryOrder::Size,
+        RepositorySort::LastPush => berth_metadata::RepositoryOrder::LastPush,
+    };
+    let page = s
+        .registry
+        .metadata()
+        .repository_summaries(
+            r.search.as_deref().unwrap_or(""),
+            order,
+            limit,
+            r.offset.unwrap_or(0),
+        )
+        .await?;
+    Ok(RepositorySummaryPage {
+        total: page.total,
+        repositories: page
+            .repositories
+            .into_iter()
+            .map(|r| RepositorySummary {
+                name: r.name,
+                tags: r.tags,
+                manifests: r.manifests,
+                size: r.size,
+                last_push_at: r.last_push.map(berth_util::rfc3339),
+            })
+            .collect(),
+    })
 }
 
 async fn delete_repository(

@@ -10,7 +10,8 @@ macro_rules! impl_metadata_store {
             use berth_util::{now, now_ms};
             use $crate::{
                 CacheChange, GcRunRecord, ManifestRecord, ManifestSummary, MetadataError,
-                MetadataStore, NewManifest, Referrer, UploadRecord,
+                MetadataStore, NewManifest, Referrer, RepositoryOrder, RepositoryPage,
+                RepositorySummary, UploadRecord,
             };
 
             type Db = $db;
@@ -51,6 +52,33 @@ async fn repository_id(
             .await?,
     )
 }
+
+/// `text` for a LIKE pattern with `ESCAPE '\'`: its wildcards and the
+/// escape character itself match literally.
+fn like_literal(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+// `repository_summaries`: the figures of one repository `r`, each a
+// correlated subquery over that repository's rows only (the primary keys
+// of tags and repository_blobs, and manifests_summary on manifests, all
+// led by repository_id), so a page costs its own repositories'.
+const TAGS_OF_R: &str = "(SELECT count(*) FROM tags t WHERE t.repository_id = r.id)";
+const MANIFESTS_OF_R: &str = "(SELECT count(*) FROM manifests m WHERE m.repository_id = r.id)";
+/// Each linked blob once (the link's key is repository and digest), plus
+/// the manifests' own bytes. SUM is NUMERIC on PostgreSQL: cast back.
+const SIZE_OF_R: &str = "CAST(
+      (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id)
+    + (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs rb
+       JOIN blobs b ON b.digest = rb.digest WHERE rb.repository_id = r.id)
+    AS BIGINT)";
+const LAST_PUSH_OF_R: &str =
+    "(SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = r.id)";
+/// `$1` is `%<like_literal(search)>%`; names are lower-case by the
+/// grammar, the search need not be.
+const NAME_MATCHES: &str = "LOWER(r.name) LIKE LOWER($1) ESCAPE '\\'";
 
 /// Queues a blob for the collector.
 async fn queue_candidate(tx: &mut Transaction<'_, Db>, digest: &str) -> Result<(), MetadataError> {
@@ -528,6 +556,68 @@ impl MetadataStore for $store {
         .await?)
     }
 
+    async fn repository_summaries(
+        &self,
+        search: &str,
+        order: RepositoryOrder,
+        limit: u32,
+        offset: u64,
+    ) -> Result<RepositoryPage, MetadataError> {
+        let pattern = format!("%{}%", like_literal(search));
+        let total: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM repositories r WHERE {NAME_MATCHES}"
+        ))
+        .bind(&pattern)
+        .fetch_one(&self.reader)
+        .await?;
+        // The page is chosen first, computing only what its order needs
+        // (nothing for names: the name index is read in order, and skipped
+        // repositories cost no subquery); then the page's figures. DESC puts
+        // NULL first on PostgreSQL, last on SQLite: NULLS LAST says which.
+        let (key, inner_order, outer_order) = match order {
+            RepositoryOrder::Name => (String::new(), "r.name", "r.name"),
+            RepositoryOrder::Size => (
+                format!(", {SIZE_OF_R} AS sort_key"),
+                "sort_key DESC, r.name",
+                "r.sort_key DESC, r.name",
+            ),
+            RepositoryOrder::LastPush => (
+                format!(", {LAST_PUSH_OF_R} AS sort_key"),
+                "sort_key DESC NULLS LAST, r.name",
+                "r.sort_key DESC NULLS LAST, r.name",
+            ),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT r.name, {TAGS_OF_R} AS tags, {MANIFESTS_OF_R} AS manifests,
+                    {SIZE_OF_R} AS size, {LAST_PUSH_OF_R} AS last_push
+             FROM (SELECT r.id, r.name{key} FROM repositories r WHERE {NAME_MATCHES}
+                   ORDER BY {inner_order} LIMIT $2 OFFSET $3) r
+             ORDER BY {outer_order}"
+        ))
+        .bind(&pattern)
+        .bind(i64::from(limit))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?;
+        let repositories = rows
+            .iter()
+            .map(|row| {
+                let n = |c: &str| row.try_get::<i64, _>(c).map(|v| v as u64);
+                Ok(RepositorySummary {
+                    name: row.try_get("name")?,
+                    tags: n("tags")?,
+                    manifests: n("manifests")?,
+                    size: n("size")?,
+                    last_push: row.try_get("last_push")?,
+                })
+            })
+            .collect::<Result<Vec<_>, MetadataError>>()?;
+        Ok(RepositoryPage {
+            total: total as u64,
+            repositories,
+        })
+    }
+
     async fn touch_manifests(
         &self,
         repository: &RepositoryName,
@@ -563,10 +653,7 @@ impl MetadataStore for $store {
         let (exact, pattern) = match target.strip_suffix("/*") {
             Some(prefix) => (
                 String::new(),
-                format!(
-                    "{}/%",
-                    prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-                ),
+                format!("{}/%", like_literal(prefix)),
             ),
             None => (target.to_string(), String::new()),
         };

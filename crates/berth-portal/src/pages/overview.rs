@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::response::Response;
 use berth_manage::gc::GetGcStatus;
 use berth_manage::logs::{ListLoginEvents, ListRepositoryEvents};
-use berth_manage::repositories::ListRepositories;
+use berth_manage::repositories::ListRepositorySummaries;
 use maud::{html, Markup};
 
 use crate::context::Viewer;
@@ -20,7 +20,12 @@ const HOURS: i64 = 24;
 pub async fn page(viewer: Viewer) -> Response {
     let now = viewer.portal.now();
     let since = Some(berth_util::rfc3339(now - HOURS * 3600));
-    let repositories = viewer.call(&ListRepositories {}).await;
+    let repositories = viewer
+        .call(&ListRepositorySummaries {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await;
     let events = viewer
         .call(&ListRepositoryEvents {
             since: since.clone(),
@@ -76,7 +81,7 @@ pub async fn page(viewer: Viewer) -> Response {
     let reclaimed: u64 = gc.runs.iter().map(|r| r.bytes_reclaimed).sum();
     let body = html! {
         div class="cards" {
-            div class="card" { h2 { "Repositories" } p { a href="/repositories" { (repositories.len()) } } }
+            div class="card" { h2 { "Repositories" } p { a href="/repositories" { (repositories.total) } } }
             div class="card" { h2 { "Pulls, 24 h" } p { (pulls.iter().sum::<u64>()) } }
             div class="card" { h2 { "Pushes, 24 h" } p { (pushes.iter().sum::<u64>()) } }
             div class="card" { h2 { "Failed logins, 24 h" } p { a href="/logs?kind=login&failed=on" { (failed.len()) } } }

@@ -5,7 +5,8 @@
 use axum::extract::Query;
 use axum::response::Response;
 use berth_manage::repositories::{
-    ContentDescriptor, GetManifest, ListManifests, ListRepositories, ManifestDetail,
+    ContentDescriptor, GetManifest, ListManifests, ListRepositorySummaries, ManifestDetail,
+    RepositorySort,
 };
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -14,64 +15,109 @@ use crate::context::Viewer;
 use crate::layout::{self, href, short_digest, size, Section};
 
 /// Repositories per page.
-const PAGE: usize = 50;
+const PAGE: u64 = 50;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
     q: String,
+    /// `name` (the default), `size` or `pushed`.
     #[serde(default)]
-    page: Option<usize>,
+    sort: String,
+    #[serde(default)]
+    page: Option<u64>,
 }
 
+/// One page of repositories, found, ordered and cut by the database: the
+/// page costs the same for ten repositories or a hundred thousand.
 pub async fn list(viewer: Viewer, Query(query): Query<ListQuery>) -> Response {
-    let names = match viewer.call(&ListRepositories {}).await {
+    let (sort, sort_key) = match query.sort.as_str() {
+        "size" => (RepositorySort::Size, "size"),
+        "pushed" => (RepositorySort::LastPush, "pushed"),
+        _ => (RepositorySort::Name, "name"),
+    };
+    let page = query.page.unwrap_or(1).max(1);
+    let search = query.q.trim();
+    let request = |page: u64| ListRepositorySummaries {
+        search: (!search.is_empty()).then(|| search.to_string()),
+        sort: Some(sort),
+        offset: Some((page - 1) * PAGE),
+        limit: Some(PAGE as u32),
+    };
+    let mut found = match viewer.call(&request(page)).await {
         Ok(n) => n,
         Err(r) => return viewer.refusal(Section::Repositories, &r),
     };
-    let needle = query.q.trim().to_lowercase();
-    let matching: Vec<&String> = names
-        .iter()
-        .filter(|n| needle.is_empty() || n.to_lowercase().contains(&needle))
-        .collect();
-    let pages = matching.len().div_ceil(PAGE).max(1);
-    let page = query.page.unwrap_or(1).clamp(1, pages);
-    let shown = matching.iter().skip((page - 1) * PAGE).take(PAGE);
-    let page_link = |p: usize| {
+    let pages = found.total.div_ceil(PAGE).max(1);
+    let page = if page > pages {
+        // Past the end (the registry shrank, or a hand-made link): the last page.
+        match viewer.call(&request(pages)).await {
+            Ok(n) => found = n,
+            Err(r) => return viewer.refusal(Section::Repositories, &r),
+        }
+        pages
+    } else {
+        page
+    };
+    let link = |sort: &str, p: u64| {
         href(
             "/repositories",
-            &[("q", query.q.as_str()), ("page", &p.to_string())],
+            &[
+                ("q", query.q.as_str()),
+                ("sort", sort),
+                ("page", &p.to_string()),
+            ],
         )
+    };
+    let column = |key: &str, label: &str, class: &str| {
+        let current = key == sort_key;
+        html! {
+            th scope="col" class=(class) aria-sort=[current.then_some(if key == "name" { "ascending" } else { "descending" })] {
+                @if current { (label) } @else { a href=(link(key, 1)) { (label) } }
+            }
+        }
     };
     let body = html! {
         form method="get" action="/repositories" class="row" role="search" {
-            label for="q" { "Search repositories" }
-            input type="search" id="q" name="q" value=(query.q);
+            label for="q" { "Search repositories" input type="search" id="q" name="q" value=(query.q); }
+            input type="hidden" name="sort" value=(sort_key);
             button type="submit" { "Search" }
         }
-        p class="muted" {
-            (matching.len()) " of " (names.len()) " repositories"
-            @if !needle.is_empty() { " match “" (query.q) "”" }
+        p class="muted" id="repository-count" {
+            (found.total) " repositories"
+            @if !search.is_empty() { " match “" (search) "”" }
         }
-        @if matching.is_empty() {
+        @if found.repositories.is_empty() {
             p { "No repository matches. Push one with "
                 code { "skopeo copy … docker://" (viewer.host) "/NAME:TAG" } "." }
         } @else {
             div class="table-wrap" {
-                table {
-                    caption class="muted" { "Page " (page) " of " (pages) }
-                    thead { tr { th scope="col" { "Repository" } } }
+                table id="repositories" {
+                    caption class="muted" { "Page " (page) " of " (pages) "; choose a column to order by it" }
+                    thead { tr {
+                        (column("name", "Repository", ""))
+                        th scope="col" class="num" { "Tags" }
+                        th scope="col" class="num" { "Manifests" }
+                        (column("size", "Size", "num"))
+                        (column("pushed", "Last push", ""))
+                    } }
                     tbody {
-                        @for name in shown {
-                            tr { td { a href=(href("/repository", &[("name", name.as_str())])) { (name) } } }
+                        @for r in &found.repositories {
+                            tr {
+                                td { a href=(href("/repository", &[("name", r.name.as_str())])) { (r.name) } }
+                                td class="num" { (r.tags) }
+                                td class="num" { (r.manifests) }
+                                td class="num" data-bytes=(r.size) { (size(r.size)) }
+                                td { (r.last_push_at.as_deref().unwrap_or("never")) }
+                            }
                         }
                     }
                 }
             }
             nav class="pager" aria-label="Pages" {
-                @if page > 1 { a href=(page_link(page - 1)) rel="prev" { "← Previous" } }
+                @if page > 1 { a href=(link(sort_key, page - 1)) rel="prev" { "← Previous" } }
                 span { "Page " (page) " of " (pages) }
-                @if page < pages { a href=(page_link(page + 1)) rel="next" { "Next →" } }
+                @if page < pages { a href=(link(sort_key, page + 1)) rel="next" { "Next →" } }
             }
         }
     };
