@@ -81,13 +81,12 @@ pub async fn page(viewer: Viewer) -> Response {
     let reclaimed: u64 = gc.runs.iter().map(|r| r.bytes_reclaimed).sum();
     let body = html! {
         div class="cards" {
-            div class="card" { h2 { "Repositories" } p { a href="/repositories" { (repositories.total) } } }
-            div class="card" { h2 { "Pulls, 24 h" } p { (pulls.iter().sum::<u64>()) } }
-            div class="card" { h2 { "Pushes, 24 h" } p { (pushes.iter().sum::<u64>()) } }
-            div class="card" { h2 { "Failed logins, 24 h" } p { a href="/logs?kind=login&failed=on" { (failed.len()) } } }
-            div class="card" { h2 { "Garbage collection" } p {
-                (gc.queued_candidates) " blobs queued; latest runs reclaimed " (size(reclaimed))
-            } }
+            div class="card" { h2 { "Repositories" } p class="big" { a href="/repositories" { (repositories.total) } } }
+            div class="card" { h2 { "Pulls, 24 h" } p class="big" { (pulls.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Pushes, 24 h" } p class="big" { (pushes.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Failed logins, 24 h" } p class="big" { a href="/logs?kind=login&failed=on" { (failed.len()) } } }
+            div class="card" { h2 { "Blobs waiting for the collector" } p class="big" { a href="/settings" { (gc.queued_candidates) } }
+                p class="muted" { "The latest runs reclaimed " (size(reclaimed)) "." } }
         }
         h2 id="activity-heading" { "Pulls and pushes per hour (UTC)" }
         (bar_chart("activity-chart", "Pulls and pushes per hour over the last 24 hours", &labels,
@@ -122,22 +121,24 @@ fn bar_chart(
     labels: &[String],
     series: &[(&str, &str, &Vec<u64>)],
 ) -> Markup {
-    let max = series
-        .iter()
-        .flat_map(|(_, _, v)| v.iter())
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let (width, height, left, bottom) = (720.0, 220.0, 36.0, 24.0);
+    let max = nice_ceiling(
+        series
+            .iter()
+            .flat_map(|(_, _, v)| v.iter())
+            .copied()
+            .max()
+            .unwrap_or(0),
+    );
+    let (width, height, left, top, bottom) = (720.0, 232.0, 40.0, 12.0, 24.0);
+    let plot = height - top - bottom;
     let group = (width - left) / labels.len().max(1) as f64;
     let bar = (group - 4.0) / series.len().max(1) as f64;
     let mut svg = String::new();
     for i in 0..=4 {
-        let y = (height - bottom) * (1.0 - i as f64 / 4.0);
-        let value = max as f64 * i as f64 / 4.0;
+        let y = top + plot * (1.0 - i as f64 / 4.0);
+        let value = max * i / 4;
         svg.push_str(&format!(
-            r#"<line x1="{left}" x2="{width}" y1="{y:.1}" y2="{y:.1}"/><text x="0" y="{:.1}">{value:.0}</text>"#,
+            r#"<line x1="{left}" x2="{width}" y1="{y:.1}" y2="{y:.1}"/><text x="0" y="{:.1}">{value}</text>"#,
             y + 4.0
         ));
     }
@@ -145,11 +146,11 @@ fn bar_chart(
         let x0 = left + i as f64 * group + 2.0;
         for (s, (name, class, values)) in series.iter().enumerate() {
             let v = values.get(i).copied().unwrap_or(0);
-            let h = (height - bottom) * v as f64 / max as f64;
+            let h = plot * v as f64 / max as f64;
             svg.push_str(&format!(
                 r#"<rect class="{class}" x="{:.1}" y="{:.1}" width="{:.1}" height="{h:.1}"><title>{name} at {label}:00: {v}</title></rect>"#,
                 x0 + s as f64 * bar,
-                height - bottom - h,
+                top + plot - h,
                 bar.max(1.0),
             ));
         }
@@ -184,6 +185,20 @@ fn bar_chart(
     }
 }
 
+/// The axis' top: at least 4 and a multiple of 4, so the four gridlines
+/// fall on whole numbers.
+fn nice_ceiling(max: u64) -> u64 {
+    let mut step = 1;
+    while step * 4 < max {
+        step = match step.to_string().as_bytes()[0] {
+            b'1' => step * 2,
+            b'2' => step / 2 * 5,
+            _ => step * 2,
+        };
+    }
+    step * 4
+}
+
 /// Horizontal bars, one per reason, with the count written beside it.
 fn reason_chart(reasons: &[(String, u64)]) -> Markup {
     let max = reasons.iter().map(|r| r.1).max().unwrap_or(1).max(1);
@@ -204,6 +219,16 @@ fn reason_chart(reasons: &[(String, u64)]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_axis_ends_on_a_round_number_with_whole_gridlines() {
+        assert_eq!(nice_ceiling(0), 4);
+        assert_eq!(nice_ceiling(3), 4);
+        assert_eq!(nice_ceiling(5), 8);
+        assert_eq!(nice_ceiling(9), 20);
+        assert_eq!(nice_ceiling(41), 80);
+        assert_eq!(nice_ceiling(1234), 2000);
+    }
 
     #[test]
     fn failures_group_by_their_cause_not_their_identity() {

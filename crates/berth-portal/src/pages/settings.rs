@@ -28,7 +28,7 @@ pub async fn page(viewer: Viewer) -> Response {
             dt { "Admin user" } dd { (yes(registry.admin_user_enabled)) }
             dt { "Sparse manifests" } dd { (yes(registry.sparse_manifests)) }
         }
-        p class="muted" { "Change these with " code { "berth registry update" } "." }
+        p class="muted" { "Change these with " code { "berth update" } " (for example " code { "--anonymous-pull-enabled true" } ")." }
         h2 { "Garbage collection" }
         dl class="facts" id="gc-status" {
             dt { "Blobs queued" } dd { (gc.queued_candidates) }
