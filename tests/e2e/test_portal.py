@@ -361,6 +361,14 @@ def test_pages_read_with_javascript_off(portal, pushed):
         driver.quit()
 
 
+def test_the_overview_charts_storage_sampled_by_the_running_server(portal, pushed, browser):
+    # berth serve samples its size when it starts and each hour after.
+    sign_in(browser, base_of(portal), portal.owner)
+    assert browser.find_element(By.ID, "storage-chart")
+    assert browser.find_elements(By.CSS_SELECTOR, "#storage-samples tbody tr")
+    assert browser.find_element(By.ID, "activity-chart")
+
+
 MAIN_PAGES = {
     "overview": "/",
     "repositories": "/repositories",

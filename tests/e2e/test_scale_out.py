@@ -875,6 +875,48 @@ class LoadErrors:
                 self.items.append(what)
 
 
+def test_a_portal_session_from_one_node_is_accepted_by_the_other(deployment):
+    """The session cookie is signed with a key the nodes share: sign in on A, browse and change on B."""
+    a, b = deployment.a, deployment.b
+    browser = requests.Session()
+    r = browser.post(
+        f"http://{a.host}/login",
+        data={"login": deployment.owner.user, "password": deployment.owner.password, "next": "/network"},
+        headers={"Origin": f"http://{a.host}"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert r.status_code == 303 and r.headers["Location"] == "/network", _describe(r)
+    cookie = browser.cookies.get("berth_session")
+    assert cookie, r.headers
+    on_b = requests.get(f"http://{b.host}/network", cookies={"berth_session": cookie}, allow_redirects=False, timeout=10)
+    assert on_b.status_code == 200, _describe(on_b)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', on_b.text).group(1)
+    added = requests.post(
+        f"http://{b.host}/network/rules/add",
+        data={"ip": "10.77.0.0/16", "csrf": csrf},
+        cookies={"berth_session": cookie},
+        headers={"Origin": f"http://{b.host}"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert added.status_code == 303, _describe(added)
+    # ... and A sees the change (the rules are shared).
+    rules = requests.get(
+        f"http://{a.host}/api/v1/network", auth=(deployment.owner.user, deployment.owner.password), timeout=10
+    ).json()["networkRuleSet"]["ipRules"]
+    assert "10.77.0.0/16" in rules
+    removed = requests.post(
+        f"http://{a.host}/network/rules/remove",
+        data={"ip": "10.77.0.0/16", "csrf": csrf},
+        cookies={"berth_session": cookie},
+        headers={"Origin": f"http://{a.host}"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert removed.status_code == 303, _describe(removed)
+
+
 def _describe(r: requests.Response) -> str:
     cid = r.headers.get("X-Correlation-Id")
     return f"{r.request.method} {r.url} -> {r.status_code} {r.text[:300]!r} (correlation id {cid})"

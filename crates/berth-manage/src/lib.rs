@@ -28,6 +28,7 @@ pub mod network;
 pub mod registry;
 pub mod repositories;
 pub mod roles;
+pub mod storage;
 pub mod tokens;
 
 pub use error::{ErrorBody, ErrorEntry, ManageCode};
@@ -198,6 +199,7 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<repositories::DeleteManifest>(),
         I::of::<gc::GetGcStatus>(),
         I::of::<gc::RunGc>(),
+        I::of::<storage::GetStorageHistory>(),
         I::of::<network::GetNetwork>(),
         I::of::<network::UpdateNetwork>(),
         I::of::<network::ListNetworkRules>(),

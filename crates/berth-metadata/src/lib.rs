@@ -244,6 +244,15 @@ pub struct UploadRecord {
     pub created_at: i64,
 }
 
+/// The blob records' count and bytes at the start of an hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageSample {
+    /// Unix seconds of the hour's start.
+    pub at: i64,
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
 /// One garbage-collection run as recorded in the database (any node's).
 #[derive(Debug, Clone, Default)]
 pub struct GcRunRecord {
@@ -456,4 +465,12 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The latest runs, newest first.
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRunRecord>, MetadataError>;
+
+    /// Samples the blob records' count and bytes as the hour of `at` (unix
+    /// seconds), unless that hour has its sample already (from this node or
+    /// another): `true` when this call took it.
+    async fn sample_storage(&self, at: i64) -> Result<bool, MetadataError>;
+
+    /// The samples from the hour of `since` on, oldest first.
+    async fn storage_samples(&self, since: i64) -> Result<Vec<StorageSample>, MetadataError>;
 }

@@ -829,7 +829,36 @@ async fn repository_summaries_figures_orders_search_and_paging(s: Arc<impl Store
     assert_eq!(page("", RepositoryOrder::Name, 10, 0).await.total, 3);
 }
 
+/// One storage sample an hour, whichever node (or call) comes first; the
+/// history reads back from an hour on.
+async fn storage_is_sampled_once_an_hour(s: Arc<impl Store>) {
+    let r = repo("sizes/app");
+    stored_blob(&*s, &r, 1).await; // 101 bytes
+    stored_blob(&*s, &r, 2).await; // 102 bytes
+    let hour = 500_000 * 3600;
+    assert!(s.sample_storage(hour + 10).await.expect("sample"));
+    stored_blob(&*s, &r, 3).await; // 103 bytes
+                                   // Later in the same hour (another node, say): that hour keeps its sample.
+    assert!(!s.sample_storage(hour + 3599).await.expect("sample"));
+    assert!(s.sample_storage(hour + 3600).await.expect("sample"));
+    assert!(s.sample_storage(hour + 5 * 3600 + 1).await.expect("sample"));
+    let all = s.storage_samples(0).await.expect("samples");
+    assert_eq!(
+        all.iter()
+            .map(|x| (x.at, x.blobs, x.bytes))
+            .collect::<Vec<_>>(),
+        [
+            (hour, 2, 203),
+            (hour + 3600, 3, 306),
+            (hour + 5 * 3600, 3, 306)
+        ]
+    );
+    let later = s.storage_samples(hour + 3600 + 59).await.expect("samples");
+    assert_eq!(later.len(), 2, "{later:?}");
+}
+
 both!(
+    storage_is_sampled_once_an_hour,
     repository_summaries_figures_orders_search_and_paging,
     unused_manifests_by_target_and_last_pull,
     links_need_a_claimed_blob,

@@ -445,3 +445,34 @@ async fn pages_are_never_cached_framed_or_scripted_from_elsewhere() {
     assert_eq!(css.status, StatusCode::OK);
     assert!(css.has("prefers-color-scheme: dark"));
 }
+
+#[tokio::test]
+async fn the_overview_draws_the_hourly_storage_samples() {
+    let portal = TestPortal::open().await;
+    let mut browser = portal.browser();
+    browser.sign_in("owner", OWNER_PASSWORD).await;
+    assert!(browser.get("/").await.has("No samples yet"));
+
+    let metadata = portal.state.registry.metadata().clone();
+    let now = berth_util::now();
+    metadata
+        .sample_storage(now - 2 * 86400)
+        .await
+        .expect("sample");
+    portal
+        .push_image("sized/app", "v1", &[300_000], ("linux", "amd64"))
+        .await;
+    metadata.sample_storage(now).await.expect("sample");
+    let page = browser.get("/").await;
+    assert!(page.has("id=\"storage-chart\""), "{}", page.body);
+    assert!(page.has("<polyline"), "{}", page.body);
+    // Two days, each with its sample; today's holds the pushed layer.
+    let table = &page.body[page.body.find("id=\"storage-samples\"").expect("the table")..];
+    assert_eq!(table.matches("data-bytes=").count(), 2, "{table}");
+    assert!(table.contains("data-bytes=\"0\""), "{table}");
+    let today = table.rsplit("data-bytes=\"").next().expect("today");
+    let bytes: u64 = today[..today.find('"').expect("end")]
+        .parse()
+        .expect("bytes");
+    assert!(bytes > 300_000, "{bytes}");
+}

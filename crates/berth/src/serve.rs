@@ -266,6 +266,7 @@ async fn serve(config: Config, new_registry: bool) -> anyhow::Result<()> {
         network.clone(),
         backends.events.clone(),
     );
+    spawn_storage_sampling(registry.metadata().clone());
     spawn_collector(&config, registry.clone());
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -430,6 +431,20 @@ fn spawn_housekeeping(
                 }
             }
             n += 1;
+        }
+    });
+}
+
+/// Every minute: the hour's storage sample (count and bytes of the blob
+/// records), unless a node already took it; the portal charts them.
+fn spawn_storage_sampling(metadata: Arc<dyn berth_metadata::MetadataStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = metadata.sample_storage(berth_util::now()).await {
+                tracing::warn!(error = %e, "sampling the storage size failed");
+            }
         }
     });
 }

@@ -21,6 +21,7 @@ pub(super) fn routes(r: Routes) -> Routes {
         .serve(delete_manifest)
         .serve(gc_status)
         .serve(gc_run)
+        .serve(storage_history)
 }
 
 fn repository(name: &str) -> Result<RepositoryName> {
@@ -279,4 +280,33 @@ async fn gc_run(s: AppState, _: ManageWrite, _: RunGc) -> Result<GcReport> {
         uploads_purged: report.uploads_purged,
         storage_requests: report.storage_requests,
     })
+}
+
+/// The hourly samples of the blob store's size.
+async fn storage_history(
+    s: AppState,
+    _: ManageRead,
+    r: berth_manage::storage::GetStorageHistory,
+) -> Result<Vec<berth_manage::storage::StorageSample>> {
+    let since = match &r.since {
+        None => berth_util::now() - 30 * 86400,
+        Some(t) => berth_util::parse_rfc3339_ms(t)
+            .map(|ms| ms / 1000)
+            .ok_or_else(|| {
+                ManageError::validation(format!(
+                    "'since' must be an RFC 3339 time such as 2026-12-01T00:00:00Z, not '{t}'"
+                ))
+            })?,
+    };
+    Ok(s.registry
+        .metadata()
+        .storage_samples(since)
+        .await?
+        .into_iter()
+        .map(|x| berth_manage::storage::StorageSample {
+            time: berth_util::rfc3339(x.at),
+            blobs: x.blobs,
+            bytes: x.bytes,
+        })
+        .collect())
 }

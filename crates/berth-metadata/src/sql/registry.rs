@@ -11,7 +11,7 @@ macro_rules! impl_metadata_store {
             use $crate::{
                 CacheChange, GcRunRecord, ManifestRecord, ManifestSummary, MetadataError,
                 MetadataStore, NewManifest, Referrer, RepositoryOrder, RepositoryPage,
-                RepositorySummary, UploadRecord,
+                RepositorySummary, StorageSample, UploadRecord,
             };
 
             type Db = $db;
@@ -927,6 +927,52 @@ impl MetadataStore for $store {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn sample_storage(&self, at: i64) -> Result<bool, MetadataError> {
+        let hour = at.div_euclid(3600);
+        // The sum over every blob record is not free: skip it when the
+        // hour is already sampled (by this node or another).
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT hour FROM storage_samples WHERE hour = $1")
+                .bind(hour)
+                .fetch_optional(&self.reader)
+                .await?;
+        if taken.is_some() {
+            return Ok(false);
+        }
+        let (blobs, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO storage_samples (hour, blobs, bytes) VALUES ($1, $2, $3)
+             ON CONFLICT (hour) DO NOTHING",
+        )
+        .bind(hour)
+        .bind(blobs)
+        .bind(bytes)
+        .execute(&self.writer)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    async fn storage_samples(&self, since: i64) -> Result<Vec<StorageSample>, MetadataError> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT hour, blobs, bytes FROM storage_samples WHERE hour >= $1 ORDER BY hour",
+        )
+        .bind(since.div_euclid(3600))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, blobs, bytes)| StorageSample {
+                at: hour * 3600,
+                blobs: blobs.max(0) as u64,
+                bytes: bytes.max(0) as u64,
+            })
+            .collect())
     }
 
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRunRecord>, MetadataError> {

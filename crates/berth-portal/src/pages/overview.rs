@@ -8,6 +8,7 @@ use axum::response::Response;
 use berth_manage::gc::GetGcStatus;
 use berth_manage::logs::{ListLoginEvents, ListRepositoryEvents};
 use berth_manage::repositories::ListRepositorySummaries;
+use berth_manage::storage::{GetStorageHistory, StorageSample};
 use maud::{html, Markup};
 
 use crate::context::Viewer;
@@ -16,6 +17,8 @@ use crate::layout::{self, size, Section};
 /// Events the charts read at most (the API's limit).
 const EVENTS: u32 = 10_000;
 const HOURS: i64 = 24;
+/// Days of storage history the overview draws.
+const STORAGE_DAYS: i64 = 30;
 
 pub async fn page(viewer: Viewer) -> Response {
     let now = viewer.portal.now();
@@ -42,12 +45,20 @@ pub async fn page(viewer: Viewer) -> Response {
         })
         .await;
     let gc = viewer.call(&GetGcStatus {}).await;
-    let (repositories, events, failed, gc) = match (repositories, events, failed, gc) {
-        (Ok(r), Ok(e), Ok(f), Ok(g)) => (r, e, f, g),
-        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => {
-            return viewer.refusal(Section::Overview, &r)
-        }
-    };
+    let storage = viewer
+        .call(&GetStorageHistory {
+            since: Some(berth_util::rfc3339(now - STORAGE_DAYS * 86400)),
+        })
+        .await;
+    let (repositories, events, failed, gc, storage) =
+        match (repositories, events, failed, gc, storage) {
+            (Ok(r), Ok(e), Ok(f), Ok(g), Ok(s)) => (r, e, f, g, s),
+            (Err(r), ..)
+            | (_, Err(r), ..)
+            | (_, _, Err(r), ..)
+            | (_, _, _, Err(r), _)
+            | (.., Err(r)) => return viewer.refusal(Section::Overview, &r),
+        };
     // Hour buckets, oldest first.
     let start_hour = now / 3600 - (HOURS - 1);
     let mut pulls = vec![0u64; HOURS as usize];
@@ -91,6 +102,10 @@ pub async fn page(viewer: Viewer) -> Response {
         h2 id="activity-heading" { "Pulls and pushes per hour (UTC)" }
         (bar_chart("activity-chart", "Pulls and pushes per hour over the last 24 hours", &labels,
             &[("Pulls", "bar", &pulls), ("Pushes", "bar2", &pushes)]))
+        h2 { "Stored, last " (STORAGE_DAYS) " days" }
+        @if storage.is_empty() { p class="muted" { "No samples yet: berth samples its size once an hour." } } @else {
+            (storage_chart(&storage))
+        }
         h2 { "Failed logins by reason, last 24 hours" }
         @if reasons.is_empty() { p class="muted" { "No failed logins." } } @else {
             (reason_chart(&reasons))
@@ -197,6 +212,75 @@ fn nice_ceiling(max: u64) -> u64 {
         };
     }
     step * 4
+}
+
+/// The blob store's bytes over time, one point per hourly sample, with the
+/// samples as a table beside it (one row a day: the day's last sample).
+fn storage_chart(samples: &[StorageSample]) -> Markup {
+    let points: Vec<(i64, u64)> = samples
+        .iter()
+        .filter_map(|s| Some((berth_util::parse_rfc3339_ms(&s.time)? / 1000, s.bytes)))
+        .collect();
+    let (first, last) = match (points.first(), points.last()) {
+        (Some(f), Some(l)) => (f.0, l.0.max(f.0 + 3600)),
+        _ => return html! {},
+    };
+    let max = nice_ceiling(points.iter().map(|p| p.1).max().unwrap_or(0));
+    let (width, height, left, top, bottom) = (720.0, 232.0, 72.0, 12.0, 24.0);
+    let plot = height - top - bottom;
+    let x = |t: i64| left + (width - left - 8.0) * (t - first) as f64 / (last - first) as f64;
+    let y = |b: u64| top + plot * (1.0 - b as f64 / max as f64);
+    let mut svg = String::new();
+    for i in 0..=4 {
+        let value = max * i / 4;
+        let gy = y(value);
+        svg.push_str(&format!(
+            r#"<line x1="{left}" x2="{width}" y1="{gy:.1}" y2="{gy:.1}"/><text x="0" y="{:.1}">{}</text>"#,
+            gy + 4.0,
+            size(value)
+        ));
+    }
+    let line: Vec<String> = points
+        .iter()
+        .map(|(t, b)| format!("{:.1},{:.1}", x(*t), y(*b)))
+        .collect();
+    svg.push_str(&format!(
+        r#"<polyline class="line" fill="none" stroke-width="2" points="{}"/>"#,
+        line.join(" ")
+    ));
+    for t in [first, last] {
+        let day = berth_util::rfc3339(t);
+        svg.push_str(&format!(
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="{}">{}</text>"#,
+            x(t),
+            height - 6.0,
+            if t == first { "start" } else { "end" },
+            day.get(..10).unwrap_or("")
+        ));
+    }
+    let mut days: BTreeMap<String, &StorageSample> = BTreeMap::new();
+    for s in samples {
+        days.insert(s.time.get(..10).unwrap_or("").to_string(), s);
+    }
+    let latest = samples.last().map(|s| s.bytes).unwrap_or(0);
+    html! {
+        figure {
+            svg class="chart" id="storage-chart" viewBox=(format!("0 0 {width} {height}")) role="img"
+                aria-label=(format!("Stored bytes over the last {STORAGE_DAYS} days; now {}", size(latest))) {
+                (layout::raw(svg))
+            }
+            figcaption { "Now " (size(latest)) " in " (samples.last().map(|s| s.blobs).unwrap_or(0)) " blobs" }
+        }
+        details {
+            summary { "The numbers" }
+            div class="table-wrap" { table id="storage-samples" {
+                thead { tr { th scope="col" { "Day (UTC)" } th scope="col" class="num" { "Blobs" } th scope="col" class="num" { "Stored" } } }
+                tbody { @for (day, s) in &days { tr {
+                    td { (day) } td class="num" { (s.blobs) } td class="num" data-bytes=(s.bytes) { (size(s.bytes)) }
+                } } }
+            } }
+        }
+    }
 }
 
 /// Horizontal bars, one per reason, with the count written beside it.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use berth_metadata::{
     GcRunRecord, ManifestRecord, ManifestSummary, MetadataError, MetadataStore, NewManifest,
-    Referrer, RepositoryOrder, RepositoryPage, UploadRecord,
+    Referrer, RepositoryOrder, RepositoryPage, StorageSample, UploadRecord,
 };
 use berth_types::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
@@ -109,4 +109,6 @@ counted! {
     fn start_gc_run(holder: &str) -> Result<i64, MetadataError>;
     fn update_gc_run(run: &GcRunRecord) -> Result<(), MetadataError>;
     fn gc_runs(limit: u32) -> Result<Vec<GcRunRecord>, MetadataError>;
+    fn sample_storage(at: i64) -> Result<bool, MetadataError>;
+    fn storage_samples(since: i64) -> Result<Vec<StorageSample>, MetadataError>;
 }
