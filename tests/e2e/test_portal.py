@@ -30,6 +30,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import E2E_REGISTRY, REPO_ROOT, Creds, Skopeo, free_port, require_tool, wait_for
+from diag_support import CertAuthority, start_berth
 
 pytestmark = pytest.mark.skipif(E2E_REGISTRY != "berth", reason="the portal is berth's own")
 
@@ -346,6 +347,36 @@ def test_an_idle_session_ends(berth_servers, browser):
     assert "/login" in browser.current_url
     assert "session ended" in text(browser, ".notice.warn")
     assert browser.get_cookie("berth_session") is None, "the ended session's cookie is cleared"
+
+
+def test_over_https_the_session_cookie_is_secure(tmp_path):
+    ca = CertAuthority(tmp_path / "ca")
+    cert, key = ca.issue("portal", ["localhost"], ["127.0.0.1"])
+    port = free_port()
+    server = start_berth(
+        tmp_path / "berth",
+        "portal-tls",
+        {"server": {"listen": f"127.0.0.1:{port}", "tls_cert": cert, "tls_key": key}},
+        dict(os.environ),
+        ca_file=ca.cert,
+    )
+    try:
+        base = f"https://127.0.0.1:{port}"
+        r = requests.post(
+            f"{base}/login",
+            data={"login": server.owner.user, "password": server.owner.password, "next": "/"},
+            headers={"Origin": base},
+            verify=str(ca.cert),
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert r.status_code == 303, r.text
+        attributes = [a.strip() for a in r.headers["Set-Cookie"].split(";")]
+        assert {"Secure", "HttpOnly", "SameSite=Strict"} <= set(attributes), attributes
+        page = requests.get(f"{base}/", cookies=r.cookies, verify=str(ca.cert), timeout=10)
+        assert page.status_code == 200 and "Overview" in page.text
+    finally:
+        server.stop()
 
 
 def test_pages_read_with_javascript_off(portal, pushed):

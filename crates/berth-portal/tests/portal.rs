@@ -476,3 +476,35 @@ async fn the_overview_draws_the_hourly_storage_samples() {
         .expect("bytes");
     assert!(bytes > 300_000, "{bytes}");
 }
+
+#[tokio::test]
+async fn the_network_rules_guard_the_portal_as_they_guard_the_api() {
+    let portal = TestPortal::open().await;
+    let mut browser = portal.browser();
+    browser.sign_in("owner", OWNER_PASSWORD).await;
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+    // Deny every address but 10.0.0.0/8: the browser (127.0.0.1) is out.
+    let rule = portal
+        .as_owner(
+            "POST",
+            "/api/v1/network/rules",
+            "application/json",
+            br#"{"ipAddress": "10.0.0.0/8"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::OK, "{}", rule.body);
+    let deny = portal
+        .as_owner(
+            "PATCH",
+            "/api/v1/network",
+            "application/json",
+            br#"{"defaultAction": "Deny", "force": true}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(deny.status, StatusCode::OK, "{}", deny.body);
+    for path in ["/", "/login", "/-/portal.css"] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}: {}", page.body);
+        assert!(!page.has("Overview"), "{path}");
+    }
+}
