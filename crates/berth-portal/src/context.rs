@@ -69,6 +69,11 @@ impl Viewer {
         berth_api::auth::address_of(&self.extensions)
     }
 
+    /// The hidden CSRF field every form of this session carries.
+    pub fn csrf_field(&self) -> Markup {
+        layout::csrf_field(&self.csrf())
+    }
+
     /// Who is signed in, as the activity log names them.
     pub fn who(&self) -> String {
         self.principal.describe()
@@ -87,7 +92,12 @@ impl Viewer {
         title: &str,
         body: Markup,
     ) -> Response {
-        let html = layout::page(Some(self), section, title, body);
+        let (who, csrf) = (self.who(), self.csrf());
+        let shell = layout::Shell {
+            who: &who,
+            csrf: &csrf,
+        };
+        let html = layout::page(Some(shell), section, title, body);
         let mut response = (status, html).into_response();
         self.renew(response.headers_mut());
         response

@@ -3,7 +3,6 @@
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use crate::context::Viewer;
 use crate::contract::Refusal;
 
 /// Where a page sits in the navigation.
@@ -29,8 +28,15 @@ const NAV: &[(Section, &str, &str)] = &[
     (Section::Settings, "/settings", "Settings"),
 ];
 
-/// A whole HTML page. Without a viewer (the sign-in page), no navigation.
-pub fn page(viewer: Option<&Viewer>, section: Section, title: &str, body: Markup) -> Markup {
+/// Who a page is shown to: their name, and the CSRF token of the session
+/// (for the sign-out form).
+pub struct Shell<'a> {
+    pub who: &'a str,
+    pub csrf: &'a str,
+}
+
+/// A whole HTML page. Without a shell (the sign-in page), no navigation.
+pub fn page(shell: Option<Shell<'_>>, section: Section, title: &str, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -46,7 +52,7 @@ pub fn page(viewer: Option<&Viewer>, section: Section, title: &str, body: Markup
                 a class="skip" href="#main" { "Skip to content" }
                 header class="top" {
                     a class="brand" href="/" { "berth" }
-                    @if let Some(v) = viewer {
+                    @if let Some(v) = shell {
                         nav aria-label="Main" {
                             ul {
                                 @for (s, href, label) in NAV {
@@ -61,9 +67,9 @@ pub fn page(viewer: Option<&Viewer>, section: Section, title: &str, body: Markup
                             }
                         }
                         div class="who" {
-                            span { "Signed in as " strong { (v.who()) } }
+                            span { "Signed in as " strong { (v.who) } }
                             form method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(v.csrf());
+                                input type="hidden" name="csrf" value=(v.csrf);
                                 button type="submit" class="link" { "Sign out" }
                             }
                         }
@@ -96,8 +102,8 @@ pub fn notice(text: &str) -> Markup {
 }
 
 /// The hidden CSRF field of a form.
-pub fn csrf(viewer: &Viewer) -> Markup {
-    html! { input type="hidden" name="csrf" value=(viewer.csrf()); }
+pub fn csrf_field(token: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(token); }
 }
 
 /// Bytes as people read them (1.5 MiB).

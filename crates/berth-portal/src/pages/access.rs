@@ -13,7 +13,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::context::{Change, Viewer};
-use crate::layout::{self, csrf, Section};
+use crate::layout::{self, Section};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Notice {
@@ -70,7 +70,7 @@ pub async fn page(viewer: Viewer, Query(notice): Query<Notice>) -> Response {
             h2 { "Create a service principal" }
             p class="muted" { "A service principal is a login for automation: an application id and a secret. Its permissions come from role assignments." }
             form method="post" action="/access/service-principals" class="row" {
-                (csrf(&viewer))
+                (viewer.csrf_field())
                 label for="sp-name" { "Name" input type="text" id="sp-name" name="name" required; }
                 @if assigner {
                     label for="sp-role" { "Role (optional)"
@@ -140,7 +140,7 @@ fn assignments_view(viewer: &Viewer, assignments: &[RoleAssignment], assigner: b
                                 @if assigner {
                                     td {
                                         form method="post" action="/access/role-assignments/delete" class="inline" {
-                                            (csrf(viewer))
+                                            (viewer.csrf_field())
                                             input type="hidden" name="id" value=(a.id);
                                             button type="submit" class="secondary" aria-label=(format!("Delete the assignment of {} at {}", a.role, a.scope)) { "Delete" }
                                         }

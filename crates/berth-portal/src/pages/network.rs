@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::context::{Change, Viewer};
 use crate::contract::Refusal;
-use crate::layout::{self, csrf, Section};
+use crate::layout::{self, Section};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Notice {
@@ -79,7 +79,7 @@ fn settings_view(viewer: &Viewer, s: &NetworkSettings) -> Markup {
                         @if writer {
                             " "
                             form method="post" action="/network/rules/remove" class="inline" {
-                                (csrf(viewer))
+                                (viewer.csrf_field())
                                 input type="hidden" name="ip" value=(rule);
                                 button type="submit" class="secondary" aria-label=(format!("Remove the rule {rule}")) { "Remove" }
                             }
@@ -107,7 +107,7 @@ fn settings_view(viewer: &Viewer, s: &NetworkSettings) -> Markup {
         @if writer {
             h2 { "Add a rule" }
             form method="post" action="/network/rules/add" class="row" {
-                (csrf(viewer))
+                (viewer.csrf_field())
                 label for="add-ip" { "Address or CIDR range" }
                 input type="text" id="add-ip" name="ip" placeholder="10.0.0.0/8";
                 label for="add-subnet" { "or a declared subnet" }
@@ -116,7 +116,7 @@ fn settings_view(viewer: &Viewer, s: &NetworkSettings) -> Markup {
             }
             h2 { "Change the settings" }
             form method="post" action="/network/settings" class="row" {
-                (csrf(viewer))
+                (viewer.csrf_field())
                 label for="public" { "Public access"
                     select id="public" name="public" {
                         option value="Enabled" selected[public] { "Enabled" }
@@ -262,7 +262,7 @@ fn lockout_or_refusal(
             p class="message" { (refusal.message) }
         }
         form method="post" action=(action) class="row" {
-            (csrf(viewer))
+            (viewer.csrf_field())
             input type="hidden" name="ip" value=(ip);
             input type="hidden" name="subnet" value=(subnet);
             @if let Some(s) = settings {
