@@ -238,9 +238,11 @@ def test_an_orphaned_role_assignment_is_marked_with_its_fix(portal, browser):
 
 def test_filter_failed_logins(portal, browser):
     base = base_of(portal)
+    correlation_ids = []
     for _ in range(2):
         r = requests.get(f"{base}/v2/", auth=("portal-intruder", "guess"), timeout=10)
         assert r.status_code == 401
+        correlation_ids.append(r.headers["X-Correlation-Id"])
     # A failed sign-in in the portal is a failed login too.
     browser.get(f"{base}/login")
     browser.find_element(By.ID, "login").send_keys("portal-intruder")
@@ -265,9 +267,13 @@ def test_filter_failed_logins(portal, browser):
         assert cells[1].text == "portal-intruder" and cells[3].text == "401", row.text
     screenshot(browser, "logs-failed-logins")
 
-    # The correlation id leads to every event of that request.
+    # The correlation id leads to every event of that request, in the
+    # portal and with the CLI's filter.
     submit(browser, rows[0].find_element(By.CSS_SELECTOR, "td:last-child a"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#logins tbody tr")) == 1
     assert "portal-intruder" in text(browser, "#logins")
+    listed = json.loads(portal.cli("logs", "login", "--correlation-id", correlation_ids[0], "-o", "json").stdout)
+    assert [e["correlationId"] for e in listed] == [correlation_ids[0]], listed
 
     # The overview counts them by reason.
     browser.get(f"{base}/")
@@ -372,7 +378,8 @@ def test_over_https_the_session_cookie_is_secure(tmp_path):
         )
         assert r.status_code == 303, r.text
         attributes = [a.strip() for a in r.headers["Set-Cookie"].split(";")]
-        assert {"Secure", "HttpOnly", "SameSite=Strict"} <= set(attributes), attributes
+        assert attributes[0].startswith("__Host-berth_session="), attributes
+        assert {"Secure", "HttpOnly", "SameSite=Strict", "Path=/"} <= set(attributes), attributes
         page = requests.get(f"{base}/", cookies=r.cookies, verify=str(ca.cert), timeout=10)
         assert page.status_code == 200 and "Overview" in page.text
     finally:

@@ -51,6 +51,8 @@ pub struct EventFilter {
     pub failed_only: bool,
     pub identity: Option<String>,
     pub repository: Option<String>,
+    /// Only the events of this request.
+    pub correlation_id: Option<String>,
     pub limit: u32,
 }
 

@@ -146,12 +146,17 @@ pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Where a browser without a session goes: the sign-in page, then back.
-fn to_sign_in(parts: &Parts, reason: Option<&str>) -> Response {
-    let next = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+fn to_sign_in(portal: &Portal, parts: &Parts, reason: Option<&str>) -> Response {
+    // A change cannot be replayed after sign-in (its form is gone): back to
+    // the overview then.
+    let next = match parts.method {
+        http::Method::GET => parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+        _ => "/",
+    };
     let mut query = vec![("next", next)];
     if let Some(reason) = reason {
         query.push(("expired", reason));
@@ -161,7 +166,7 @@ fn to_sign_in(parts: &Parts, reason: Option<&str>) -> Response {
         serde_urlencoded::to_string(&query).unwrap_or_default()
     );
     let mut response = Redirect::to(&target).into_response();
-    if let Ok(v) = HeaderValue::from_str(&crate::expired_cookie()) {
+    if let Ok(v) = HeaderValue::from_str(&portal.expired_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -174,20 +179,26 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(portal) = parts.extensions.get::<Arc<Portal>>().cloned() else {
             return Err(StatusCode::NOT_FOUND.into_response());
         };
-        let Some(value) = cookie(&parts.headers, session::COOKIE) else {
-            return Err(to_sign_in(parts, None));
+        let Some(value) = cookie(&parts.headers, portal.cookie_name()) else {
+            return Err(to_sign_in(&portal, parts, None));
         };
         let session = match portal.key.open(value, portal.now(), portal.lifetimes) {
             Ok(s) => s,
-            Err(session::SessionError::Idle(_) | session::SessionError::Expired(_)) => {
-                return Err(to_sign_in(parts, Some("1")));
+            Err(
+                session::SessionError::Idle(_)
+                | session::SessionError::Expired(_)
+                | session::SessionError::CredentialExpired,
+            ) => {
+                return Err(to_sign_in(&portal, parts, Some("1")));
             }
-            Err(_) => return Err(to_sign_in(parts, None)),
+            Err(_) => return Err(to_sign_in(&portal, parts, None)),
         };
         let principal = match state.auth.principal_by_id(&session.identity).await {
             Ok(p) => p,
             // Deleted or disabled since sign-in: the session is over.
-            Err(e) if e.is_authentication_failure() => return Err(to_sign_in(parts, None)),
+            Err(e) if e.is_authentication_failure() => {
+                return Err(to_sign_in(&portal, parts, None))
+            }
             Err(e) => {
                 // Also a 503 for a backend outage: the store is the only
                 // thing an identity lookup can fail on.
@@ -207,6 +218,27 @@ impl FromRequestParts<AppState> for Viewer {
                 return Err((refusal.status, body).into_response());
             }
         };
+        // The network guard let the request in for the credentials in its
+        // headers, if any (a trusted service passes the rules); the portal
+        // acts as the session's identity, so the rules decide again for it.
+        let endpoint = parts
+            .extensions
+            .get::<berth_network::Endpoint>()
+            .cloned()
+            .unwrap_or(berth_network::Endpoint::Public);
+        let ip = berth_api::auth::address_of(&parts.extensions);
+        let decision = state
+            .network
+            .decide(&endpoint, ip, Some(principal.trusted_service));
+        if !decision.allowed {
+            let refusal = Refusal {
+                status: StatusCode::FORBIDDEN,
+                code: "DENIED".into(),
+                message: decision.message(ip),
+            };
+            let body = layout::page(None, Section::None, "Refused", layout::refusal(&refusal));
+            return Err((refusal.status, body).into_response());
+        }
         if let Some(slot) = parts.extensions.get::<berth_api::audit::AuditSlot>() {
             let who = principal.describe();
             slot.update(|i| i.identity = Some(who));
@@ -289,8 +321,9 @@ fn forbidden(viewer: &Viewer, message: &str) -> Response {
 }
 
 /// A browser names the page a form was posted from in `Origin`; it must be
-/// this registry (the `Host` the request went to). Without `Origin` (old
-/// browsers, scripts) the CSRF token alone decides.
+/// this registry: the scheme berth serves and the `Host` the request went
+/// to (a default port written or not). Without `Origin` (old browsers,
+/// scripts) the CSRF token alone decides.
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return true;
@@ -298,9 +331,54 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
-    let origin_host = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-        .unwrap_or("");
-    origin_host.eq_ignore_ascii_case(host)
+    let scheme = berth_api::scheme();
+    let Some(origin_host) = origin.strip_prefix(&format!("{scheme}://")) else {
+        return false;
+    };
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let normal = |h: &str| {
+        h.strip_suffix(default_port)
+            .unwrap_or(h)
+            .to_ascii_lowercase()
+    };
+    normal(origin_host) == normal(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, host.parse().expect("host"));
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, o.parse().expect("origin"));
+        }
+        h
+    }
+
+    #[test]
+    fn only_this_registrys_own_pages_may_post() {
+        // The tests' process serves plain HTTP (berth_api::set_tls unset).
+        assert!(same_origin(&headers(
+            Some("http://r.test:5000"),
+            "r.test:5000"
+        )));
+        assert!(same_origin(&headers(Some("http://R.test"), "r.test:80")));
+        assert!(same_origin(&headers(
+            Some("http://[::1]:5000"),
+            "[::1]:5000"
+        )));
+        assert!(same_origin(&headers(None, "r.test:5000")));
+        assert!(!same_origin(&headers(
+            Some("https://r.test:5000"),
+            "r.test:5000"
+        )));
+        assert!(!same_origin(&headers(Some("http://evil.test"), "r.test")));
+        assert!(!same_origin(&headers(Some("null"), "r.test")));
+        assert!(!same_origin(&headers(
+            Some("http://r.test:5000.evil"),
+            "r.test:5000"
+        )));
+    }
 }

@@ -90,8 +90,26 @@ impl Portal {
         let secure = if self.secure_cookie { "; Secure" } else { "" };
         format!(
             "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-            session::COOKIE,
+            self.cookie_name(),
             self.lifetimes.longest.as_secs()
+        )
+    }
+
+    /// The session cookie's name (`__Host-` prefixed over HTTPS).
+    fn cookie_name(&self) -> &'static str {
+        if self.secure_cookie {
+            session::SECURE_COOKIE
+        } else {
+            session::COOKIE
+        }
+    }
+
+    /// A `Set-Cookie` value that clears the session cookie.
+    fn expired_cookie(&self) -> String {
+        let secure = if self.secure_cookie { "; Secure" } else { "" };
+        format!(
+            "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
+            self.cookie_name()
         )
     }
 
@@ -108,14 +126,6 @@ impl Portal {
             .layer(middleware::from_fn(security_headers))
             .layer(Extension(Arc::new(self)))
     }
-}
-
-/// Clears the session cookie.
-fn expired_cookie() -> String {
-    format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        session::COOKIE
-    )
 }
 
 /// Pages are never cached, never framed, and run only the portal's own

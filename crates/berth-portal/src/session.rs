@@ -17,8 +17,15 @@ use base64::Engine as _;
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "berth_session";
+/// Its name over HTTPS: browsers accept a `__Host-` cookie only when it is
+/// `Secure`, has `Path=/` and no `Domain`, so a neighbouring subdomain
+/// cannot plant one.
+pub const SECURE_COOKIE: &str = "__Host-berth_session";
+
+/// How far a node's clock may run ahead of the one that signed a cookie.
+const CLOCK_SKEW: i64 = 60;
 
 /// How long a session lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,28 +60,32 @@ pub struct Session {
     /// Unix seconds of the latest request.
     #[serde(rename = "l")]
     pub last_seen: i64,
+    /// Unix seconds after which the session ends whatever else: the end
+    /// of the credential it was opened with, when that comes sooner.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
 }
 
+/// The system's random source failed: no session can be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the system's random source failed")]
+pub struct NoRandomness;
+
 impl Session {
-    pub fn new(identity: &str, now: i64) -> Session {
-        let random: [u8; 16] = rand_bytes();
-        Session {
+    pub fn new(identity: &str, now: i64, until: Option<i64>) -> Result<Session, NoRandomness> {
+        use ring::rand::SecureRandom as _;
+        let mut random = [0u8; 16];
+        ring::rand::SystemRandom::new()
+            .fill(&mut random)
+            .map_err(|_| NoRandomness)?;
+        Ok(Session {
             identity: identity.to_string(),
             id: hex::encode(random),
             signed_in: now,
             last_seen: now,
-        }
+            until,
+        })
     }
-}
-
-fn rand_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom as _;
-    let mut bytes = [0u8; N];
-    // The system's random source failing is not something a page can
-    // recover from; an all-zero id would still be unguessable only with
-    // the key, which is why the MAC, not the id, protects the session.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    bytes
 }
 
 /// Why a cookie does not open a session.
@@ -88,6 +99,10 @@ pub enum SessionError {
     Idle(u64),
     #[error("the session began more than {0} seconds ago")]
     Expired(u64),
+    #[error("the credential the session was opened with has expired")]
+    CredentialExpired,
+    #[error("the session's times lie in the future")]
+    FromTheFuture,
 }
 
 /// Signs and checks session cookies and CSRF tokens.
@@ -128,11 +143,18 @@ impl SessionKey {
         hmac::verify(&self.0, &payload, &tag).map_err(|_| SessionError::BadSignature)?;
         let session: Session =
             serde_json::from_slice(&payload).map_err(|_| SessionError::Malformed)?;
-        if now - session.last_seen > lifetimes.idle.as_secs() as i64 {
+        let seconds = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        if session.signed_in > now + CLOCK_SKEW || session.last_seen > now + CLOCK_SKEW {
+            return Err(SessionError::FromTheFuture);
+        }
+        if now.saturating_sub(session.last_seen) > seconds(lifetimes.idle) {
             return Err(SessionError::Idle(lifetimes.idle.as_secs()));
         }
-        if now - session.signed_in > lifetimes.longest.as_secs() as i64 {
+        if now.saturating_sub(session.signed_in) > seconds(lifetimes.longest) {
             return Err(SessionError::Expired(lifetimes.longest.as_secs()));
+        }
+        if session.until.is_some_and(|until| now > until) {
+            return Err(SessionError::CredentialExpired);
         }
         Ok(session)
     }
@@ -163,7 +185,7 @@ mod tests {
     #[test]
     fn a_sealed_session_opens_with_the_same_key_only() {
         let key = SessionKey::new(b"one key");
-        let session = Session::new("identity-1", 1_000);
+        let session = Session::new("identity-1", 1_000, None).expect("random");
         let cookie = key.seal(&session);
         assert_eq!(key.open(&cookie, 1_000, LIFETIMES), Ok(session));
         let other = SessionKey::new(b"another key");
@@ -176,7 +198,7 @@ mod tests {
     #[test]
     fn a_changed_identity_is_refused() {
         let key = SessionKey::new(b"k");
-        let cookie = key.seal(&Session::new("reader", 1_000));
+        let cookie = key.seal(&Session::new("reader", 1_000, None).expect("random"));
         let (payload, tag) = cookie.split_once('.').expect("payload.tag");
         let mut json = URL_SAFE_NO_PAD.decode(payload).expect("base64");
         let text = String::from_utf8(json.clone())
@@ -197,7 +219,7 @@ mod tests {
     #[test]
     fn an_idle_session_ends_and_a_used_one_lasts_until_its_longest() {
         let key = SessionKey::new(b"k");
-        let mut session = Session::new("id", 1_000);
+        let mut session = Session::new("id", 1_000, None).expect("random");
         let cookie = key.seal(&session);
         assert!(key.open(&cookie, 1_600, LIFETIMES).is_ok());
         assert_eq!(
@@ -218,10 +240,39 @@ mod tests {
     }
 
     #[test]
+    fn a_session_ends_with_its_credential_and_never_starts_in_the_future() {
+        let key = SessionKey::new(b"k");
+        let session = Session::new("id", 1_000, Some(1_100)).expect("random");
+        let cookie = key.seal(&session);
+        assert!(key.open(&cookie, 1_100, LIFETIMES).is_ok());
+        assert_eq!(
+            key.open(&cookie, 1_101, LIFETIMES),
+            Err(SessionError::CredentialExpired)
+        );
+        // Signed by a node whose clock ran far ahead: refused, not stretched.
+        assert_eq!(
+            key.open(&cookie, 1_000 - 61, LIFETIMES),
+            Err(SessionError::FromTheFuture)
+        );
+        assert!(key.open(&cookie, 1_000 - 60, LIFETIMES).is_ok());
+        let huge = Lifetimes {
+            idle: Duration::from_secs(u64::MAX),
+            longest: Duration::from_secs(u64::MAX),
+        };
+        assert!(key
+            .open(
+                &key.seal(&Session::new("id", 0, None).expect("random")),
+                i64::MAX / 2,
+                huge
+            )
+            .is_ok());
+    }
+
+    #[test]
     fn the_csrf_token_belongs_to_one_session() {
         let key = SessionKey::new(b"k");
-        let a = Session::new("id", 1);
-        let b = Session::new("id", 1);
+        let a = Session::new("id", 1, None).expect("random");
+        let b = Session::new("id", 1, None).expect("random");
         let token = key.csrf(&a);
         assert!(key.csrf_matches(&a, &token));
         assert!(!key.csrf_matches(&b, &token));

@@ -496,3 +496,112 @@ async fn the_network_rules_guard_the_portal_as_they_guard_the_api() {
         assert!(!page.has("Overview"), "{path}");
     }
 }
+
+#[tokio::test]
+async fn a_trusted_services_credentials_do_not_carry_someone_elses_session_past_the_rules() {
+    let portal = TestPortal::open().await;
+    let (login, secret) = service_principal(&portal, "scanner", "AcrPull").await;
+    let trusted = portal
+        .as_owner(
+            "PATCH",
+            &format!("/api/v1/identities/{login}"),
+            "application/json",
+            br#"{"trustedService": true}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(trusted.status, StatusCode::OK, "{}", trusted.body);
+    let mut browser = portal.browser();
+    browser.sign_in("owner", OWNER_PASSWORD).await;
+    for (method, uri, body) in [
+        (
+            "PATCH",
+            "/api/v1/network",
+            r#"{"networkRuleBypassOptions": "TrustedServices"}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/network/rules",
+            r#"{"ipAddress": "10.0.0.0/8"}"#,
+        ),
+        (
+            "PATCH",
+            "/api/v1/network",
+            r#"{"defaultAction": "Deny", "force": true}"#,
+        ),
+    ] {
+        let page = portal
+            .as_owner(method, uri, "application/json", body.as_bytes().to_vec())
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{uri}: {}", page.body);
+    }
+    // The trusted service passes the rules with its own credentials...
+    let ping = portal
+        .send(
+            http::Request::builder()
+                .uri("/v2/")
+                .header("authorization", support::app::basic(&login, &secret))
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(ping.status, StatusCode::OK, "{}", ping.body);
+    // ...but sent beside the owner's session cookie they do not let the
+    // owner's session in from a refused address.
+    let cookie = browser.cookie.clone().expect("a session");
+    let page = portal
+        .send(
+            http::Request::builder()
+                .uri("/network")
+                .header("authorization", support::app::basic(&login, &secret))
+                .header("cookie", format!("berth_session={cookie}"))
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(!page.has("Add a rule"));
+}
+
+#[tokio::test]
+async fn a_refused_sign_in_does_not_say_whether_the_login_exists_and_tokens_cannot_sign_in() {
+    let portal = TestPortal::open().await;
+    let message = |page: &support::app::Page| {
+        let start = page.body.find("class=\"message\">").expect("a message");
+        page.body[start..start + page.body[start..].find("</p>").expect("end")].to_string()
+    };
+    let mut browser = portal.browser();
+    let unknown = browser.sign_in("nobody", "secret").await;
+    let wrong = browser.sign_in("owner", "wrong").await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(message(&unknown), message(&wrong));
+    assert!(!unknown.has("nobody'"), "{}", unknown.body);
+
+    let refresh = browser
+        .sign_in(berth_auth::REFRESH_TOKEN_USER, "eyJhbGciOi.x.y")
+        .await;
+    assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        refresh.has("cannot sign in to the portal"),
+        "{}",
+        refresh.body
+    );
+    assert!(browser.cookie.is_none());
+}
+
+#[tokio::test]
+async fn a_change_posted_after_the_session_ended_signs_in_to_the_overview() {
+    let portal = TestPortal::open().await;
+    let mut browser = portal.browser();
+    browser.sign_in("owner", OWNER_PASSWORD).await;
+    let csrf = browser.get("/network").await.csrf();
+    portal.advance(31 * 60);
+    let page = browser
+        .post(
+            "/network/rules/add",
+            &[("ip", "10.6.0.0/16"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/login?next=%2F&expired=1");
+}

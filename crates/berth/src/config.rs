@@ -480,6 +480,13 @@ impl Config {
             server.max_connections > 0 && server.max_connections_per_ip > 0,
             "server.max_connections and server.max_connections_per_ip must be at least 1"
         );
+        let portal = &config.portal;
+        anyhow::ensure!(
+            portal.idle_timeout_seconds > 0
+                && portal.idle_timeout_seconds <= portal.session_lifetime_seconds
+                && portal.session_lifetime_seconds <= 366 * 86400,
+            "portal.idle_timeout_seconds must be at least 1 and at most portal.session_lifetime_seconds, which is at most a year (366 days)"
+        );
         match config.storage.kind.as_str() {
             "filesystem" => {}
             "s3" => anyhow::ensure!(

@@ -47,6 +47,7 @@ async fn login_events(s: AppState, _: ManageRead, r: ListLoginEvents) -> Result<
         failed_only: r.failed,
         identity: r.identity,
         repository: None,
+        correlation_id: r.correlation_id,
         limit: limit(r.limit),
     };
     Ok(s.event_store
@@ -79,6 +80,7 @@ async fn repository_events(
         failed_only: r.failed,
         identity: r.identity,
         repository: r.repository,
+        correlation_id: r.correlation_id,
         limit: limit(r.limit),
     };
     Ok(s.event_store

@@ -80,12 +80,15 @@ impl EventStore for $store {
             "SELECT * FROM login_events WHERE time >= $1
                AND ($2 = 0 OR result_type >= 400)
                AND (CAST($3 AS TEXT) IS NULL OR identity = $4)
-             ORDER BY id DESC LIMIT $5",
+               AND (CAST($5 AS TEXT) IS NULL OR correlation_id = $6)
+             ORDER BY id DESC LIMIT $7",
         )
         .bind(f.since)
         .bind(i64::from(f.failed_only))
         .bind(&f.identity)
         .bind(&f.identity)
+        .bind(&f.correlation_id)
+        .bind(&f.correlation_id)
         .bind(i64::from(f.limit))
         .fetch_all(&self.reader)
         .await?;
@@ -117,7 +120,8 @@ impl EventStore for $store {
                AND ($2 = 0 OR result_type >= 400)
                AND (CAST($3 AS TEXT) IS NULL OR identity = $4)
                AND (CAST($5 AS TEXT) IS NULL OR repository = $6)
-             ORDER BY id DESC LIMIT $7",
+               AND (CAST($7 AS TEXT) IS NULL OR correlation_id = $8)
+             ORDER BY id DESC LIMIT $9",
         )
         .bind(f.since)
         .bind(i64::from(f.failed_only))
@@ -125,6 +129,8 @@ impl EventStore for $store {
         .bind(&f.identity)
         .bind(&f.repository)
         .bind(&f.repository)
+        .bind(&f.correlation_id)
+        .bind(&f.correlation_id)
         .bind(i64::from(f.limit))
         .fetch_all(&self.reader)
         .await?;

@@ -15,8 +15,8 @@ use crate::layout::{href, Section};
 
 /// Events shown at most per page (the API's own limit is 10,000).
 const SHOWN: u32 = 500;
-/// Events searched for one correlation id.
-const SEARCHED: u32 = 10_000;
+/// Events of one correlation id shown at most (one request makes a few).
+const SEARCHED: u32 = 1_000;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct LogQuery {
@@ -74,6 +74,7 @@ pub async fn page(viewer: Viewer, Query(q): Query<LogQuery>) -> Response {
                 failed,
                 identity: opt(&q.identity),
                 repository: opt(&q.repository),
+                correlation_id: None,
                 limit: Some(SHOWN),
             })
             .await
@@ -98,6 +99,7 @@ pub async fn page(viewer: Viewer, Query(q): Query<LogQuery>) -> Response {
                 since,
                 failed,
                 identity: opt(&q.identity),
+                correlation_id: None,
                 limit: Some(SHOWN),
             })
             .await
@@ -173,14 +175,17 @@ fn repository_table(events: &[RepositoryEvent]) -> Markup {
 
 /// Every login and repository event one request produced.
 async fn correlation(viewer: Viewer, id: &str) -> Response {
+    // Over the whole retention period: a correlation id is one request.
     let logins = viewer
         .call(&ListLoginEvents {
+            correlation_id: Some(id.to_string()),
             limit: Some(SEARCHED),
             ..Default::default()
         })
         .await;
     let events = viewer
         .call(&ListRepositoryEvents {
+            correlation_id: Some(id.to_string()),
             limit: Some(SEARCHED),
             ..Default::default()
         })

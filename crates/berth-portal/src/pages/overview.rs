@@ -90,16 +90,25 @@ pub async fn page(viewer: Viewer) -> Response {
     let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     let reclaimed: u64 = gc.runs.iter().map(|r| r.bytes_reclaimed).sum();
+    // The charts read at most EVENTS events of each kind, newest first: on
+    // a busier registry the figures are marked as at least that many, and
+    // the older hours are left out rather than drawn as quiet.
+    let events_capped = events.len() >= EVENTS as usize;
+    let failed_capped = failed.len() >= EVENTS as usize;
+    let at_least = |capped: bool| if capped { "≥ " } else { "" };
     let body = html! {
         div class="cards" {
             div class="card" { h2 { "Repositories" } p class="big" { a href="/repositories" { (repositories.total) } } }
-            div class="card" { h2 { "Pulls, 24 h" } p class="big" { (pulls.iter().sum::<u64>()) } }
-            div class="card" { h2 { "Pushes, 24 h" } p class="big" { (pushes.iter().sum::<u64>()) } }
-            div class="card" { h2 { "Failed logins, 24 h" } p class="big" { a href="/logs?kind=login&failed=on" { (failed.len()) } } }
+            div class="card" { h2 { "Pulls, 24 h" } p class="big" { (at_least(events_capped)) (pulls.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Pushes, 24 h" } p class="big" { (at_least(events_capped)) (pushes.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Failed logins, 24 h" } p class="big" { a href="/logs?kind=login&failed=on" { (at_least(failed_capped)) (failed.len()) } } }
             div class="card" { h2 { "Blobs waiting for the collector" } p class="big" { a href="/settings" { (gc.queued_candidates) } }
                 p class="muted" { "The latest runs reclaimed " (size(reclaimed)) "." } }
         }
         h2 id="activity-heading" { "Pulls and pushes per hour (UTC)" }
+        @if events_capped {
+            p class="muted" { "More than " (EVENTS) " events in 24 hours: the chart shows the newest " (EVENTS) "; " a href="/logs?kind=repository" { "the repository log" } " has them all." }
+        }
         (bar_chart("activity-chart", "Pulls and pushes per hour over the last 24 hours", &labels,
             &[("Pulls", "bar", &pulls), ("Pushes", "bar2", &pushes)]))
         h2 { "Stored, last " (STORAGE_DAYS) " days" }

@@ -36,12 +36,13 @@ pub async fn list(viewer: Viewer, Query(query): Query<ListQuery>) -> Response {
         "pushed" => (RepositorySort::LastPush, "pushed"),
         _ => (RepositorySort::Name, "name"),
     };
-    let page = query.page.unwrap_or(1).max(1);
+    // Past any real page: the last page is fetched below.
+    let page = query.page.unwrap_or(1).clamp(1, u64::MAX / PAGE);
     let search = query.q.trim();
     let request = |page: u64| ListRepositorySummaries {
         search: (!search.is_empty()).then(|| search.to_string()),
         sort: Some(sort),
-        offset: Some((page - 1) * PAGE),
+        offset: Some((page - 1).saturating_mul(PAGE)),
         limit: Some(PAGE as u32),
     };
     let mut found = match viewer.call(&request(page)).await {

@@ -49,17 +49,37 @@ impl Since {
 pub struct LogArgs {
     /// How far back (24h, 7d, 30m, 1h30m) or since when (RFC 3339, e.g.
     /// 2026-12-01T00:00:00Z).
-    #[arg(long, default_value = "24h", value_parser = parse_since)]
-    pub since: Since,
+    /// [default: 24h; with --correlation-id, the whole retention period]
+    #[arg(long, value_parser = parse_since)]
+    pub since: Option<Since>,
     /// Only failures (status 400 and above).
     #[arg(long)]
     pub failed: bool,
     /// Only this identity (as the events name it).
     #[arg(long)]
     pub identity: Option<String>,
+    /// Only the events of one request: the `x-correlation-id` a client
+    /// received, or the id in an error message (searches the whole
+    /// retention period unless --since is given).
+    #[arg(long)]
+    pub correlation_id: Option<String>,
     /// At most this many events, newest first.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
+}
+
+impl LogArgs {
+    /// `--since` as the API takes it: 24 hours back unless a correlation
+    /// id is asked for, which is searched for over the whole retention.
+    fn since_time(&self) -> Option<String> {
+        match (self.since, &self.correlation_id) {
+            (Some(since), _) => Some(since_time(since)),
+            (None, Some(_)) => None,
+            (None, None) => Some(since_time(Since::Ago(std::time::Duration::from_secs(
+                86400,
+            )))),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,9 +119,10 @@ pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()
         LogsCommand::Login(a) => {
             let events = client
                 .send(&logs::ListLoginEvents {
-                    since: Some(since_time(a.since)),
+                    since: a.since_time(),
                     failed: a.failed,
                     identity: a.identity.clone(),
+                    correlation_id: a.correlation_id.clone(),
                     limit: Some(a.limit),
                 })
                 .await?;
@@ -125,10 +146,11 @@ pub async fn logs(args: &ClientArgs, command: &LogsCommand) -> anyhow::Result<()
         } => {
             let events = client
                 .send(&logs::ListRepositoryEvents {
-                    since: Some(since_time(a.since)),
+                    since: a.since_time(),
                     failed: a.failed,
                     identity: a.identity.clone(),
                     repository: repository.clone(),
+                    correlation_id: a.correlation_id.clone(),
                     limit: Some(a.limit),
                 })
                 .await?;
