@@ -228,6 +228,30 @@ fn unknown_sections_and_keys_are_refused_by_name() {
     );
 }
 
+#[test]
+fn portal_lifetimes_that_cannot_work_are_refused() {
+    let dir = tempdir("config-portal");
+    let file = dir.path().join("berth.toml");
+    let file_arg = file.to_str().expect("utf-8");
+    for toml in [
+        "[portal]\nidle_timeout_seconds = 0\n",
+        "[portal]\nidle_timeout_seconds = 7200\nsession_lifetime_seconds = 3600\n",
+        "[portal]\nsession_lifetime_seconds = 99999999999\n",
+    ] {
+        std::fs::write(&file, toml).expect("write config");
+        let check = berth(&["config", "check", "--config", file_arg], &[]);
+        assert!(!check.status.success(), "config check accepted {toml:?}");
+        assert!(
+            check.stderr.contains("portal.idle_timeout_seconds"),
+            "{}",
+            check.stderr
+        );
+    }
+    std::fs::write(&file, "[portal]\nidle_timeout_seconds = 600\n").expect("write config");
+    let check = berth(&["config", "check", "--config", file_arg], &[]);
+    assert!(check.status.success(), "{}", check.stderr);
+}
+
 #[tokio::test]
 async fn client_variables_do_not_disturb_the_server() {
     let dir = tempdir("config-env");
