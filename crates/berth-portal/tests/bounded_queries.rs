@@ -62,7 +62,9 @@ async fn pages_cost_a_fixed_number_of_queries_on_a_repository_with_10000_tags() 
         );
         calls
     };
-    measure("/repository?name=big%2Ftags", ">t09999<", 3).await;
+    measure("/repository?name=big%2Ftags", "10001 tags", 3).await;
+    measure("/repository?name=big%2Ftags&page=101", ">t09999<", 3).await;
+    measure("/repository?name=big%2Ftags&tag=t0500", ">t05009<", 3).await;
     measure(
         "/manifest?repository=big%2Ftags&reference=t05000",
         "t09999",
@@ -71,6 +73,21 @@ async fn pages_cost_a_fixed_number_of_queries_on_a_repository_with_10000_tags() 
     .await;
     measure("/repositories", "big/tags", 1).await;
     measure("/", "Repositories", 4).await;
+
+    // The management API's tag listing (`berth repository` in the CLI) too.
+    counter.reset();
+    let tags = portal
+        .as_owner(
+            "GET",
+            "/api/v1/repositories/tags?repository=big%2Ftags",
+            "application/json",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(tags.status, StatusCode::OK);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&tags.body).expect("json");
+    assert_eq!(listed.len(), TAGS + 1);
+    assert!(counter.calls() <= 2, "{:?}", counter.by_method());
 }
 
 #[tokio::test]

@@ -95,18 +95,27 @@ async fn delete_repository(
     })
 }
 
+/// Every tag with its manifest: one listing of the repository's manifests
+/// (with their tags), not a lookup per tag.
 async fn list_tags(s: AppState, _: ManageRead, r: ListTags) -> Result<Vec<TagInfo>> {
     let repo = repository(&r.repository)?;
-    let mut out = Vec::new();
-    for tag in s.registry.list_tags(&repo, u32::MAX, None).await? {
-        let reference: Reference = tag.parse()?;
-        let manifest = s.registry.get_manifest(&repo, &reference, &[]).await?;
-        out.push(TagInfo {
-            name: tag,
-            digest: manifest.digest.to_string(),
-            media_type: manifest.media_type,
-        });
-    }
+    let mut out: Vec<TagInfo> = s
+        .registry
+        .list_manifests(&repo)
+        .await?
+        .into_iter()
+        .flat_map(|m| {
+            let digest = m.digest.to_string();
+            let media_type = m.media_type;
+            m.tags.into_iter().map(move |name| TagInfo {
+                name,
+                digest: digest.clone(),
+                media_type: media_type.clone(),
+            })
+        })
+        .collect();
+    // In the order the distribution API lists them (bytewise).
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
 

@@ -129,7 +129,15 @@ pub async fn list(viewer: Viewer, Query(query): Query<ListQuery>) -> Response {
 pub struct RepositoryQuery {
     #[serde(default)]
     name: String,
+    /// Only tags containing this.
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    page: Option<usize>,
 }
+
+/// Tags per page of a repository.
+const TAGS_PAGE: usize = 100;
 
 pub async fn repository(viewer: Viewer, Query(query): Query<RepositoryQuery>) -> Response {
     let manifests = match viewer
@@ -141,11 +149,31 @@ pub async fn repository(viewer: Viewer, Query(query): Query<RepositoryQuery>) ->
         Ok(m) => m,
         Err(r) => return viewer.refusal(Section::Repositories, &r),
     };
+    let needle = query.tag.trim();
     let mut tags: Vec<(&str, &berth_manage::repositories::ManifestInfo)> = manifests
         .iter()
         .flat_map(|m| m.tags.iter().map(move |t| (t.as_str(), m)))
+        .filter(|(t, _)| t.contains(needle))
         .collect();
     tags.sort_by(|a, b| a.0.cmp(b.0));
+    let tag_count: usize = manifests.iter().map(|m| m.tags.len()).sum();
+    let pages = tags.len().div_ceil(TAGS_PAGE).max(1);
+    let page = query.page.unwrap_or(1).clamp(1, pages);
+    let shown: Vec<_> = tags
+        .iter()
+        .skip((page - 1) * TAGS_PAGE)
+        .take(TAGS_PAGE)
+        .collect();
+    let page_link = |p: usize| {
+        href(
+            "/repository",
+            &[
+                ("name", query.name.as_str()),
+                ("tag", needle),
+                ("page", &p.to_string()),
+            ],
+        )
+    };
     let untagged: Vec<_> = manifests.iter().filter(|m| m.tags.is_empty()).collect();
     let total: u64 = manifests.iter().map(|m| m.size).sum();
     let link = |reference: &str| {
@@ -160,9 +188,14 @@ pub async fn repository(viewer: Viewer, Query(query): Query<RepositoryQuery>) ->
     let body = html! {
         p { a href="/repositories" { "← All repositories" } }
         p class="muted" {
-            (tags.len()) " tags, " (manifests.len()) " manifests (" (size(total)) " of manifests)"
+            (tag_count) " tags, " (manifests.len()) " manifests (" (size(total)) " of manifests)"
         }
         h2 { "Tags" }
+        form method="get" action="/repository" class="row" role="search" {
+            input type="hidden" name="name" value=(query.name);
+            label for="tag" { "Tags containing" input type="search" id="tag" name="tag" value=(needle); }
+            button type="submit" { "Filter" }
+        }
         @if tags.is_empty() { p { "No tags." } } @else {
             div class="table-wrap" {
                 table {
@@ -170,8 +203,9 @@ pub async fn repository(viewer: Viewer, Query(query): Query<RepositoryQuery>) ->
                         th scope="col" { "Tag" } th scope="col" { "Digest" }
                         th scope="col" { "Type" } th scope="col" { "Pushed" }
                     } }
+                    caption class="muted" { (tags.len()) " tags; page " (page) " of " (pages) }
                     tbody {
-                        @for (tag, m) in &tags {
+                        @for (tag, m) in &shown {
                             tr {
                                 td { a href=(link(tag)) { (tag) } }
                                 td { (short_digest(&m.digest)) }
@@ -180,6 +214,13 @@ pub async fn repository(viewer: Viewer, Query(query): Query<RepositoryQuery>) ->
                             }
                         }
                     }
+                }
+            }
+            @if pages > 1 {
+                nav class="pager" aria-label="Pages of tags" {
+                    @if page > 1 { a href=(page_link(page - 1)) rel="prev" { "← Previous" } }
+                    span { "Page " (page) " of " (pages) }
+                    @if page < pages { a href=(page_link(page + 1)) rel="next" { "Next →" } }
                 }
             }
         }
