@@ -209,6 +209,7 @@ pub fn all() -> Vec<EndpointInfo> {
         I::of::<logs::ListActivity>(),
         I::of::<logs::ListLoginEvents>(),
         I::of::<logs::ListRepositoryEvents>(),
+        I::of::<logs::GetEventSummary>(),
     ]
 }
 

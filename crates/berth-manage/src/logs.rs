@@ -123,3 +123,42 @@ pub struct ListRepositoryEvents {
     pub limit: Option<u32>,
 }
 endpoint!(ListRepositoryEvents => Vec<RepositoryEvent>, Get "/api/v1/logs/repository", ManageRead);
+
+/// How many events of one operation an hour held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyCount {
+    /// RFC 3339, the hour's start.
+    pub hour: String,
+    /// `Pull`, `Push`, `Delete`, `Untag`.
+    pub operation: String,
+    pub count: u64,
+}
+
+/// How many failed logins had one description.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescriptionCount {
+    pub description: String,
+    pub count: u64,
+}
+
+/// Counts of the events since a time, counted by the database (exact,
+/// however many there are).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSummary {
+    /// Successful repository events per hour and operation, oldest first.
+    pub repository_events: Vec<HourlyCount>,
+    /// Failed logins per description, most frequent first.
+    pub failed_logins: Vec<DescriptionCount>,
+}
+
+/// `GET /api/v1/logs/summary[?since=RFC3339]` (the last 24 hours by default)
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetEventSummary {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+}
+endpoint!(GetEventSummary => EventSummary, Get "/api/v1/logs/summary", ManageRead);

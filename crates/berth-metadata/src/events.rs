@@ -70,4 +70,22 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<RepositoryEvent>, MetadataError>;
     /// Removes events older than `before` (unix milliseconds).
     async fn purge_events(&self, before: i64) -> Result<u64, MetadataError>;
+
+    /// Successful repository events (status below 400) from `since` (unix
+    /// milliseconds), counted per hour and operation in the database:
+    /// exact whatever their number.
+    async fn repository_event_counts(&self, since: i64) -> Result<Vec<HourlyCount>, MetadataError>;
+
+    /// Failed logins (status 400 and up) from `since`, counted per
+    /// description, most frequent first.
+    async fn failed_login_counts(&self, since: i64) -> Result<Vec<(String, u64)>, MetadataError>;
+}
+
+/// How many events of one operation an hour held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyCount {
+    /// Unix seconds of the hour's start.
+    pub hour: i64,
+    pub operation: String,
+    pub count: u64,
 }

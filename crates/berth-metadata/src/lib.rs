@@ -27,7 +27,7 @@ pub use auth::{
     IdentityRecord, RoleAssignmentRecord, RoleDefinitionRecord, ScopeMapRecord, SigningKeyRecord,
 };
 pub use changes::{CacheChange, ChangeFeed, ChangeSource, FeedEvent};
-pub use events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
+pub use events::{EventFilter, EventStore, HourlyCount, LoginEvent, RepositoryEvent};
 pub use locks::{ContentLock, ContentLocks};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -7,14 +7,15 @@
 use std::sync::Arc;
 
 use berth_metadata::{
-    Activity, AuthStore, IdentityRecord, MetadataError, MetadataStore, NewManifest, PostgresStore,
-    RepositoryOrder, RepositorySummary, SqliteStore,
+    Activity, AuthStore, EventFilter, EventStore, IdentityRecord, LoginEvent, MetadataError,
+    MetadataStore, NewManifest, PostgresStore, RepositoryEvent, RepositoryOrder, RepositorySummary,
+    SqliteStore,
 };
 use berth_types::{Algorithm, Digest, Reference, RepositoryName, Tag};
 use sqlx::Connection;
 
-trait Store: MetadataStore + AuthStore {}
-impl<T: MetadataStore + AuthStore> Store for T {}
+trait Store: MetadataStore + AuthStore + EventStore {}
+impl<T: MetadataStore + AuthStore + EventStore> Store for T {}
 
 async fn sqlite() -> (Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -857,7 +858,93 @@ async fn storage_is_sampled_once_an_hour(s: Arc<impl Store>) {
     assert_eq!(later.len(), 2, "{later:?}");
 }
 
+/// The overview's figures are counted in the database, per hour and
+/// operation (successes) and per description (failed logins).
+async fn events_are_counted_per_hour_and_per_reason(s: Arc<impl Store>) {
+    let hour = 480_000_i64 * 3600 * 1000; // unix ms at an hour's start
+    let repo_event = |at: i64, operation: &str, status: u16| RepositoryEvent {
+        time_generated: at,
+        login_server: "r.test".into(),
+        operation_name: operation.into(),
+        repository: "app/one".into(),
+        tag: None,
+        digest: None,
+        media_type: None,
+        artifact_type: None,
+        size: None,
+        identity: "owner".into(),
+        caller_ip_address: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        result_type: status,
+        result_description: String::new(),
+        duration_ms: 1,
+        correlation_id: "c".into(),
+    };
+    let login = |at: i64, status: u16, description: &str| LoginEvent {
+        time_generated: at,
+        login_server: "r.test".into(),
+        identity: "x".into(),
+        caller_ip_address: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        operation_name: "Login".into(),
+        result_type: status,
+        result_description: description.into(),
+        duration_ms: 1,
+        correlation_id: "c".into(),
+        jwt_id: None,
+    };
+    let repositories = [
+        repo_event(hour - 1, "Pull", 200), // before `since`
+        repo_event(hour, "Pull", 200),
+        repo_event(hour + 10, "Pull", 200),
+        repo_event(hour + 20, "Push", 201),
+        repo_event(hour + 30, "Pull", 404), // a failure: not counted
+        repo_event(hour + 3_600_000, "Pull", 200),
+    ];
+    let logins = [
+        login(hour, 401, "unknown identity 'a'"),
+        login(hour + 1, 401, "unknown identity 'a'"),
+        login(hour + 2, 401, "wrong password"),
+        login(hour + 3, 200, "success"),
+        login(hour - 5, 401, "wrong password"), // before `since`
+    ];
+    s.insert_events(&logins, &repositories)
+        .await
+        .expect("insert");
+    let counts = s.repository_event_counts(hour).await.expect("counts");
+    let seconds = hour / 1000;
+    assert_eq!(
+        counts
+            .iter()
+            .map(|c| (c.hour, c.operation.as_str(), c.count))
+            .collect::<Vec<_>>(),
+        [
+            (seconds, "Pull", 2),
+            (seconds, "Push", 1),
+            (seconds + 3600, "Pull", 1)
+        ]
+    );
+    assert_eq!(
+        s.failed_login_counts(hour).await.expect("counts"),
+        [
+            ("unknown identity 'a'".to_string(), 2),
+            ("wrong password".to_string(), 1)
+        ]
+    );
+    // The listings agree with the counts.
+    let listed = s
+        .repository_events(&EventFilter {
+            since: hour,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(listed.len(), 5);
+}
+
 both!(
+    events_are_counted_per_hour_and_per_reason,
     storage_is_sampled_once_an_hour,
     repository_summaries_figures_orders_search_and_paging,
     unused_manifests_by_target_and_last_pull,

@@ -605,3 +605,64 @@ async fn a_change_posted_after_the_session_ended_signs_in_to_the_overview() {
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert_eq!(page.location(), "/login?next=%2F&expired=1");
 }
+
+#[tokio::test]
+async fn the_overview_counts_every_event_of_a_busy_day() {
+    let portal = TestPortal::open().await;
+    let now = berth_util::now_ms();
+    let pull = |i: i64| berth_metadata::RepositoryEvent {
+        time_generated: now - i,
+        login_server: HOST.into(),
+        operation_name: "Pull".into(),
+        repository: "busy/app".into(),
+        tag: None,
+        digest: None,
+        media_type: None,
+        artifact_type: None,
+        size: None,
+        identity: "owner".into(),
+        caller_ip_address: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        result_type: 200,
+        result_description: "success".into(),
+        duration_ms: 1,
+        correlation_id: format!("c{i}"),
+    };
+    // More than the event listings return at once (10,000).
+    let pulls: Vec<_> = (0..12_000).map(pull).collect();
+    let failed = |who: &str, i: i64| berth_metadata::LoginEvent {
+        time_generated: now - i,
+        login_server: HOST.into(),
+        identity: who.into(),
+        caller_ip_address: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        operation_name: "Login".into(),
+        result_type: 401,
+        result_description: format!("unknown identity '{who}': no such login"),
+        duration_ms: 1,
+        correlation_id: format!("l{i}"),
+        jwt_id: None,
+    };
+    let logins = [failed("a", 1), failed("b", 2), failed("c", 3)];
+    portal
+        .state
+        .event_store
+        .insert_events(&logins, &pulls)
+        .await
+        .expect("events");
+    let mut browser = portal.browser();
+    browser.sign_in("owner", OWNER_PASSWORD).await;
+    let page = browser.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.has("Pulls, 24 h</h2><p class=\"big\">12000<"),
+        "{}",
+        page.body
+    );
+    // The three failures are one reason, whatever the names.
+    assert!(
+        page.has("<td>unknown identity</td><td class=\"num\">3</td>"),
+        "{}",
+        page.body
+    );
+}

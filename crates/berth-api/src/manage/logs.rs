@@ -18,6 +18,32 @@ pub(super) fn routes(r: Routes) -> Routes {
     r.serve(activity)
         .serve(login_events)
         .serve(repository_events)
+        .serve(event_summary)
+}
+
+/// The events since a time counted in the database: exact, and one small
+/// answer whatever their number (the portal's overview).
+async fn event_summary(s: AppState, _: ManageRead, r: GetEventSummary) -> Result<EventSummary> {
+    let since = match r.since.as_deref() {
+        None => berth_util::now_ms() - 86_400_000,
+        Some(t) => since_ms(Some(t))?,
+    };
+    let hourly = s.event_store.repository_event_counts(since).await?;
+    let failed = s.event_store.failed_login_counts(since).await?;
+    Ok(EventSummary {
+        repository_events: hourly
+            .into_iter()
+            .map(|c| HourlyCount {
+                hour: berth_util::rfc3339(c.hour),
+                operation: c.operation,
+                count: c.count,
+            })
+            .collect(),
+        failed_logins: failed
+            .into_iter()
+            .map(|(description, count)| DescriptionCount { description, count })
+            .collect(),
+    })
 }
 
 /// `since` as unix milliseconds (0 when absent).

@@ -9,7 +9,7 @@ macro_rules! impl_event_store {
         const _: () = {
             use async_trait::async_trait;
             use sqlx::Row;
-            use $crate::events::{EventFilter, EventStore, LoginEvent, RepositoryEvent};
+            use $crate::events::{EventFilter, EventStore, HourlyCount, LoginEvent, RepositoryEvent};
             use $crate::MetadataError;
 
 #[async_trait]
@@ -156,6 +156,43 @@ impl EventStore for $store {
                 })
             })
             .collect()
+    }
+
+    async fn repository_event_counts(
+        &self,
+        since: i64,
+    ) -> Result<Vec<HourlyCount>, MetadataError> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT time / 3600000 AS hour, operation, count(*) FROM repository_events
+             WHERE time >= $1 AND result_type < 400
+             GROUP BY time / 3600000, operation ORDER BY hour, operation",
+        )
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, operation, count)| HourlyCount {
+                hour: hour * 3600,
+                operation,
+                count: count.max(0) as u64,
+            })
+            .collect())
+    }
+
+    async fn failed_login_counts(&self, since: i64) -> Result<Vec<(String, u64)>, MetadataError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT result_description, count(*) AS n FROM login_events
+             WHERE time >= $1 AND result_type >= 400
+             GROUP BY result_description ORDER BY n DESC, result_description",
+        )
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(d, n)| (d, n.max(0) as u64))
+            .collect())
     }
 
     async fn purge_events(&self, before: i64) -> Result<u64, MetadataError> {

@@ -1,12 +1,13 @@
 //! The overview: what the registry holds, and charts of the last 24 hours
-//! (pulls and pushes per hour, failed logins by reason), drawn as SVG on
-//! the server; each chart's numbers are also a table beside it.
+//! (pulls and pushes per hour, failed logins by reason: counted by the
+//! database, so exact however busy the registry) and of the stored bytes,
+//! drawn as SVG on the server; each chart's numbers are also a table.
 
 use std::collections::BTreeMap;
 
 use axum::response::Response;
 use berth_manage::gc::GetGcStatus;
-use berth_manage::logs::{ListLoginEvents, ListRepositoryEvents};
+use berth_manage::logs::GetEventSummary;
 use berth_manage::repositories::ListRepositorySummaries;
 use berth_manage::storage::{GetStorageHistory, StorageSample};
 use maud::{html, Markup};
@@ -14,8 +15,6 @@ use maud::{html, Markup};
 use crate::context::Viewer;
 use crate::layout::{self, size, Section};
 
-/// Events the charts read at most (the API's limit).
-const EVENTS: u32 = 10_000;
 const HOURS: i64 = 24;
 /// Days of storage history the overview draws.
 const STORAGE_DAYS: i64 = 30;
@@ -29,51 +28,34 @@ pub async fn page(viewer: Viewer) -> Response {
             ..Default::default()
         })
         .await;
-    let events = viewer
-        .call(&ListRepositoryEvents {
-            since: since.clone(),
-            limit: Some(EVENTS),
-            ..Default::default()
-        })
-        .await;
-    let failed = viewer
-        .call(&ListLoginEvents {
-            since,
-            failed: true,
-            limit: Some(EVENTS),
-            ..Default::default()
-        })
-        .await;
+    let summary = viewer.call(&GetEventSummary { since }).await;
     let gc = viewer.call(&GetGcStatus {}).await;
     let storage = viewer
         .call(&GetStorageHistory {
             since: Some(berth_util::rfc3339(now - STORAGE_DAYS * 86400)),
         })
         .await;
-    let (repositories, events, failed, gc, storage) =
-        match (repositories, events, failed, gc, storage) {
-            (Ok(r), Ok(e), Ok(f), Ok(g), Ok(s)) => (r, e, f, g, s),
-            (Err(r), ..)
-            | (_, Err(r), ..)
-            | (_, _, Err(r), ..)
-            | (_, _, _, Err(r), _)
-            | (.., Err(r)) => return viewer.refusal(Section::Overview, &r),
-        };
+    let (repositories, summary, gc, storage) = match (repositories, summary, gc, storage) {
+        (Ok(r), Ok(e), Ok(g), Ok(s)) => (r, e, g, s),
+        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => {
+            return viewer.refusal(Section::Overview, &r)
+        }
+    };
     // Hour buckets, oldest first.
     let start_hour = now / 3600 - (HOURS - 1);
     let mut pulls = vec![0u64; HOURS as usize];
     let mut pushes = vec![0u64; HOURS as usize];
-    for e in &events {
-        let Some(ms) = berth_util::parse_rfc3339_ms(&e.time_generated) else {
+    for c in &summary.repository_events {
+        let Some(ms) = berth_util::parse_rfc3339_ms(&c.hour) else {
             continue;
         };
         let slot = ms / 1000 / 3600 - start_hour;
-        if !(0..HOURS).contains(&slot) || e.result_type >= 400 {
+        if !(0..HOURS).contains(&slot) {
             continue;
         }
-        match e.operation_name.as_str() {
-            "Pull" => pulls[slot as usize] += 1,
-            "Push" => pushes[slot as usize] += 1,
+        match c.operation.as_str() {
+            "Pull" => pulls[slot as usize] += c.count,
+            "Push" => pushes[slot as usize] += c.count,
             _ => {}
         }
     }
@@ -84,31 +66,23 @@ pub async fn page(viewer: Viewer) -> Response {
         })
         .collect();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for e in &failed {
-        *reasons.entry(reason_of(&e.result_description)).or_default() += 1;
+    for f in &summary.failed_logins {
+        *reasons.entry(reason_of(&f.description)).or_default() += f.count;
     }
+    let failed_total: u64 = summary.failed_logins.iter().map(|f| f.count).sum();
     let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     let reclaimed: u64 = gc.runs.iter().map(|r| r.bytes_reclaimed).sum();
-    // The charts read at most EVENTS events of each kind, newest first: on
-    // a busier registry the figures are marked as at least that many, and
-    // the older hours are left out rather than drawn as quiet.
-    let events_capped = events.len() >= EVENTS as usize;
-    let failed_capped = failed.len() >= EVENTS as usize;
-    let at_least = |capped: bool| if capped { "≥ " } else { "" };
     let body = html! {
         div class="cards" {
             div class="card" { h2 { "Repositories" } p class="big" { a href="/repositories" { (repositories.total) } } }
-            div class="card" { h2 { "Pulls, 24 h" } p class="big" { (at_least(events_capped)) (pulls.iter().sum::<u64>()) } }
-            div class="card" { h2 { "Pushes, 24 h" } p class="big" { (at_least(events_capped)) (pushes.iter().sum::<u64>()) } }
-            div class="card" { h2 { "Failed logins, 24 h" } p class="big" { a href="/logs?kind=login&failed=on" { (at_least(failed_capped)) (failed.len()) } } }
+            div class="card" { h2 { "Pulls, 24 h" } p class="big" { (pulls.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Pushes, 24 h" } p class="big" { (pushes.iter().sum::<u64>()) } }
+            div class="card" { h2 { "Failed logins, 24 h" } p class="big" { a href="/logs?kind=login&failed=on" { (failed_total) } } }
             div class="card" { h2 { "Blobs waiting for the collector" } p class="big" { a href="/settings" { (gc.queued_candidates) } }
                 p class="muted" { "The latest runs reclaimed " (size(reclaimed)) "." } }
         }
         h2 id="activity-heading" { "Pulls and pushes per hour (UTC)" }
-        @if events_capped {
-            p class="muted" { "More than " (EVENTS) " events in 24 hours: the chart shows the newest " (EVENTS) "; " a href="/logs?kind=repository" { "the repository log" } " has them all." }
-        }
         (bar_chart("activity-chart", "Pulls and pushes per hour over the last 24 hours", &labels,
             &[("Pulls", "bar", &pulls), ("Pushes", "bar2", &pushes)]))
         h2 { "Stored, last " (STORAGE_DAYS) " days" }
