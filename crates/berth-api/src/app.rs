@@ -35,6 +35,23 @@ pub struct Stores {
     pub locks: Arc<dyn ContentLocks>,
 }
 
+impl Stores {
+    /// The embedded backends: blobs on the filesystem, everything else in
+    /// one SQLite database.
+    pub fn embedded(
+        blobs: berth_storage::FilesystemStore,
+        sqlite: berth_metadata::SqliteStore,
+    ) -> Stores {
+        Stores {
+            blobs: Arc::new(blobs),
+            metadata: Arc::new(sqlite.clone()),
+            auth: Arc::new(sqlite.clone()),
+            events: Arc::new(sqlite.clone()),
+            locks: Arc::new(sqlite),
+        }
+    }
+}
+
 /// What configuration decides about the application.
 #[derive(Debug, Clone)]
 pub struct AppSettings {

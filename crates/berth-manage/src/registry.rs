@@ -117,6 +117,20 @@ pub struct Endpoints {
     pub data_endpoints: Vec<DataEndpoint>,
 }
 
+impl Endpoints {
+    /// A registry with one public listener at `address`, its login server.
+    pub fn public(address: &str) -> Endpoints {
+        Endpoints {
+            login_server: Some(address.to_string()),
+            endpoints: vec![Listener {
+                endpoint: "public".into(),
+                address: address.to_string(),
+            }],
+            data_endpoints: Vec::new(),
+        }
+    }
+}
+
 /// One listener: the public endpoint or a private one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

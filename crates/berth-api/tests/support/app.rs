@@ -52,13 +52,7 @@ impl TestApp {
         let blobs = FilesystemStore::open(data_dir.join("blobs")).expect("blob store");
         let url = format!("sqlite://{}", data_dir.join("berth.db").display());
         let sqlite = SqliteStore::connect(&url).await.expect("SQLite metadata");
-        let stores = Stores {
-            blobs: Arc::new(blobs),
-            metadata: Arc::new(sqlite.clone()),
-            auth: Arc::new(sqlite.clone()),
-            events: Arc::new(sqlite.clone()),
-            locks: Arc::new(sqlite),
-        };
+        let stores = Stores::embedded(blobs, sqlite);
         let services = Services::open(stores, settings)
             .await
             .expect("assemble the application");
@@ -67,14 +61,7 @@ impl TestApp {
             .bootstrap_owner(Some(OWNER_PASSWORD))
             .await
             .expect("owner identity");
-        let endpoints = berth_manage::registry::Endpoints {
-            login_server: Some(HOST.to_string()),
-            endpoints: vec![berth_manage::registry::Listener {
-                endpoint: "public".into(),
-                address: HOST.to_string(),
-            }],
-            data_endpoints: Vec::new(),
-        };
+        let endpoints = berth_manage::registry::Endpoints::public(HOST);
         let state = services
             .into_state(endpoints, None)
             .await

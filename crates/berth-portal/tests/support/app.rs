@@ -48,13 +48,8 @@ impl TestPortal {
         let blobs = FilesystemStore::open(data.join("blobs")).expect("blob store");
         let url = format!("sqlite://{}", data.join("berth.db").display());
         let sqlite = SqliteStore::connect(&url).await.expect("SQLite metadata");
-        let stores = Stores {
-            blobs: Arc::new(blobs),
-            metadata: wrap(Arc::new(sqlite.clone())),
-            auth: Arc::new(sqlite.clone()),
-            events: Arc::new(sqlite.clone()),
-            locks: Arc::new(sqlite),
-        };
+        let mut stores = Stores::embedded(blobs, sqlite);
+        stores.metadata = wrap(stores.metadata);
         let services = Services::open(stores, AppSettings::default())
             .await
             .expect("assemble the application");
@@ -63,14 +58,7 @@ impl TestPortal {
             .bootstrap_owner(Some(OWNER_PASSWORD))
             .await
             .expect("owner identity");
-        let endpoints = berth_manage::registry::Endpoints {
-            login_server: Some(HOST.to_string()),
-            endpoints: vec![berth_manage::registry::Listener {
-                endpoint: "public".into(),
-                address: HOST.to_string(),
-            }],
-            data_endpoints: Vec::new(),
-        };
+        let endpoints = berth_manage::registry::Endpoints::public(HOST);
         let state = services
             .into_state(endpoints, None)
             .await
