@@ -24,9 +24,9 @@ import pytest
 import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import E2E_REGISTRY, REPO_ROOT, Creds, Skopeo, free_port, require_tool, wait_for
@@ -101,11 +101,41 @@ def loaded(driver):
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
+def replaced(page):
+    """A wait condition: the element ``page`` no longer belongs to the current document.
+
+    Selenium's ``staleness_of`` expects a StaleElementReferenceException, but
+    chromedriver answers a check made mid-navigation with an "unknown error:
+    Node with given id does not belong to the document", which means the same.
+    """
+
+    def check(_driver):
+        try:
+            page.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "does not belong to the document" in str(error):
+                return True
+            raise
+
+    return check
+
+
 def submit(driver, element):
     """Clicks a link or a submit button and waits until the next page has replaced this one."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 10).until(replaced(page))
+    loaded(driver)
+
+
+def press_enter_and_wait(driver, element):
+    """Presses Enter in a form field and waits until the page it submits to has replaced this one."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.send_keys(Keys.ENTER)
+    WebDriverWait(driver, 10).until(replaced(page))
     loaded(driver)
 
 
@@ -147,7 +177,8 @@ def test_sign_in_and_browse_to_an_image_pushed_by_skopeo(portal, pushed, browser
 
     search = browser.find_element(By.ID, "q")
     search.send_keys("MULTI")
-    search.send_keys(Keys.ENTER)
+    press_enter_and_wait(browser, search)
+    assert "q=MULTI" in browser.current_url, browser.current_url
     submit(browser, browser.find_element(By.LINK_TEXT, REPO))
     submit(browser, browser.find_element(By.LINK_TEXT, "v1"))
     assert index_digest in text(browser, "dl.facts")
